@@ -1,0 +1,44 @@
+#include "agent/auth.hpp"
+
+#include <string>
+
+#include "pns/text.hpp"
+
+namespace pns::agent::auth {
+
+namespace {
+
+Error denied(std::string message) { return Error{EACCES, std::move(message)}; }
+
+std::string uid_str(uid_t uid) { return std::to_string(uid); }
+
+}  // namespace
+
+Status may_create(const Caller& caller, uid_t owner, std::size_t owned) {
+    if (caller.is_root()) return {};
+    if (owner != caller.uid)
+        return denied("only root may create a namespace owned by another user (you are uid " +
+                      uid_str(caller.uid) + ", owner would be uid " + uid_str(owner) + ")");
+    if (owned >= kMaxNamespacesPerUser)
+        return Error{EDQUOT, "uid " + uid_str(caller.uid) + " already owns " +
+                                 std::to_string(owned) + " namespaces, the most allowed"};
+    return {};
+}
+
+Status may_edit(const Caller& caller, const Namespace& ns) {
+    if (caller.is_root() || caller.uid == ns.owner) return {};
+    return denied("namespace " + quote(ns.name) + " is owned by uid " + uid_str(ns.owner) +
+                  "; only its owner or root may change it");
+}
+
+bool may_see_entries(const Caller& caller, const Namespace& ns) {
+    return caller.is_root() || caller.uid == ns.owner;
+}
+
+Status may_read_table(const Caller& caller, const Namespace& ns) {
+    if (may_see_entries(caller, ns)) return {};
+    return denied("namespace " + quote(ns.name) + " is owned by uid " + uid_str(ns.owner) +
+                  "; only its owner or root may read its entries");
+}
+
+}  // namespace pns::agent::auth

@@ -1,0 +1,184 @@
+// pnsd: the pns daemon. Keeps the namespace tables and serves pnsctl over a Unix socket.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+
+#include "agent/log.hpp"
+#include "agent/registry.hpp"
+#include "agent/server.hpp"
+#include "agent/store.hpp"
+#include "pns/protocol.hpp"
+#include "pns/text.hpp"
+
+namespace {
+
+using namespace pns;
+using namespace pns::agent;
+using nlohmann::json;
+
+struct Options {
+    std::string socket = "/run/pns/pnsd.sock";
+    std::string state_dir = "/var/lib/pns";
+    std::string runtime_dir = "/run/pns";
+    std::string log_level = "info";
+};
+
+// Requests that change something are worth a line in the log at info; reads only at debug.
+bool is_change(std::string_view op) {
+    return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
+           op == "entry.rm";
+}
+
+class Daemon {
+public:
+    Daemon(Options options, Registry registry, std::unique_ptr<Server> server)
+        : options_(std::move(options)), registry_(std::move(registry)), server_(std::move(server)) {}
+
+    std::string handle(const Caller& caller, std::string_view line) {
+        auto request = protocol::decode_request(line);
+        if (!request) {
+            spdlog::debug("server: uid {} pid {}: {}", caller.uid, caller.pid,
+                          request.error().message);
+            return protocol::encode_failure(request.error());
+        }
+        auto result = dispatch(caller, *request);
+        if (!result) {
+            auto log_level = result.error().code == EIO || protocol::code_from_errno(result.error().code) ==
+                                                           protocol::Code::kInternal
+                                 ? spdlog::level::err
+                                 : spdlog::level::debug;
+            spdlog::log(log_level, "server: uid {} pid {} {}: {}", caller.uid, caller.pid,
+                        quote(request->op), result.error().message);
+            return protocol::encode_failure(result.error());
+        }
+        spdlog::log(is_change(request->op) ? spdlog::level::info : spdlog::level::debug,
+                    "server: uid {} pid {} {} {}: ok", caller.uid, caller.pid, quote(request->op),
+                    request->args.contains("name") && request->args["name"].is_string()
+                        ? quote(request->args["name"].get<std::string>())
+                        : "");
+        return protocol::encode_success(*result);
+    }
+
+    Status run() {
+        return server_->run(
+            [this](const Caller& caller, std::string_view line) { return handle(caller, line); },
+            [this] {
+                spdlog::info("pnsd: serving {} namespaces on '{}'", registry_.size(),
+                             server_->path());
+                sd_notifyf(0, "READY=1\nSTATUS=Serving %zu namespaces\nMAINPID=%d",
+                           registry_.size(), static_cast<int>(::getpid()));
+            });
+    }
+
+private:
+    Result<json> dispatch(const Caller& caller, const protocol::Request& request) {
+        if (request.op == "status") return status(caller);
+        if (registry_.handles(request.op)) return registry_.handle(caller, request);
+        return Error{EOPNOTSUPP, "unknown operation " + quote(request.op)};
+    }
+
+    json status(const Caller& caller) const {
+        auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::steady_clock::now() - started_);
+        return {{"version", PNS_VERSION},
+                {"protocol", protocol::kVersion},
+                {"pid", ::getpid()},
+                {"uptime_seconds", uptime.count()},
+                {"socket", options_.socket},
+                {"state_dir", options_.state_dir},
+                {"runtime_dir", options_.runtime_dir},
+                {"namespaces", registry_.size()},
+                {"clients", server_->connections()},
+                {"requests", server_->requests_served()},
+                {"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", caller.pid}}}};
+    }
+
+    Options options_;
+    Registry registry_;
+    std::unique_ptr<Server> server_;
+    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+};
+
+Status make_runtime_dir(const std::string& path) {
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+        return sys_error("create runtime directory '" + path + "'");
+    return {};
+}
+
+int serve(const Options& options) {
+    if (::geteuid() != 0) {
+        spdlog::error("pnsd: must run as root (it builds mount namespaces and joins processes)");
+        return 1;
+    }
+    // SIGTERM and SIGINT are taken from a signalfd in the event loop; SIGPIPE never matters
+    // because every send uses MSG_NOSIGNAL, but a library write must not kill pnsd either.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigprocmask(SIG_BLOCK, &mask, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    umask(022);
+
+    if (auto st = make_runtime_dir(options.runtime_dir); !st) {
+        spdlog::error("pnsd: {}", st.error().message);
+        return 1;
+    }
+    auto store = Store::open(options.state_dir);
+    if (!store) {
+        spdlog::error("pnsd: {}", store.error().message);
+        return 1;
+    }
+    Registry registry(std::move(*store));
+    auto skipped = registry.load();
+    if (!skipped) {
+        spdlog::error("pnsd: load tables: {}", skipped.error().message);
+        return 1;
+    }
+    for (const auto& line : *skipped) spdlog::warn("store: {}", line);
+
+    auto server = Server::listen(options.socket);
+    if (!server) {
+        spdlog::error("pnsd: {}", server.error().message);
+        return 1;
+    }
+    Daemon daemon(options, std::move(registry), std::move(*server));
+    auto st = daemon.run();
+    sd_notify(0, "STOPPING=1");
+    if (!st) {
+        spdlog::error("pnsd: {}", st.error().message);
+        return 1;
+    }
+    spdlog::info("pnsd: stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options options;
+    CLI::App app{"pnsd: per-process file namespaces daemon"};
+    app.add_option("--socket", options.socket, "Unix socket to serve on")->capture_default_str();
+    app.add_option("--state-dir", options.state_dir, "where namespace tables are stored")
+        ->capture_default_str();
+    app.add_option("--runtime-dir", options.runtime_dir, "where views and runtime state live")
+        ->capture_default_str();
+    app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
+        ->capture_default_str();
+    app.set_version_flag("--version", PNS_VERSION);
+    CLI11_PARSE(app, argc, argv);
+
+    if (auto st = setup_logging(options.log_level); !st) {
+        std::fprintf(stderr, "pnsd: %s\n", st.error().message.c_str());
+        return 2;
+    }
+    return serve(options);
+}

@@ -1,0 +1,275 @@
+#include "agent/registry.hpp"
+
+#include <pwd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "agent/auth.hpp"
+#include "pns/text.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using nlohmann::json;
+using protocol::get_bool;
+using protocol::get_string;
+
+// Resolves "owner" as a user name or a decimal uid.
+Result<uid_t> resolve_owner(const json& value) {
+    if (value.is_number_unsigned()) {
+        auto uid = value.get<std::uint64_t>();
+        if (uid >= UINT32_MAX) return Error::invalid("uid " + std::to_string(uid) + " is out of range");
+        return static_cast<uid_t>(uid);
+    }
+    if (!value.is_string()) return Error{EPROTO, "\"owner\" is not a user name or a uid"};
+    auto name = value.get<std::string>();
+    if (name.empty()) return Error::invalid("owner is empty");
+    if (std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        if (name.size() > 10) return Error::invalid("uid " + quote(name) + " is out of range");
+        auto uid = std::stoull(name);
+        if (uid >= UINT32_MAX) return Error::invalid("uid " + quote(name) + " is out of range");
+        return static_cast<uid_t>(uid);
+    }
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    int err = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+    if (err != 0) return Error::from_errno(err, "look up user " + quote(name));
+    if (!found) return Error::invalid("no user named " + quote(name));
+    return pw.pw_uid;
+}
+
+std::string user_name(uid_t uid) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_name;
+    return std::to_string(uid);
+}
+
+// An optional "generation" the client expects the namespace to be at (compare-and-swap).
+Status check_generation(const json& args, const Namespace& ns) {
+    auto it = args.find("generation");
+    if (it == args.end() || it->is_null()) return {};
+    if (!it->is_number_unsigned()) return Error{EPROTO, "\"generation\" is not a number"};
+    auto expected = it->get<std::uint64_t>();
+    if (expected != ns.generation)
+        return Error{ESTALE, "namespace " + quote(ns.name) + " is at generation " +
+                                 std::to_string(ns.generation) + ", not " +
+                                 std::to_string(expected) + "; nothing was changed"};
+    return {};
+}
+
+Result<Table> parse_table_arg(const json& args) {
+    auto text = get_string(args, "table");
+    if (!text) return Error(std::move(text).error());
+    return parse_table(*text);
+}
+
+json edit_result(const Namespace& ns, bool changed) {
+    return {{"name", ns.name},
+            {"generation", ns.generation},
+            {"entries", ns.table.entries.size()},
+            {"changed", changed}};
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> Registry::load() {
+    auto loaded = store_.load_all();
+    if (!loaded) return Error(std::move(loaded).error());
+    namespaces_.clear();
+    for (auto& ns : loaded->namespaces) namespaces_.emplace(ns.name, std::move(ns));
+    return std::move(loaded->skipped);
+}
+
+bool Registry::handles(std::string_view op) const {
+    return op.starts_with("ns.") || op.starts_with("entry.");
+}
+
+Result<json> Registry::handle(const Caller& caller, const protocol::Request& request) {
+    const auto& op = request.op;
+    const auto& args = request.args;
+    if (op == "ns.create") return create(caller, args);
+    if (op == "ns.rm") return remove(caller, args);
+    if (op == "ns.ls") return list(caller, args);
+    if (op == "ns.show") return show(caller, args);
+    if (op == "ns.export") return export_table(caller, args);
+    if (op == "ns.apply") return apply(caller, args);
+    if (op == "entry.add") return add_entry(caller, args);
+    if (op == "entry.rm") return remove_entries(caller, args);
+    return Error{EOPNOTSUPP, "unknown operation " + quote(op)};
+}
+
+Result<std::map<std::string, Namespace>::iterator> Registry::find(const json& args) {
+    auto name = get_string(args, "name");
+    if (!name) return Error(std::move(name).error());
+    if (auto st = validate_name(*name); !st) return Error(st.error());
+    auto it = namespaces_.find(*name);
+    if (it == namespaces_.end()) return Error{ENOENT, "no namespace " + quote(*name)};
+    return it;
+}
+
+Result<std::map<std::string, Namespace>::const_iterator> Registry::find(const json& args) const {
+    auto it = const_cast<Registry*>(this)->find(args);
+    if (!it) return Error(std::move(it).error());
+    return std::map<std::string, Namespace>::const_iterator(*it);
+}
+
+std::size_t Registry::count_owned_by(uid_t uid) const {
+    return static_cast<std::size_t>(std::count_if(namespaces_.begin(), namespaces_.end(),
+                                                   [uid](const auto& p) { return p.second.owner == uid; }));
+}
+
+json Registry::summary(const Caller& caller, const Namespace& ns) const {
+    json j = {{"name", ns.name},
+              {"owner", ns.owner},
+              {"owner_name", user_name(ns.owner)},
+              {"locked", ns.locked},
+              {"generation", ns.generation}};
+    if (auth::may_see_entries(caller, ns)) j["entry_count"] = ns.table.entries.size();
+    return j;
+}
+
+Result<json> Registry::create(const Caller& caller, const json& args) {
+    auto name = get_string(args, "name");
+    if (!name) return Error(std::move(name).error());
+    if (auto st = validate_name(*name); !st) return Error(st.error());
+
+    uid_t owner = caller.uid;
+    if (auto it = args.find("owner"); it != args.end() && !it->is_null()) {
+        auto resolved = resolve_owner(*it);
+        if (!resolved) return Error(std::move(resolved).error());
+        owner = *resolved;
+    }
+    if (auto st = auth::may_create(caller, owner, count_owned_by(owner)); !st) return st.error();
+    if (namespaces_.contains(*name)) return Error{EEXIST, "namespace " + quote(*name) + " exists"};
+
+    auto locked = get_bool(args, "locked", false);
+    if (!locked) return Error(std::move(locked).error());
+
+    Namespace ns{*name, owner, *locked, 1, {}};
+    if (args.contains("table")) {
+        auto table = parse_table_arg(args);
+        if (!table) return Error(std::move(table).error());
+        ns.table = std::move(*table);
+    }
+    if (auto st = store_.save(ns); !st) return st.error();
+    json result = summary(caller, ns);
+    namespaces_.emplace(ns.name, std::move(ns));
+    return result;
+}
+
+Result<json> Registry::remove(const Caller& caller, const json& args) {
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    const Namespace& ns = (*it)->second;
+    if (auto st = auth::may_edit(caller, ns); !st) return st.error();
+    if (auto st = check_generation(args, ns); !st) return st.error();
+    if (auto st = store_.remove(ns.name); !st) return st.error();
+    json result = {{"name", ns.name}};
+    namespaces_.erase(*it);
+    return result;
+}
+
+Result<json> Registry::list(const Caller& caller, const json&) const {
+    json all = json::array();
+    for (const auto& [name, ns] : namespaces_) all.push_back(summary(caller, ns));
+    return json{{"namespaces", std::move(all)}};
+}
+
+Result<json> Registry::show(const Caller& caller, const json& args) const {
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    const Namespace& ns = (*it)->second;
+    json result = summary(caller, ns);
+    if (auth::may_see_entries(caller, ns)) {
+        json entries = json::array();
+        for (const auto& entry : ns.table.entries) entries.push_back(protocol::entry_to_json(entry));
+        result["entries"] = std::move(entries);
+    } else {
+        result["entries_hidden"] = true;
+    }
+    return result;
+}
+
+Result<json> Registry::export_table(const Caller& caller, const json& args) const {
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    const Namespace& ns = (*it)->second;
+    if (auto st = auth::may_read_table(caller, ns); !st) return st.error();
+    return json{{"name", ns.name}, {"generation", ns.generation}, {"table", format_table(ns.table)}};
+}
+
+Result<json> Registry::edit(const Caller& caller, const json& args, const Change& change) {
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    Namespace& current = (*it)->second;
+    if (auto st = auth::may_edit(caller, current); !st) return st.error();
+    if (auto st = check_generation(args, current); !st) return st.error();
+
+    Namespace next = current;
+    if (auto st = change(next); !st) return st.error();
+    if (next.table == current.table) return edit_result(current, false);
+    if (auto st = validate_table(next.table); !st) return st.error();
+    ++next.generation;
+    if (auto st = store_.save(next); !st) return st.error();
+    current = std::move(next);
+    return edit_result(current, true);
+}
+
+Result<json> Registry::add_entry(const Caller& caller, const json& args) {
+    auto it = args.find("entry");
+    if (it == args.end()) return Error{EPROTO, "missing \"entry\""};
+    auto entry = protocol::entry_from_json(*it);
+    if (!entry) return Error(std::move(entry).error());
+    return edit(caller, args, [&](Namespace& ns) -> Status {
+        auto& entries = ns.table.entries;
+        if (std::find(entries.begin(), entries.end(), *entry) != entries.end())
+            return Error{EEXIST, "namespace " + quote(ns.name) + " already has '" +
+                                     format_entry(*entry) + "'"};
+        if (entries.size() >= kMaxEntries)
+            return Error{EDQUOT, "namespace " + quote(ns.name) + " already has " +
+                                     std::to_string(kMaxEntries) + " entries, the most allowed"};
+        entries.push_back(*entry);
+        return {};
+    });
+}
+
+Result<json> Registry::remove_entries(const Caller& caller, const json& args) {
+    auto target = get_string(args, "dst");
+    if (!target) return Error(std::move(target).error());
+    if (auto st = validate_path(*target); !st) return st.error();
+    std::string source;
+    if (args.contains("src")) {
+        auto s = get_string(args, "src");
+        if (!s) return Error(std::move(s).error());
+        if (auto st = validate_path(*s); !st) return st.error();
+        source = std::move(*s);
+    }
+    return edit(caller, args, [&](Namespace& ns) -> Status {
+        auto& entries = ns.table.entries;
+        auto removed = std::erase_if(entries, [&](const Entry& e) {
+            return e.target == *target && (source.empty() || e.source == source);
+        });
+        if (removed == 0)
+            return Error{ENOENT, "namespace " + quote(ns.name) + " has no entry for " +
+                                     quote(*target) +
+                                     (source.empty() ? "" : " from " + quote(source))};
+        return {};
+    });
+}
+
+Result<json> Registry::apply(const Caller& caller, const json& args) {
+    auto table = parse_table_arg(args);
+    if (!table) return Error(std::move(table).error());
+    return edit(caller, args, [&](Namespace& ns) -> Status {
+        ns.table = std::move(*table);
+        return {};
+    });
+}
+
+}  // namespace pns::agent

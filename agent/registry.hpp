@@ -1,0 +1,61 @@
+// The namespaces pnsd serves: their tables in memory, kept identical to the store on disk.
+// Every request is authorized here, and every change is all-or-nothing: it is validated and
+// written to disk before the in-memory table changes, so a failure anywhere leaves both as
+// they were.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/namespace.hpp"
+#include "agent/store.hpp"
+#include "pns/protocol.hpp"
+
+namespace pns::agent {
+
+class Registry {
+public:
+    explicit Registry(Store store) : store_(std::move(store)) {}
+
+    // Reads every stored table; returns the files that were skipped, one line each.
+    Result<std::vector<std::string>> load();
+
+    // Handles one namespace request (ops "ns.*" and "entry.*").
+    Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
+    bool handles(std::string_view op) const;
+
+    std::size_t size() const { return namespaces_.size(); }
+    const Store& store() const { return store_; }
+
+private:
+    using Json = nlohmann::json;
+    using Change = std::function<Status(Namespace&)>;
+
+    Result<Json> create(const Caller& caller, const Json& args);
+    Result<Json> remove(const Caller& caller, const Json& args);
+    Result<Json> list(const Caller& caller, const Json& args) const;
+    Result<Json> show(const Caller& caller, const Json& args) const;
+    Result<Json> export_table(const Caller& caller, const Json& args) const;
+    Result<Json> add_entry(const Caller& caller, const Json& args);
+    Result<Json> remove_entries(const Caller& caller, const Json& args);
+    Result<Json> apply(const Caller& caller, const Json& args);
+
+    // Looks up args["name"]; ENOENT with a clear message when absent.
+    Result<std::map<std::string, Namespace>::iterator> find(const Json& args);
+    Result<std::map<std::string, Namespace>::const_iterator> find(const Json& args) const;
+
+    // Authorizes, checks args["generation"] if given, applies `change` to a copy, validates,
+    // stores, and only then replaces the table in memory.
+    Result<Json> edit(const Caller& caller, const Json& args, const Change& change);
+
+    Json summary(const Caller& caller, const Namespace& ns) const;
+    std::size_t count_owned_by(uid_t uid) const;
+
+    Store store_;
+    std::map<std::string, Namespace> namespaces_;
+};
+
+}  // namespace pns::agent

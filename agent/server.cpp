@@ -1,0 +1,292 @@
+#include "agent/server.hpp"
+
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <array>
+#include <cstring>
+#include <vector>
+
+#include "pns/protocol.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// While a client has this much unread output, pnsd reads no more of its requests: a client
+// that sends but never reads cannot make pnsd buffer without bound.
+constexpr std::size_t kOutputHighWater = 1u << 20;
+constexpr std::size_t kReadChunk = 64u << 10;
+
+Result<sockaddr_un> socket_address(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof addr.sun_path)
+        return Error{ENAMETOOLONG, "socket path '" + path + "' is empty or longer than " +
+                                       std::to_string(sizeof addr.sun_path - 1) + " bytes"};
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    return addr;
+}
+
+// Removes a socket left behind by a pnsd that died, but never a live one or a non-socket.
+Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return {};
+        return sys_error("stat '" + path + "'");
+    }
+    if (!S_ISSOCK(st.st_mode))
+        return Error{EEXIST, "'" + path + "' exists and is not a socket; refusing to replace it"};
+    UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!probe) return sys_error("socket");
+    if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
+        return Error{EADDRINUSE, "another pnsd is already serving on '" + path + "'"};
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return sys_error("remove stale socket '" + path + "'");
+    return {};
+}
+
+}  // namespace
+
+struct Server::Connection {
+    UniqueFd fd;
+    Caller caller;
+    std::string in;
+    std::string out;
+    std::size_t out_sent = 0;
+    std::size_t scanned = 0;       // bytes of `in` known to hold no '\n'
+    bool eof = false;              // the client has finished sending
+    bool fatal = false;            // stop serving; close once `out` is sent
+    std::uint32_t interest = 0;    // events registered with epoll
+    Clock::time_point last_activity = Clock::now();
+
+    std::size_t pending_output() const { return out.size() - out_sent; }
+};
+
+Server::Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals)
+    : path_(std::move(path)),
+      listener_(std::move(listener)),
+      epoll_(std::move(epoll)),
+      signals_(std::move(signals)) {}
+
+Server::~Server() {
+    connections_.clear();
+    if (listener_) ::unlink(path_.c_str());
+}
+
+Result<std::unique_ptr<Server>> Server::listen(const std::string& path) {
+    auto addr = socket_address(path);
+    if (!addr) return Error(std::move(addr).error());
+    if (auto st = clear_stale_socket(path, *addr); !st) return st.error();
+
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!listener) return sys_error("socket");
+    if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
+        return sys_error("bind '" + path + "'");
+    // Everyone may connect: each request is authorized from the peer's credentials.
+    if (::chmod(path.c_str(), 0666) != 0) {
+        Error error = sys_error("chmod '" + path + "'");
+        ::unlink(path.c_str());
+        return error;
+    }
+    if (::listen(listener.get(), SOMAXCONN) != 0) {
+        Error error = sys_error("listen on '" + path + "'");
+        ::unlink(path.c_str());
+        return error;
+    }
+
+    UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    UniqueFd signals(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!epoll || !signals) {
+        Error error = sys_error("epoll or signalfd");
+        ::unlink(path.c_str());
+        return error;
+    }
+    for (int fd : {listener.get(), signals.get()}) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd;
+        if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
+            Error error = sys_error("epoll_ctl");
+            ::unlink(path.c_str());
+            return error;
+        }
+    }
+    return std::unique_ptr<Server>(
+        new Server(path, std::move(listener), std::move(epoll), std::move(signals)));
+}
+
+Status Server::run(const Handler& handler, const std::function<void()>& on_ready) {
+    handler_ = &handler;
+    if (on_ready) on_ready();
+    std::array<epoll_event, 64> events;
+    auto last_sweep = Clock::now();
+    for (;;) {
+        int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 1000);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return sys_error("epoll_wait");
+        }
+        for (int i = 0; i < n; ++i) {
+            int fd = events[i].data.fd;
+            if (fd == listener_.get()) {
+                accept_all();
+                continue;
+            }
+            if (fd == signals_.get()) {
+                signalfd_siginfo info{};
+                if (::read(signals_.get(), &info, sizeof info) == sizeof info) return {};
+                continue;
+            }
+            auto it = connections_.find(fd);
+            if (it == connections_.end()) continue;
+            Connection& conn = *it->second;
+            if (events[i].events & EPOLLOUT) flush(conn);
+            if (!connections_.contains(fd)) continue;
+            if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(conn);
+        }
+        if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
+            close_idle();
+            last_sweep = Clock::now();
+        }
+    }
+}
+
+void Server::accept_all() {
+    for (;;) {
+        UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        if (!fd) return;  // EAGAIN, or a client gone before we got to it
+        if (connections_.size() >= kMaxConnections) {
+            std::string busy = protocol::encode_failure(
+                Error{EDQUOT, "pnsd is serving too many clients; try again"});
+            (void)!::send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            continue;
+        }
+        ucred cred{};
+        socklen_t len = sizeof cred;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
+        auto conn = std::make_unique<Connection>();
+        conn->caller = Caller{cred.uid, cred.gid, cred.pid};
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = fd.get();
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd.get(), &ev) != 0) continue;
+        conn->interest = EPOLLIN;
+        int key = fd.get();
+        conn->fd = std::move(fd);
+        connections_.emplace(key, std::move(conn));
+    }
+}
+
+void Server::serve_lines(Connection& conn) {
+    std::size_t start = 0;
+    bool all_served = false;
+    while (!conn.fatal && conn.pending_output() < kOutputHighWater) {
+        std::size_t newline = conn.in.find('\n', std::max(start, conn.scanned));
+        if (newline == std::string::npos) {
+            all_served = true;
+            break;
+        }
+        std::string_view line(conn.in.data() + start, newline - start);
+        conn.out += (*handler_)(conn.caller, line);
+        ++requests_;
+        start = newline + 1;
+    }
+    conn.in.erase(0, start);
+    // Remember how far `in` is known to hold no '\n', so a client trickling a long line in
+    // small pieces costs linear time, not quadratic.
+    conn.scanned = all_served ? conn.in.size() : 0;
+    if (conn.in.size() > protocol::kMaxMessageBytes) {
+        conn.out += protocol::encode_failure(
+            Error{EPROTO, "request is larger than " +
+                              std::to_string(protocol::kMaxMessageBytes >> 20) + " MiB"});
+        conn.in.clear();
+        conn.fatal = true;
+    }
+}
+
+void Server::on_readable(Connection& conn) {
+    char buf[kReadChunk];
+    ssize_t n = ::recv(conn.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (n <= 0) {
+        // The client has finished sending (or is gone): answer what it sent, then close.
+        conn.eof = true;
+    } else {
+        conn.in.append(buf, static_cast<std::size_t>(n));
+        conn.last_activity = Clock::now();
+    }
+    serve_lines(conn);
+    flush(conn);
+}
+
+void Server::flush(Connection& conn) {
+    int fd = conn.fd.get();
+    for (;;) {
+        while (conn.pending_output() > 0) {
+            ssize_t n = ::send(fd, conn.out.data() + conn.out_sent, conn.pending_output(),
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) break;
+                close_connection(fd);  // EPIPE, ECONNRESET: the client left
+                return;
+            }
+            conn.out_sent += static_cast<std::size_t>(n);
+            conn.last_activity = Clock::now();
+        }
+        if (conn.pending_output() > 0) break;
+        conn.out.clear();
+        conn.out_sent = 0;
+        // Output drained: serve requests held back by the high-water mark, if any.
+        std::size_t before = conn.in.size();
+        if (!conn.fatal && before > 0) serve_lines(conn);
+        if (conn.pending_output() > 0) continue;
+        if (conn.fatal || conn.eof) {
+            close_connection(fd);
+            return;
+        }
+        break;
+    }
+    update_interest(conn);
+}
+
+void Server::update_interest(Connection& conn) {
+    std::uint32_t want = 0;
+    if (conn.pending_output() > 0) want |= EPOLLOUT;
+    if (!conn.eof && !conn.fatal && conn.pending_output() < kOutputHighWater) want |= EPOLLIN;
+    if (want == conn.interest) return;
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = conn.fd.get();
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, conn.fd.get(), &ev) != 0) {
+        close_connection(conn.fd.get());
+        return;
+    }
+    conn.interest = want;
+}
+
+void Server::close_connection(int fd) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    connections_.erase(fd);
+}
+
+void Server::close_idle() {
+    auto now = Clock::now();
+    std::vector<int> idle;
+    for (const auto& [fd, conn] : connections_) {
+        if (now - conn->last_activity >= kIdleTimeout) idle.push_back(fd);
+    }
+    for (int fd : idle) close_connection(fd);
+}
+
+}  // namespace pns::agent

@@ -1,0 +1,64 @@
+// The socket pnsd serves on: a Unix stream socket open to everyone (mode 0666), one event
+// loop over non-blocking connections. Requests are newline-terminated JSON; each connection
+// has its own input and output buffers, so a slow or stalled client holds only its own
+// connection and never blocks another.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "agent/namespace.hpp"
+#include "pns/result.hpp"
+#include "pns/unique_fd.hpp"
+
+namespace pns::agent {
+
+class Server {
+public:
+    // Takes one complete request line, returns one complete response line (with '\n').
+    using Handler = std::function<std::string(const Caller&, std::string_view request)>;
+
+    // Most connections served at once; further clients are told so and closed.
+    static constexpr std::size_t kMaxConnections = 4096;
+    // A connection with no traffic for this long is closed.
+    static constexpr std::chrono::seconds kIdleTimeout{60};
+
+    // Binds and listens on `path`. An existing socket there is replaced only when nothing
+    // answers on it (a leftover of a crash); a live pnsd there is an error.
+    static Result<std::unique_ptr<Server>> listen(const std::string& path);
+    ~Server();
+
+    // Serves until SIGTERM or SIGINT arrives (the caller blocks them in every thread first).
+    // `on_ready` runs once, just before the first wait.
+    Status run(const Handler& handler, const std::function<void()>& on_ready);
+
+    std::size_t connections() const { return connections_.size(); }
+    std::uint64_t requests_served() const { return requests_; }
+    const std::string& path() const { return path_; }
+
+private:
+    struct Connection;
+
+    Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals);
+    void accept_all();
+    void on_readable(Connection& conn);
+    void serve_lines(Connection& conn);
+    void flush(Connection& conn);
+    void update_interest(Connection& conn);
+    void close_connection(int fd);
+    void close_idle();
+
+    std::string path_;
+    UniqueFd listener_;
+    UniqueFd epoll_;
+    UniqueFd signals_;
+    std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+    std::uint64_t requests_ = 0;
+    const Handler* handler_ = nullptr;
+};
+
+}  // namespace pns::agent

@@ -1,0 +1,211 @@
+#include "agent/store.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <nlohmann/json.hpp>
+
+#include "pns/protocol.hpp"
+#include "pns/text.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kFormat = "pns-namespace";
+constexpr int kFormatVersion = 1;
+constexpr std::string_view kSuffix = ".json";
+constexpr std::string_view kTempSuffix = ".tmp";
+// Larger than any valid table's file (kMaxEntries entries of two kMaxPathLength paths).
+constexpr off_t kMaxFileBytes = 1100u << 20;
+
+Status make_dir(const std::string& path, mode_t mode) {
+    if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) {
+        struct stat st {};
+        if (::stat(path.c_str(), &st) != 0) return sys_error("stat '" + path + "'");
+        if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "'" + path + "' is not a directory"};
+        return {};
+    }
+    return sys_error("create directory '" + path + "'");
+}
+
+Status write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return sys_error("write");
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+}
+
+Result<std::string> read_file_at(int dir_fd, const std::string& name) {
+    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return sys_error("open");
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) return sys_error("stat");
+    if (!S_ISREG(st.st_mode)) return Error{EINVAL, "not a regular file"};
+    if (st.st_size > kMaxFileBytes) return Error{EFBIG, "file is too large"};
+    std::string data(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < data.size()) {
+        ssize_t n = ::read(fd.get(), data.data() + got, data.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_error("read");
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    data.resize(got);
+    return data;
+}
+
+}  // namespace
+
+Result<Store> Store::open(const std::string& state_dir) {
+    if (auto st = make_dir(state_dir, 0700); !st) return Error(st.error());
+    UniqueFd lock(::open((state_dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!lock) return sys_error("open lock file in '" + state_dir + "'");
+    if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            return Error{EBUSY, "state directory '" + state_dir + "' is in use by another pnsd"};
+        return sys_error("lock '" + state_dir + "/lock'");
+    }
+    std::string dir_path = state_dir + "/namespaces";
+    if (auto st = make_dir(dir_path, 0700); !st) return Error(st.error());
+    UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) return sys_error("open '" + dir_path + "'");
+    return Store(std::move(lock), std::move(dir), std::move(dir_path));
+}
+
+std::string Store::serialize(const Namespace& ns) {
+    json entries = json::array();
+    for (const auto& entry : ns.table.entries) entries.push_back(protocol::entry_to_json(entry));
+    json j = {{"format", kFormat},       {"version", kFormatVersion}, {"name", ns.name},
+              {"owner", ns.owner},       {"locked", ns.locked},       {"generation", ns.generation},
+              {"entries", std::move(entries)}};
+    return j.dump(1) + "\n";
+}
+
+Result<Namespace> Store::deserialize(std::string_view text) {
+    json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded() || !j.is_object()) return Error::invalid("not a JSON object");
+    auto format = j.find("format");
+    if (format == j.end() || *format != kFormat) return Error::invalid("not a pns namespace file");
+    auto version = j.find("version");
+    if (version == j.end() || *version != kFormatVersion)
+        return Error::invalid("unknown format version");
+
+    Namespace ns;
+    auto name = j.find("name");
+    auto owner = j.find("owner");
+    auto locked = j.find("locked");
+    auto generation = j.find("generation");
+    auto entries = j.find("entries");
+    if (name == j.end() || !name->is_string() || owner == j.end() ||
+        !owner->is_number_unsigned() || owner->get<std::uint64_t>() >= UINT32_MAX ||
+        locked == j.end() || !locked->is_boolean() || generation == j.end() ||
+        !generation->is_number_unsigned() || entries == j.end() || !entries->is_array())
+        return Error::invalid("missing or malformed fields");
+    ns.name = name->get<std::string>();
+    if (auto st = validate_name(ns.name); !st) return Error(st.error());
+    ns.owner = owner->get<uid_t>();
+    ns.locked = locked->get<bool>();
+    ns.generation = generation->get<std::uint64_t>();
+    ns.table.entries.reserve(entries->size());
+    for (const auto& e : *entries) {
+        auto entry = protocol::entry_from_json(e);
+        if (!entry) return Error::invalid("entry " + std::to_string(ns.table.entries.size() + 1) +
+                                          ": " + entry.error().message);
+        ns.table.entries.push_back(std::move(*entry));
+    }
+    if (auto st = validate_table(ns.table); !st) return Error(st.error());
+    return ns;
+}
+
+Result<Store::Loaded> Store::load_all() const {
+    int dup = ::dup(dir_.get());
+    if (dup < 0) return sys_error("dup");
+    DIR* dir = ::fdopendir(dup);
+    if (!dir) {
+        ::close(dup);
+        return sys_error("read '" + dir_path_ + "'");
+    }
+    ::rewinddir(dir);
+    Loaded loaded;
+    std::vector<std::string> temporaries;
+    errno = 0;
+    while (struct dirent* d = ::readdir(dir)) {
+        std::string file = d->d_name;
+        if (file == "." || file == "..") continue;
+        if (file.starts_with('.') && file.ends_with(kTempSuffix)) {
+            temporaries.push_back(file);
+            continue;
+        }
+        auto skip = [&](std::string_view why) {
+            loaded.skipped.push_back("'" + dir_path_ + "/" + file + "': " + std::string(why));
+        };
+        if (!file.ends_with(kSuffix)) {
+            skip("not a namespace file (name does not end in .json), ignoring");
+            continue;
+        }
+        auto text = read_file_at(dir_.get(), file);
+        if (!text) {
+            skip(text.error().message + ", skipping");
+            continue;
+        }
+        auto ns = deserialize(*text);
+        if (!ns) {
+            skip(ns.error().message + ", skipping");
+            continue;
+        }
+        if (ns->name + std::string(kSuffix) != file) {
+            skip("holds namespace " + quote(ns->name) + ", not the one its name says, skipping");
+            continue;
+        }
+        loaded.namespaces.push_back(std::move(*ns));
+    }
+    int err = errno;
+    ::closedir(dir);
+    if (err != 0) return Error::from_errno(err, "read '" + dir_path_ + "'");
+    // Leftovers of a write interrupted before its rename; the table they were to replace is
+    // intact, so they carry nothing of value.
+    for (const auto& file : temporaries) ::unlinkat(dir_.get(), file.c_str(), 0);
+    return loaded;
+}
+
+Status Store::save(const Namespace& ns) const {
+    std::string file = ns.name + std::string(kSuffix);
+    std::string temp = "." + ns.name + std::string(kTempSuffix);
+    std::string context = "save '" + dir_path_ + "/" + file + "'";
+    UniqueFd fd(::openat(dir_.get(), temp.c_str(),
+                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return sys_error(context + ": create temporary file");
+    auto fail = [&](Error error) {
+        ::unlinkat(dir_.get(), temp.c_str(), 0);
+        return Error{error.code, context + ": " + error.message};
+    };
+    if (auto st = write_all(fd.get(), serialize(ns)); !st) return fail(st.error());
+    if (::fsync(fd.get()) != 0) return fail(sys_error("fsync"));
+    fd.reset();
+    if (::renameat(dir_.get(), temp.c_str(), dir_.get(), file.c_str()) != 0)
+        return fail(sys_error("rename"));
+    // The rename is durable only once the directory is.
+    if (::fsync(dir_.get()) != 0) return sys_error(context + ": fsync directory");
+    return {};
+}
+
+Status Store::remove(const std::string& name) const {
+    std::string file = name + std::string(kSuffix);
+    if (::unlinkat(dir_.get(), file.c_str(), 0) != 0 && errno != ENOENT)
+        return sys_error("remove '" + dir_path_ + "/" + file + "'");
+    if (::fsync(dir_.get()) != 0) return sys_error("fsync '" + dir_path_ + "'");
+    return {};
+}
+
+}  // namespace pns::agent

@@ -1,0 +1,309 @@
+// pnsctl: the command-line client of pnsd. Every command is one request over pnsd's socket;
+// pnsctl itself holds no privilege and decides nothing: pnsd authorizes from SO_PEERCRED.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/client.hpp"
+#include "cli/output.hpp"
+#include "pns/protocol.hpp"
+#include "pns/table.hpp"
+#include "pns/text.hpp"
+
+namespace {
+
+using namespace pns;
+using nlohmann::json;
+
+// Exit codes: 0 done, 1 pnsd refused or failed the request (or could not be reached),
+// 2 the command line itself is wrong.
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+struct Globals {
+    std::string socket = cli::kDefaultSocket;
+    bool json_output = false;
+};
+
+// A failure before or instead of pnsd's answer: one line on stderr.
+int fail(const Globals& globals, const Error& error, int exit_code = kExitFailed) {
+    std::fprintf(stderr, "pnsctl: %s\n", error.message.c_str());
+    if (globals.json_output) {
+        auto code = protocol::code_from_errno(error.code);
+        json j = {{"ok", false},
+                  {"error",
+                   {{"code", static_cast<int>(code)},
+                    {"name", protocol::code_name(code)},
+                    {"message", error.message}}}};
+        std::printf("%s\n", j.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    }
+    return exit_code;
+}
+
+using Printer = void (*)(std::FILE*, const json&);
+
+// Sends one request; prints the result with `print` (or as JSON with --json).
+int request(const Globals& globals, std::string op, json args, Printer print = nullptr) {
+    auto client = cli::Client::connect(globals.socket);
+    if (!client) return fail(globals, client.error());
+    auto response = client->call(protocol::Request{std::move(op), std::move(args)});
+    if (!response) return fail(globals, response.error());
+    if (!response->ok())
+        return fail(globals, Error{protocol::errno_from_code(response->code), response->message});
+    if (globals.json_output) {
+        std::printf("%s\n", response->result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+    } else if (print) {
+        print(stdout, response->result);
+    }
+    return 0;
+}
+
+Result<std::string> current_directory() {
+    std::string buf(4096, '\0');
+    if (!::getcwd(buf.data(), buf.size())) return sys_error("getcwd");
+    buf.resize(std::strlen(buf.c_str()));
+    return buf;
+}
+
+// SRC may be relative: it is taken against the working directory, as the shell would.
+Result<std::string> source_path(const std::string& path) {
+    if (!path.empty() && path.front() == '/') return absolutize_path(path, "/");
+    auto cwd = current_directory();
+    if (!cwd) return Error(std::move(cwd).error());
+    return absolutize_path(path, *cwd);
+}
+
+// DST names a place in the view, not in the caller's directory: it must be absolute.
+Result<std::string> target_path(const std::string& path) {
+    if (path.empty() || path.front() != '/')
+        return Error::invalid("DST " + quote(path) + " must be an absolute path");
+    return absolutize_path(path, "/");
+}
+
+Result<std::string> read_table_file(const std::string& path) {
+    std::ostringstream text;
+    if (path == "-") {
+        text << std::cin.rdbuf();
+        if (std::cin.bad()) return Error{EIO, "cannot read the table from standard input"};
+        return text.str();
+    }
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Error::from_errno(errno, "cannot read '" + path + "'");
+    text << in.rdbuf();
+    if (in.bad()) return Error::from_errno(errno, "cannot read '" + path + "'");
+    return text.str();
+}
+
+// The options of the commands that edit one namespace.
+struct EditArgs {
+    std::string ns;
+    std::optional<std::uint64_t> generation;
+
+    json base() const {
+        json args = {{"name", ns}};
+        if (generation) args["generation"] = *generation;
+        return args;
+    }
+};
+
+void add_ns_option(CLI::App* cmd, EditArgs& edit) {
+    cmd->add_option("--ns", edit.ns, "namespace to change")->required();
+    cmd->add_option("--if-generation", edit.generation,
+                    "change only if the namespace is still at this generation");
+}
+
+int add_entry(const Globals& globals, const EditArgs& edit, const Result<Entry>& entry) {
+    if (!entry) return fail(globals, entry.error(), kExitUsage);
+    json args = edit.base();
+    args["entry"] = protocol::entry_to_json(*entry);
+    return request(globals, "entry.add", std::move(args));
+}
+
+Result<Entry> make_entry(EntryKind kind, const std::string& dst) {
+    auto target = target_path(dst);
+    if (!target) return Error(std::move(target).error());
+    Entry entry{kind, UnionMode::kReplace, false, {}, std::move(*target)};
+    if (auto st = validate_entry(entry); !st) return st.error();
+    return entry;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Globals globals;
+    CLI::App app{"pnsctl: edit pns namespaces and move processes into them"};
+    app.require_subcommand(1);
+    app.fallthrough();  // --json and --socket also after the subcommand
+    app.failure_message([](const CLI::App*, const CLI::Error& e) {
+        return std::string("pnsctl: ") + e.what() + " (see 'pnsctl --help')\n";
+    });
+    app.add_flag("--json", globals.json_output, "print results as JSON");
+    app.add_option("--socket", globals.socket, "pnsd's socket")
+        ->envname("PNS_SOCKET")
+        ->capture_default_str();
+    app.set_version_flag("--version", PNS_VERSION);
+
+    int status = 0;
+
+    // status
+    app.add_subcommand("status", "show what pnsd is doing")->callback([&] {
+        status = request(globals, "status", json::object(), cli::print_status);
+    });
+
+    // ns create|rm|ls|show
+    auto* ns = app.add_subcommand("ns", "create, remove, list and show namespaces");
+    ns->require_subcommand(1);
+    struct {
+        std::string name, owner, from;
+        bool locked = false;
+        bool force = false;
+    } ns_args;
+
+    auto* create = ns->add_subcommand("create", "create a namespace (owned by you)");
+    create->add_option("NAME", ns_args.name, "[a-z0-9][a-z0-9._-]{0,63}")->required();
+    create->add_option("--owner", ns_args.owner, "owner (user name or uid; root only)");
+    create->add_flag("--locked", ns_args.locked, "members may not change or leave their view");
+    create->add_option("--from", ns_args.from, "initial table in text form ('-' for stdin)");
+    create->callback([&] {
+        json args = {{"name", ns_args.name}, {"locked", ns_args.locked}};
+        if (!ns_args.owner.empty()) args["owner"] = ns_args.owner;
+        if (!ns_args.from.empty()) {
+            auto text = read_table_file(ns_args.from);
+            if (!text) {
+                status = fail(globals, text.error());
+                return;
+            }
+            args["table"] = std::move(*text);
+        }
+        status = request(globals, "ns.create", std::move(args));
+    });
+
+    auto* rm = ns->add_subcommand("rm", "remove a namespace and its table");
+    rm->add_option("NAME", ns_args.name)->required();
+    rm->callback([&] { status = request(globals, "ns.rm", {{"name", ns_args.name}}); });
+
+    ns->add_subcommand("ls", "list namespaces")->callback([&] {
+        status = request(globals, "ns.ls", json::object(), cli::print_namespace_list);
+    });
+
+    auto* show = ns->add_subcommand("show", "show a namespace and its entries");
+    show->add_option("NAME", ns_args.name)->required();
+    show->callback([&] {
+        status = request(globals, "ns.show", {{"name", ns_args.name}}, cli::print_namespace);
+    });
+
+    // bind [-a|-b] [-c] SRC DST
+    EditArgs edit;
+    struct {
+        std::string src, dst;
+        bool after = false, before = false, create = false;
+    } bind_args;
+    auto* bind = app.add_subcommand("bind", "show SRC at DST (-b/-a: a union with DST)");
+    add_ns_option(bind, edit);
+    auto* after = bind->add_flag("-a,--after", bind_args.after, "union: SRC after what DST holds");
+    auto* before =
+        bind->add_flag("-b,--before", bind_args.before, "union: SRC before what DST holds");
+    after->excludes(before);
+    bind->add_flag("-c,--create", bind_args.create, "with -a/-b: new files are created in SRC");
+    bind->add_option("SRC", bind_args.src, "file or directory to show")->required();
+    bind->add_option("DST", bind_args.dst, "where to show it (absolute)")->required();
+    bind->callback([&] {
+        auto entry = [&]() -> Result<Entry> {
+            auto source = source_path(bind_args.src);
+            if (!source) return Error(std::move(source).error());
+            auto target = target_path(bind_args.dst);
+            if (!target) return Error(std::move(target).error());
+            Entry e{EntryKind::kBind,
+                    bind_args.before  ? UnionMode::kBefore
+                    : bind_args.after ? UnionMode::kAfter
+                                      : UnionMode::kReplace,
+                    bind_args.create, std::move(*source), std::move(*target)};
+            if (auto st = validate_entry(e); !st) return st.error();
+            return e;
+        }();
+        status = add_entry(globals, edit, entry);
+    });
+
+    // unbind DST [SRC]
+    auto* unbind = app.add_subcommand("unbind", "remove the entries at DST (only SRC's, if given)");
+    add_ns_option(unbind, edit);
+    unbind->add_option("DST", bind_args.dst)->required();
+    unbind->add_option("SRC", bind_args.src);
+    unbind->callback([&] {
+        auto target = target_path(bind_args.dst);
+        if (!target) {
+            status = fail(globals, target.error(), kExitUsage);
+            return;
+        }
+        json args = edit.base();
+        args["dst"] = *target;
+        if (!bind_args.src.empty()) {
+            auto source = source_path(bind_args.src);
+            if (!source) {
+                status = fail(globals, source.error(), kExitUsage);
+                return;
+            }
+            args["src"] = *source;
+        }
+        status = request(globals, "entry.rm", std::move(args));
+    });
+
+    // hide|ro|tmpfs DST
+    struct Simple {
+        const char* name;
+        const char* help;
+        EntryKind kind;
+    };
+    for (const Simple& simple : {Simple{"hide", "make DST appear empty", EntryKind::kHide},
+                                 Simple{"ro", "make DST read-only", EntryKind::kReadOnly},
+                                 Simple{"tmpfs", "a private scratch directory at DST",
+                                        EntryKind::kTmpfs}}) {
+        auto* cmd = app.add_subcommand(simple.name, simple.help);
+        add_ns_option(cmd, edit);
+        cmd->add_option("DST", bind_args.dst)->required();
+        cmd->callback([&, kind = simple.kind] {
+            status = add_entry(globals, edit, make_entry(kind, bind_args.dst));
+        });
+    }
+
+    // apply FILE, export
+    std::string file;
+    auto* apply = app.add_subcommand("apply", "replace the table with FILE's, atomically");
+    add_ns_option(apply, edit);
+    apply->add_option("FILE", file, "table in text form ('-' for stdin)")->required();
+    apply->callback([&] {
+        auto text = read_table_file(file);
+        if (!text) {
+            status = fail(globals, text.error());
+            return;
+        }
+        json args = edit.base();
+        args["table"] = std::move(*text);
+        status = request(globals, "ns.apply", std::move(args));
+    });
+
+    auto* export_cmd = app.add_subcommand("export", "print the table in text form");
+    export_cmd->add_option("--ns", edit.ns, "namespace to print")->required();
+    export_cmd->callback([&] {
+        status = request(globals, "ns.export", {{"name", edit.ns}}, [](std::FILE* out, const json& r) {
+            std::fputs(r.value("table", std::string()).c_str(), out);
+        });
+    });
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int code = app.exit(e);
+        return code == 0 ? 0 : kExitUsage;
+    }
+    return status;
+}

@@ -1,0 +1,86 @@
+#include "cli/output.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "pns/protocol.hpp"
+#include "pns/table.hpp"
+
+namespace pns::cli {
+
+namespace {
+
+using nlohmann::json;
+
+std::string str(const json& j, const char* key) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return "?";
+    return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+std::string owner_of(const json& ns) {
+    std::string name = str(ns, "owner_name");
+    std::string uid = str(ns, "owner");
+    return name == uid ? uid : name + " (" + uid + ")";
+}
+
+std::string yes_no(const json& j, const char* key) { return j.value(key, false) ? "yes" : "no"; }
+
+}  // namespace
+
+void print_status(std::FILE* out, const json& status) {
+    std::fprintf(out, "pnsd %s, pid %s, up %s s, protocol %s\n", str(status, "version").c_str(),
+                 str(status, "pid").c_str(), str(status, "uptime_seconds").c_str(),
+                 str(status, "protocol").c_str());
+    std::fprintf(out, "socket:      %s\n", str(status, "socket").c_str());
+    std::fprintf(out, "state dir:   %s\n", str(status, "state_dir").c_str());
+    std::fprintf(out, "runtime dir: %s\n", str(status, "runtime_dir").c_str());
+    std::fprintf(out, "namespaces:  %s\n", str(status, "namespaces").c_str());
+    std::fprintf(out, "clients:     %s\n", str(status, "clients").c_str());
+    std::fprintf(out, "requests:    %s\n", str(status, "requests").c_str());
+    if (auto caller = status.find("caller"); caller != status.end() && caller->is_object())
+        std::fprintf(out, "you are:     uid %s, pid %s\n", str(*caller, "uid").c_str(),
+                     str(*caller, "pid").c_str());
+}
+
+void print_namespace_list(std::FILE* out, const json& list) {
+    auto it = list.find("namespaces");
+    if (it == list.end() || !it->is_array()) return;
+    std::size_t name_width = 4, owner_width = 5;
+    for (const auto& ns : *it) {
+        name_width = std::max(name_width, str(ns, "name").size());
+        owner_width = std::max(owner_width, owner_of(ns).size());
+    }
+    std::fprintf(out, "%-*s  %-*s  %-6s  %10s  %7s\n", static_cast<int>(name_width), "NAME",
+                 static_cast<int>(owner_width), "OWNER", "LOCKED", "GENERATION", "ENTRIES");
+    for (const auto& ns : *it) {
+        std::string entries = ns.contains("entry_count") ? str(ns, "entry_count") : "-";
+        std::fprintf(out, "%-*s  %-*s  %-6s  %10s  %7s\n", static_cast<int>(name_width),
+                     str(ns, "name").c_str(), static_cast<int>(owner_width),
+                     owner_of(ns).c_str(), yes_no(ns, "locked").c_str(),
+                     str(ns, "generation").c_str(), entries.c_str());
+    }
+}
+
+void print_namespace(std::FILE* out, const json& ns) {
+    std::fprintf(out, "name:       %s\n", str(ns, "name").c_str());
+    std::fprintf(out, "owner:      %s\n", owner_of(ns).c_str());
+    std::fprintf(out, "locked:     %s\n", yes_no(ns, "locked").c_str());
+    std::fprintf(out, "generation: %s\n", str(ns, "generation").c_str());
+    auto entries = ns.find("entries");
+    if (entries == ns.end() || !entries->is_array()) {
+        std::fprintf(out, "entries:    (hidden: only the owner and root see them)\n");
+        return;
+    }
+    std::fprintf(out, "entries:    %zu\n", entries->size());
+    std::size_t n = 0;
+    int width = static_cast<int>(std::to_string(entries->size()).size());
+    for (const auto& e : *entries) {
+        ++n;
+        auto entry = protocol::entry_from_json(e);
+        std::string line = entry ? format_entry(*entry) : "(unreadable: " + e.dump() + ")";
+        std::fprintf(out, "  %*zu  %s\n", width, n, line.c_str());
+    }
+}
+
+}  // namespace pns::cli

@@ -1,0 +1,14 @@
+// Human-readable output of pnsctl; --json prints pnsd's result objects instead.
+#pragma once
+
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+namespace pns::cli {
+
+void print_status(std::FILE* out, const nlohmann::json& status);
+void print_namespace_list(std::FILE* out, const nlohmann::json& list);
+void print_namespace(std::FILE* out, const nlohmann::json& ns);
+
+}  // namespace pns::cli
