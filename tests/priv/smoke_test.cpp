@@ -1,0 +1,18 @@
+#include <gtest/gtest.h>
+
+#include "harness.hpp"
+
+namespace pns::test {
+
+TEST(Smoke, CreateAndList) {
+    TempDir dir;
+    Pnsd pnsd(dir.path());
+    ASSERT_TRUE(pnsd.start());
+    auto r = pnsd.ctl({"ns", "create", "dev"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = pnsd.ctl({"ns", "ls"}, {.uid = kOtherUid});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("dev"), std::string::npos);
+}
+
+}  // namespace pns::test
