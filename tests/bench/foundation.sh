@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Figures for the foundation: pnsctl round trip, apply of a 10,000-entry table, pnsd's RSS.
+# Starts its own pnsd on a temporary socket and state dir; never touches /run/pns or
+# /var/lib/pns. Times are noisy on these machines, so each is printed beside a baseline
+# measured in the same run (exec of /bin/true) as a ratio.
+#
+#   tests/bench/foundation.sh [BUILD_DIR]      (default: build)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-$root/build}
+pnsd=$build/pnsd
+pnsctl=$build/pnsctl
+for tool in "$pnsd" "$pnsctl"; do
+  [ -x "$tool" ] || { echo "bench: $tool not built (run scripts/run-tests first)" >&2; exit 1; }
+done
+command -v hyperfine >/dev/null || { echo "bench: hyperfine is not installed" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/pns-bench.XXXXXX)
+pid=
+cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+export PNS_SOCKET=$work/pnsd.sock
+"$pnsd" --socket "$PNS_SOCKET" --state-dir "$work/state" --runtime-dir "$work/run" \
+  --log-level warn 2>"$work/pnsd.log" &
+pid=$!
+for _ in $(seq 200); do [ -S "$PNS_SOCKET" ] && break; sleep 0.05; done
+[ -S "$PNS_SOCKET" ] || { echo "bench: pnsd did not start" >&2; cat "$work/pnsd.log"; exit 1; }
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
+median_ms() { # hyperfine JSON -> median in ms
+  python3 -c 'import json,sys; print("%.3f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$1"
+}
+p99_ms() {
+  python3 -c 'import json,sys
+t=sorted(json.load(open(sys.argv[1]))["results"][0]["times"]); print("%.3f" % (t[min(len(t)-1,int(0.99*len(t)))]*1000))' "$1"
+}
+
+idle_rss=$(rss_kib)
+
+"$pnsctl" ns create bench
+for i in $(seq 1 20); do "$pnsctl" bind --ns bench "/srv/a$i" "/opt/b$i"; done
+
+# 1. Round trip of `pnsctl ns ls`, whole process, against exec of /bin/true.
+hyperfine -N --warmup 10 --runs 100 --export-json "$work/true.json" /bin/true >/dev/null 2>&1
+hyperfine -N --warmup 10 --runs 100 --export-json "$work/ls.json" "$pnsctl ns ls" >/dev/null 2>&1
+true_ms=$(median_ms "$work/true.json")
+ls_ms=$(median_ms "$work/ls.json")
+
+# 2. apply of a 10,000-entry table (two tables alternating, so every apply changes it).
+for variant in a b; do
+  for i in $(seq 1 10000); do
+    echo "bind /srv/$variant/src$i /opt/dst$i"
+  done >"$work/table-$variant"
+done
+"$pnsctl" ns create big
+hyperfine -N --warmup 2 --runs 20 --export-json "$work/apply.json" \
+  "$pnsctl apply --ns big $work/table-a" "$pnsctl apply --ns big $work/table-b" >/dev/null 2>&1
+apply_ms=$(python3 -c 'import json,sys
+r=json.load(open(sys.argv[1]))["results"]; import statistics
+print("%.3f" % (statistics.median(r[0]["times"]+r[1]["times"])*1000))' "$work/apply.json")
+apply_rss=$(rss_kib)
+"$pnsctl" export --ns big | cmp -s - "$work/table-b" ||
+  "$pnsctl" export --ns big | cmp -s - "$work/table-a" ||
+  { echo "bench: exported table differs from the applied one" >&2; exit 1; }
+
+ratio() { python3 -c "print('%.2f' % ($1 / $2))"; }
+echo "pns foundation bench ($(date -u +%F), $(nproc) cores, kernel $(uname -r))"
+printf '%-44s %10s %10s\n' "measure" "value" "ratio"
+printf '%-44s %8s ms %10s\n' "/bin/true exec (baseline), median of 100" "$true_ms" "1.00"
+printf '%-44s %8s ms %10s\n' "pnsctl ns ls round trip, median of 100" "$ls_ms" "$(ratio "$ls_ms" "$true_ms")"
+printf '%-44s %8s ms %10s\n' "  p99" "$(p99_ms "$work/ls.json")" ""
+printf '%-44s %8s ms %10s\n' "apply 10,000 entries, median of 40" "$apply_ms" "$(ratio "$apply_ms" "$true_ms")"
+printf '%-44s %7s KiB %10s\n' "pnsd RSS idle (target < 16 MiB)" "$idle_rss" ""
+printf '%-44s %7s KiB %10s\n' "pnsd RSS after 10,000-entry applies (< 32 MiB)" "$apply_rss" ""
