@@ -46,7 +46,8 @@ Status write_all(int fd, std::string_view data) {
 }
 
 Result<std::string> read_file_at(int dir_fd, const std::string& name) {
-    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    // O_NONBLOCK: a FIFO left in the directory must be reported, not block pnsd's start.
+    UniqueFd fd(::openat(dir_fd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
     if (!fd) return sys_error("open");
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0) return sys_error("stat");
@@ -139,8 +140,12 @@ Result<Store::Loaded> Store::load_all() const {
     ::rewinddir(dir);
     Loaded loaded;
     std::vector<std::string> temporaries;
-    errno = 0;
-    while (struct dirent* d = ::readdir(dir)) {
+    // readdir(3) tells the end from an error only by errno, which the loop body may have set
+    // (a symlink's ELOOP, ...): clear it before every call.
+    for (;;) {
+        errno = 0;
+        struct dirent* d = ::readdir(dir);
+        if (!d) break;
         std::string file = d->d_name;
         if (file == "." || file == "..") continue;
         if (file.starts_with('.') && file.ends_with(kTempSuffix)) {

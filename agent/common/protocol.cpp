@@ -118,6 +118,8 @@ std::string encode_success(const json& result) {
 
 std::string encode_failure(const Error& error) {
     Code code = code_from_errno(error.code);
+    // An Error without an errno is a bug somewhere, but the answer must still be a failure.
+    if (code == Code::kOk) code = Code::kInternal;
     json j = {{"version", kVersion},
               {"ok", false},
               {"error",
@@ -149,9 +151,11 @@ Result<Response> decode_response(std::string_view line) {
     if (code == error->end() || !code->is_number_integer() || message == error->end() ||
         !message->is_string())
         return bad_request("pnsd sent a malformed error");
-    int value = code->get<int>();
-    response.code = value > 0 && value <= static_cast<int>(Code::kInternal) ? Code{value}
-                                                                            : Code::kInternal;
+    // Wide enough that no out-of-range number wraps onto a known code.
+    long long value = code->get<long long>();
+    response.code = value > 0 && value <= static_cast<int>(Code::kInternal)
+                        ? static_cast<Code>(value)
+                        : Code::kInternal;
     response.message = message->get<std::string>();
     return response;
 }

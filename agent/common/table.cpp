@@ -138,18 +138,23 @@ Result<std::string> normalize_path(std::string_view path) {
 }
 
 Result<std::string> absolutize_path(std::string_view path, std::string_view cwd) {
-    if (path.empty()) return Error::invalid("path is empty");
+    // The limits apply to the path as the user wrote it and to the result, as the kernel applies
+    // them to the string it is given: "../x" from a working directory near PATH_MAX is fine.
+    if (auto st = check_path_bytes(path); !st) return Error(st.error());
     std::string combined;
     if (path.front() != '/') {
         if (cwd.empty() || cwd.front() != '/')
             return Error::invalid("working directory " + quote(cwd) + " is not absolute");
+        if (auto st = check_path_bytes(cwd); !st) return Error(st.error());
         combined.assign(cwd);
         combined += '/';
     }
     combined += path;
-    if (auto st = check_path_bytes(combined); !st) return Error(st.error());
+    auto parts = split_components(combined);
+    // Before folding: the kernel refuses "NAME_MAX+1 bytes/.." too.
+    if (auto st = check_component_lengths(parts, combined); !st) return Error(st.error());
     std::vector<std::string_view> kept;
-    for (auto part : split_components(combined)) {
+    for (auto part : parts) {
         if (part.empty() || part == ".") continue;
         if (part == "..") {
             if (!kept.empty()) kept.pop_back();
@@ -157,8 +162,11 @@ Result<std::string> absolutize_path(std::string_view path, std::string_view cwd)
         }
         kept.push_back(part);
     }
-    if (auto st = check_component_lengths(kept, combined); !st) return Error(st.error());
-    return join_components(kept);
+    std::string result = join_components(kept);
+    if (result.size() > kMaxPathLength)
+        return Error::invalid("path " + quote(combined) + " is longer than " +
+                              std::to_string(kMaxPathLength) + " bytes");
+    return result;
 }
 
 Status validate_entry(const Entry& entry) {
@@ -226,7 +234,8 @@ namespace {
 
 struct Token {
     std::string text;
-    std::size_t column;  // 1-based byte column of its first character
+    std::size_t column;      // 1-based byte column of its first character
+    std::size_t end_column;  // 1-based byte column just past it as written (quotes included)
 };
 
 class TableParser {
@@ -256,12 +265,12 @@ public:
             auto entry = parse_entry(tokens, line_no);
             if (!entry) return Error(std::move(entry).error());
             if (table.entries.size() == kMaxEntries)
-                return fail(line_no, 1,
+                return fail(line_no, tokens[0].column,
                             "too many entries; at most " + std::to_string(kMaxEntries) +
                                 " are allowed");
             auto [it, inserted] = seen.emplace(format_entry(*entry), line_no);
             if (!inserted)
-                return fail(line_no, 1,
+                return fail(line_no, tokens[0].column,
                             "entry repeats line " + std::to_string(it->second) + ": " + it->first);
             table.entries.push_back(std::move(*entry));
         }
@@ -283,7 +292,7 @@ private:
                 continue;
             }
             if (c == '#') break;  // a comment runs to the end of the line
-            Token token{{}, i + 1};
+            Token token{{}, i + 1, 0};
             if (c == '"') {
                 std::size_t j = i + 1;
                 bool closed = false;
@@ -323,6 +332,7 @@ private:
                 token.text.assign(line.substr(i, j - i));
                 i = j;
             }
+            token.end_column = i + 1;
             out.push_back(std::move(token));
         }
         return {};
@@ -355,6 +365,7 @@ private:
         }
 
         std::size_t next = 1;
+        std::size_t create_column = 0;  // of the first -c, to point at it if it is refused
         if (entry.kind == EntryKind::kBind) {
             for (; next < tokens.size() && tokens[next].text.starts_with('-'); ++next) {
                 const Token& flags = tokens[next];
@@ -369,6 +380,7 @@ private:
                             return fail(line_no, column, "-a and -b exclude each other");
                         entry.mode = mode;
                     } else if (f == 'c') {
+                        if (!entry.create) create_column = column;
                         entry.create = true;
                     } else {
                         return fail(line_no, column,
@@ -385,8 +397,7 @@ private:
                                 ? "bind [-a|-b] [-c] SRC DST"
                                 : std::string(to_string(entry.kind)) + " DST";
         if (have < wanted) {
-            std::size_t column = tokens.back().column + tokens.back().text.size();
-            return fail(line_no, column, "missing path; usage: " + usage);
+            return fail(line_no, tokens.back().end_column, "missing path; usage: " + usage);
         }
         if (have > wanted)
             return fail(line_no, tokens[next + wanted].column,
@@ -398,12 +409,20 @@ private:
             entry.source = std::move(*source);
             ++next;
         }
-        auto target = parse_path(tokens[next], line_no, "DST");
+        const Token& dst = tokens[next];
+        auto target = parse_path(dst, line_no, "DST");
         if (!target) return Error(std::move(target).error());
         entry.target = std::move(*target);
 
-        if (auto st = validate_entry(entry); !st)
-            return fail(line_no, verb.column, st.error().message);
+        // Paths passed already, so what is left is a flag or a target this verb refuses.
+        if (auto st = validate_entry(entry); !st) {
+            std::size_t column = verb.column;
+            if (entry.create && entry.mode == UnionMode::kReplace)
+                column = create_column;
+            else if (entry.target == "/")
+                column = dst.column;
+            return fail(line_no, column, st.error().message);
+        }
         return entry;
     }
 

@@ -1,0 +1,106 @@
+// Authorization rules, from the caller's credentials and the namespace alone.
+#include <gtest/gtest.h>
+
+#include "agent/auth.hpp"
+#include "test_util.hpp"
+
+namespace pns::agent::auth {
+namespace {
+
+using test::Contains;
+using test::FailsWith;
+using test::Succeeds;
+
+constexpr uid_t kAlice = 1000;
+constexpr uid_t kBob = 1001;
+
+Caller as(uid_t uid, gid_t gid = 100) {
+    return Caller{uid, gid, 4242};
+}
+
+Namespace owned_by(uid_t owner, std::string name = "dev") {
+    Namespace ns;
+    ns.name = std::move(name);
+    ns.owner = owner;
+    ns.generation = 1;
+    return ns;
+}
+
+TEST(MayCreate, RootForAnyone) {
+    for (uid_t owner : {uid_t{0}, kAlice, kBob, uid_t{65534}, uid_t{4294967294u}}) {
+        EXPECT_TRUE(Succeeds(may_create(as(0), owner, 0))) << owner;
+        // Root has no quota, neither for itself nor for whom it creates.
+        EXPECT_TRUE(Succeeds(may_create(as(0), owner, kMaxNamespacesPerUser))) << owner;
+        EXPECT_TRUE(Succeeds(may_create(as(0), owner, 1'000'000))) << owner;
+    }
+}
+
+TEST(MayCreate, UserForSelf) {
+    EXPECT_TRUE(Succeeds(may_create(as(kAlice), kAlice, 0)));
+    EXPECT_TRUE(Succeeds(may_create(as(kAlice), kAlice, kMaxNamespacesPerUser - 1)));
+}
+
+TEST(MayCreate, UserForOtherIsDenied) {
+    auto st = may_create(as(kAlice), kBob, 0);
+    EXPECT_TRUE(FailsWith(st, EACCES, "only root"));
+    EXPECT_TRUE(Contains(st.error().message, "uid 1000"));
+    EXPECT_TRUE(Contains(st.error().message, "uid 1001"));
+    EXPECT_TRUE(FailsWith(may_create(as(kAlice), 0, 0), EACCES));
+    // The gid is not an identity: a user in root's group is still not root.
+    EXPECT_TRUE(FailsWith(may_create(as(kAlice, 0), kBob, 0), EACCES));
+    // Denial comes before the quota.
+    EXPECT_TRUE(FailsWith(may_create(as(kAlice), kBob, kMaxNamespacesPerUser), EACCES));
+}
+
+TEST(MayCreate, Quota) {
+    auto st = may_create(as(kAlice), kAlice, kMaxNamespacesPerUser);
+    EXPECT_TRUE(FailsWith(st, EDQUOT, "already owns 256 namespaces"));
+    EXPECT_TRUE(FailsWith(may_create(as(kAlice), kAlice, kMaxNamespacesPerUser + 1), EDQUOT));
+    EXPECT_TRUE(FailsWith(may_create(as(kBob), kBob, 100000), EDQUOT));
+}
+
+TEST(MayEdit, OwnerAndRootOnly) {
+    Namespace ns = owned_by(kAlice);
+    EXPECT_TRUE(Succeeds(may_edit(as(kAlice), ns)));
+    EXPECT_TRUE(Succeeds(may_edit(as(0), ns)));
+    auto st = may_edit(as(kBob), ns);
+    EXPECT_TRUE(FailsWith(st, EACCES, "namespace 'dev' is owned by uid 1000"));
+    EXPECT_TRUE(FailsWith(may_edit(as(kBob, 0), ns), EACCES));
+    EXPECT_TRUE(FailsWith(may_edit(as(65534), ns), EACCES));
+
+    Namespace root_ns = owned_by(0, "sys");
+    EXPECT_TRUE(Succeeds(may_edit(as(0), root_ns)));
+    EXPECT_TRUE(FailsWith(may_edit(as(kAlice), root_ns), EACCES, "'sys'"));
+    // Locking restricts the members, not the owner.
+    ns.locked = true;
+    EXPECT_TRUE(Succeeds(may_edit(as(kAlice), ns)));
+    EXPECT_TRUE(FailsWith(may_edit(as(kBob), ns), EACCES));
+}
+
+TEST(MaySeeEntries, OwnerAndRootOnly) {
+    Namespace ns = owned_by(kAlice);
+    EXPECT_TRUE(may_see_entries(as(kAlice), ns));
+    EXPECT_TRUE(may_see_entries(as(0), ns));
+    EXPECT_FALSE(may_see_entries(as(kBob), ns));
+    EXPECT_FALSE(may_see_entries(as(kBob, 0), ns));
+    EXPECT_FALSE(may_see_entries(as(kAlice), owned_by(0)));
+}
+
+TEST(MayReadTable, FollowsMaySeeEntries) {
+    for (uid_t owner : {uid_t{0}, kAlice, kBob}) {
+        Namespace ns = owned_by(owner, "ns-" + std::to_string(owner));
+        for (uid_t caller : {uid_t{0}, kAlice, kBob, uid_t{65534}}) {
+            auto st = may_read_table(as(caller), ns);
+            EXPECT_EQ(st.ok(), may_see_entries(as(caller), ns)) << caller << " on " << owner;
+            EXPECT_EQ(st.ok(), caller == 0 || caller == owner);
+            if (!st) {
+                EXPECT_EQ(st.error().code, EACCES);
+                EXPECT_TRUE(Contains(st.error().message, "read its entries"));
+                EXPECT_TRUE(Contains(st.error().message, "'" + ns.name + "'"));
+            }
+        }
+    }
+}
+
+}  // namespace
+}  // namespace pns::agent::auth
