@@ -1,0 +1,76 @@
+#include "agent/mount.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+
+namespace pns::agent::mnt {
+
+Result<UniqueFd> clone_tree(int dirfd, const std::string& path) {
+    unsigned flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW;
+    if (path.empty()) flags |= AT_EMPTY_PATH;
+    UniqueFd fd(::open_tree(dirfd, path.c_str(), flags));
+    if (!fd) return sys_error("open_tree '" + path + "'");
+    return fd;
+}
+
+Status set_attributes(int fd, std::uint64_t set, std::uint64_t clear) {
+    mount_attr attr{};
+    attr.attr_set = set;
+    attr.attr_clr = clear;
+    if (::mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+        return sys_error("mount_setattr");
+    return {};
+}
+
+Status set_propagation(const std::string& path, std::uint64_t propagation) {
+    mount_attr attr{};
+    attr.propagation = propagation;
+    if (::mount_setattr(AT_FDCWD, path.c_str(), AT_RECURSIVE, &attr, sizeof attr) != 0)
+        return sys_error("set propagation of '" + path + "'");
+    return {};
+}
+
+Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid) {
+    UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
+    if (!fs) return sys_error("fsopen tmpfs");
+    char value[32];
+    std::snprintf(value, sizeof value, "%o", static_cast<unsigned>(mode & 07777));
+    if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "mode", value, 0) != 0)
+        return sys_error("fsconfig tmpfs mode");
+    std::snprintf(value, sizeof value, "%u", static_cast<unsigned>(uid));
+    if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "uid", value, 0) != 0)
+        return sys_error("fsconfig tmpfs uid");
+    std::snprintf(value, sizeof value, "%u", static_cast<unsigned>(gid));
+    if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "gid", value, 0) != 0)
+        return sys_error("fsconfig tmpfs gid");
+    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+        return sys_error("create tmpfs");
+    UniqueFd mount(::fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID));
+    if (!mount) return sys_error("fsmount tmpfs");
+    return mount;
+}
+
+Status attach(int tree, int dirfd, const std::string& path) {
+    if (::move_mount(tree, "", dirfd, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        return sys_error("mount on '" + path + "'");
+    return {};
+}
+
+Status detach(const std::string& path) {
+    if (::umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0)
+        return sys_error("unmount '" + path + "'");
+    return {};
+}
+
+Result<std::uint64_t> mount_id(int fd) {
+    struct statx st {};
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &st) != 0)
+        return sys_error("statx");
+    if (!(st.stx_mask & STATX_MNT_ID)) return Error{ENOSYS, "statx gives no mount id"};
+    return st.stx_mnt_id;
+}
+
+}  // namespace pns::agent::mnt

@@ -1,0 +1,564 @@
+#include "agent/views.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "agent/mount.hpp"
+#include "pns/protocol.hpp"
+#include "pns/text.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using nlohmann::json;
+
+Status make_dir(const std::string& path, mode_t mode) {
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+        return sys_error("create directory '" + path + "'");
+    return {};
+}
+
+Result<std::string> read_text(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return Error::from_errno(errno ? errno : ENOENT, "read '" + path + "'");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// Writes `path` through a temporary file and rename, so a reader sees old or new.
+Status write_text(const std::string& path, const std::string& text) {
+    std::string temp = path + ".tmp";
+    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return sys_error("create '" + temp + "'");
+    std::string_view rest = text;
+    while (!rest.empty()) {
+        ssize_t n = ::write(fd.get(), rest.data(), rest.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_error("write '" + temp + "'");
+        rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    fd.reset();
+    if (::rename(temp.c_str(), path.c_str()) != 0) return sys_error("rename '" + temp + "'");
+    return {};
+}
+
+// Whether the mount at "/" of the calling thread's namespace is in a shared peer group.
+Result<bool> root_is_shared() {
+    auto text = read_text("/proc/thread-self/mountinfo");
+    if (!text) return Error(std::move(text).error());
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        // mountinfo(5): ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - ...
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, mount_point, options, field;
+        fields >> id >> parent >> dev >> root >> mount_point >> options;
+        if (mount_point != "/") continue;
+        bool shared = false;
+        while (fields >> field && field != "-") shared = shared || field.starts_with("shared:");
+        return shared;
+    }
+    return Error{ENOENT, "no mount at '/' in mountinfo"};
+}
+
+// The file-system credentials of the worker thread switched to a user's for a scope. Raw
+// system calls on purpose: glibc's setgroups() changes every thread of the process, and only
+// this thread may look at the file system as the user. When fsuid leaves 0 the kernel drops
+// the file-system capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and restores
+// them when it returns (security/commoncap.c: cap_task_fix_setuid), so every lookup is checked
+// exactly as the user's own would be.
+class ScopedFsCredentials {
+public:
+    static Result<ScopedFsCredentials> become(uid_t uid, gid_t gid,
+                                              const std::vector<gid_t>& groups) {
+        if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
+            return sys_error("setgroups");
+        ScopedFsCredentials scope;
+        ::syscall(SYS_setfsgid, gid);
+        ::syscall(SYS_setfsuid, uid);
+        // setfsuid(2) reports no error; asking again tells whether it took effect.
+        if (static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) != uid ||
+            static_cast<gid_t>(::syscall(SYS_setfsgid, -1)) != gid)
+            return Error{EPERM, "could not take the caller's file-system credentials"};
+        return scope;
+    }
+    ScopedFsCredentials(ScopedFsCredentials&& other) noexcept : active_(other.active_) {
+        other.active_ = false;
+    }
+    ScopedFsCredentials& operator=(ScopedFsCredentials&&) = delete;
+    ~ScopedFsCredentials() {
+        if (!active_) return;
+        ::syscall(SYS_setfsuid, 0);
+        ::syscall(SYS_setfsgid, 0);
+        ::syscall(SYS_setgroups, 0, nullptr);
+    }
+
+private:
+    ScopedFsCredentials() = default;
+    bool active_ = true;
+};
+
+// The supplementary groups of a process, from /proc/PID/status.
+Result<std::vector<gid_t>> process_groups(pid_t pid) {
+    auto text = read_text("/proc/" + std::to_string(pid) + "/status");
+    if (!text) return Error(std::move(text).error());
+    std::istringstream lines(*text);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (!line.starts_with("Groups:")) continue;
+        std::istringstream fields(line.substr(7));
+        std::vector<gid_t> groups;
+        gid_t gid;
+        while (fields >> gid) groups.push_back(gid);
+        return groups;
+    }
+    return Error{EINVAL, "no Groups: line for pid " + std::to_string(pid)};
+}
+
+// The supplementary groups of a user, for lookups made on their behalf without a process.
+std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
+    std::vector<char> buf(16384);
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return {gid};
+    std::vector<gid_t> groups(64);
+    int n = static_cast<int>(groups.size());
+    if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
+        groups.resize(static_cast<std::size_t>(n));
+        ::getgrouplist(pw.pw_name, gid, groups.data(), &n);
+    }
+    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
+    return groups;
+}
+
+// A detached copy of SRC as the requester sees it: looked up in the requester's own mount
+// namespace, below its root, with its credentials. A source the requester cannot reach is
+// refused here, so a view never shows anyone what they could not see themselves.
+Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string& source) {
+    UniqueFd root, ns, pidfd;
+    std::vector<gid_t> groups;
+    if (who.pid > 0) {
+        // The pidfd holds the process while its root and namespace are opened: if it is gone
+        // by the check below, what was opened may belong to a process that reused its pid.
+        pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, who.pid, 0)));
+        if (!pidfd) return sys_error("pidfd_open " + std::to_string(who.pid));
+        std::string proc = "/proc/" + std::to_string(who.pid);
+        root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        ns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+        auto g = process_groups(who.pid);
+        if (!root || !ns || !g) return Error{ESRCH, "the requesting process is gone"};
+        groups = std::move(*g);
+        if (::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) != 0)
+            return Error{ESRCH, "the requesting process is gone"};
+    } else {
+        root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!root) return sys_error("open '/'");
+        groups = user_groups(who.uid, who.gid);
+    }
+
+    std::optional<ScopedMountNamespace> in_caller_view;
+    if (ns) {
+        auto entered = ScopedMountNamespace::enter(host, ns.get());
+        if (!entered) return Error(std::move(entered).error());
+        in_caller_view.emplace(std::move(*entered));
+    }
+    UniqueFd found;
+    {
+        auto as_user = ScopedFsCredentials::become(who.uid, who.gid, groups);
+        if (!as_user) return Error(std::move(as_user).error());
+        open_how how{};
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        std::string relative = source.substr(1).empty() ? "." : source.substr(1);
+        found.reset(static_cast<int>(
+            ::syscall(SYS_openat2, root.get(), relative.c_str(), &how, sizeof how)));
+        if (!found)
+            return Error::from_errno(errno, "SRC " + quote(source) + " (looked up as uid " +
+                                                std::to_string(who.uid) + " in its own view)");
+    }
+    // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
+    // __do_loopback), which is why the lookup above entered it.
+    auto tree = mnt::clone_tree(found.get(), "");
+    if (!tree) return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
+    return tree;
+}
+
+struct Stat {
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+};
+
+Result<Stat> stat_target(const std::string& target) {
+    struct stat st {};
+    if (::lstat(target.c_str(), &st) != 0) {
+        if (errno == ENOENT)
+            return Error{ENOENT, "DST " + quote(target) +
+                                     " does not exist in the view (creating it is not supported yet)"};
+        return sys_error("DST " + quote(target));
+    }
+    if (S_ISLNK(st.st_mode))
+        return Error::invalid("DST " + quote(target) +
+                              " is a symbolic link in the view; name the path it points to");
+    return Stat{st.st_mode, st.st_uid, st.st_gid};
+}
+
+// Detached trees taken off a view, kept for entries that want them back.
+class Pool {
+public:
+    void put(const Entry& entry, UniqueFd tree) { trees_.emplace_back(entry, std::move(tree)); }
+    std::optional<UniqueFd> take(const Entry& entry) {
+        for (auto it = trees_.rbegin(); it != trees_.rend(); ++it) {
+            if (it->first == entry) {
+                UniqueFd tree = std::move(it->second);
+                trees_.erase(std::next(it).base());
+                return tree;
+            }
+        }
+        return std::nullopt;
+    }
+    bool has(const Entry& entry) const {
+        return std::any_of(trees_.begin(), trees_.end(),
+                           [&](const auto& p) { return p.first == entry; });
+    }
+
+private:
+    std::vector<std::pair<Entry, UniqueFd>> trees_;
+};
+
+}  // namespace
+
+Views::Views(std::string dir, UniqueFd host) : dir_(std::move(dir)), host_(std::move(host)) {}
+
+Views::~Views() = default;
+
+Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
+    std::string dir = runtime_dir + "/views";
+    if (auto st = make_dir(dir, 0700); !st) return st.error();
+    UniqueFd host(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
+    if (!host) return sys_error("open the host's mount namespace");
+    std::unique_ptr<Views> views(new Views(dir, std::move(host)));
+    if (!views->worker_.started()) return views->worker_.started().error();
+
+    auto st = views->worker_.run([&]() -> Status {
+        // Views are slaves of the host: that needs the host's mounts in shared peer groups,
+        // which systemd sets up at boot and a machine without it may not have.
+        auto shared = root_is_shared();
+        if (!shared) return shared.error();
+        if (!*shared) {
+            if (auto s = mnt::set_propagation("/", MS_SHARED); !s) return s;
+            views->host_made_shared_ = true;
+        }
+        // <runtime>/views becomes a private mount of its own, so the pins below it propagate
+        // neither into views (a view holding its own pin is a loop the kernel refuses) nor
+        // anywhere else.
+        UniqueFd views_fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        UniqueFd parent_fd(::open(runtime_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!views_fd || !parent_fd) return sys_error("open '" + dir + "'");
+        auto own = mnt::mount_id(views_fd.get());
+        auto parent = mnt::mount_id(parent_fd.get());
+        if (!own || !parent) return own ? parent.error() : own.error();
+        if (*own == *parent) {
+            auto tree = mnt::clone_tree(views_fd.get(), "");
+            if (!tree) return tree.error();
+            if (auto s = mnt::attach(tree->get(), AT_FDCWD, dir); !s) return s;
+        }
+        return mnt::set_propagation(dir, MS_PRIVATE);
+    });
+    if (!st) return st.error();
+    return views;
+}
+
+Result<UniqueFd> Views::primary(const std::string& name) const {
+    UniqueFd fd(::open((view_dir(name) + "/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return sys_error("open the view of " + quote(name));
+    return fd;
+}
+
+Result<std::vector<std::string>> Views::pinned() const {
+    std::vector<std::string> names;
+    DIR* d = ::opendir(dir_.c_str());
+    if (!d) return sys_error("read '" + dir_ + "'");
+    while (struct dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name != "." && name != ".." && validate_name(name)) names.push_back(name);
+    }
+    ::closedir(d);
+    return names;
+}
+
+// Runs on the worker, in the host's namespace.
+Result<UniqueFd> Views::open_or_create_primary(const std::string& name) {
+    if (auto existing = primary(name); existing) return existing;
+    std::string view = view_dir(name);
+    if (auto st = make_dir(view, 0700); !st) return st.error();
+
+    // The worker itself moves into a new mount namespace, copied from the host's: that is the
+    // primary. Slave first (host events flow in), then shared (a new peer group of its own,
+    // towards its satellites). Then back to the host to pin it.
+    if (::unshare(CLONE_NEWNS) != 0) return sys_error("unshare(CLONE_NEWNS)");
+    UniqueFd created(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
+    Status configured = [&]() -> Status {
+        if (!created) return sys_error("open the new mount namespace");
+        if (auto st = mnt::set_propagation("/", MS_SLAVE); !st) return st;
+        if (auto st = mnt::set_propagation("/", MS_SHARED); !st) return st;
+        // Members have no business with the pins of other views.
+        if (auto st = mnt::detach(dir_); !st) return st;
+        return {};
+    }();
+    // Back to the host whatever happened; a worker stuck elsewhere could do no more right.
+    if (::setns(host_.get(), CLONE_NEWNS) != 0) std::abort();
+    if (configured) {
+        auto tree = mnt::clone_tree(created.get(), "");
+        if (!tree) return tree.error();
+        std::string pin = view + "/mnt";
+        UniqueFd file(::open(pin.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+        if (!file) return sys_error("create '" + pin + "'");
+        configured = mnt::attach(tree->get(), AT_FDCWD, pin);
+    }
+    if (!configured) return configured.error();
+    return created;
+}
+
+Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) const {
+    std::string path = view_dir(name) + "/state.json";
+    auto text = read_text(path);
+    if (!text) {
+        if (text.error().code == ENOENT) return std::vector<Applied>{};
+        return Error(std::move(text).error());
+    }
+    json j = json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("applied") || !j["applied"].is_array())
+        return Error{EIO, "'" + path + "' is corrupt"};
+    std::vector<Applied> applied;
+    for (const auto& a : j["applied"]) {
+        auto entry = protocol::entry_from_json(a.value("entry", json::object()));
+        if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned())
+            return Error{EIO, "'" + path + "' is corrupt"};
+        applied.push_back({std::move(*entry), a["mount_id"].get<std::uint64_t>()});
+    }
+    return applied;
+}
+
+Status Views::save_state(const std::string& name, const std::vector<Applied>& applied) const {
+    json list = json::array();
+    for (const auto& a : applied)
+        list.push_back({{"entry", protocol::entry_to_json(a.entry)}, {"mount_id", a.mount_id}});
+    return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
+}
+
+Status Views::realize(const Namespace& ns, const Resolver& resolver) {
+    return worker_.run([&]() -> Status {
+        auto primary_fd = open_or_create_primary(ns.name);
+        if (!primary_fd) return primary_fd.error();
+        auto applied = load_state(ns.name);
+        if (!applied) return applied.error();
+        const auto& wanted = ns.table.entries;
+
+        std::size_t keep = 0;
+        while (keep < applied->size() && keep < wanted.size() &&
+               (*applied)[keep].entry == wanted[keep])
+            ++keep;
+        if (keep == applied->size() && keep == wanted.size()) return {};
+
+        // Outside the view: what the new entries need from elsewhere. Sources of binds that
+        // are not coming back from the taken-off part are looked up as the requester.
+        std::vector<Entry> leaving;
+        for (std::size_t i = keep; i < applied->size(); ++i) leaving.push_back((*applied)[i].entry);
+        std::vector<std::optional<UniqueFd>> prepared(wanted.size());
+        for (std::size_t j = keep; j < wanted.size(); ++j) {
+            const Entry& entry = wanted[j];
+            auto back = std::find(leaving.begin(), leaving.end(), entry);
+            if (back != leaving.end()) {
+                leaving.erase(back);
+                continue;
+            }
+            if (entry.kind == EntryKind::kBind) {
+                auto tree = resolve_source(host_.get(), resolver, entry.source);
+                if (!tree) return tree.error();
+                prepared[j] = std::move(*tree);
+            } else if (entry.kind == EntryKind::kHide) {
+                // What hides a file: an empty, read-only file of pnsd's own.
+                std::string empty = dir_ + "/.empty";
+                UniqueFd touch(::open(empty.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
+                if (!touch) return sys_error("create '" + empty + "'");
+                auto tree = mnt::clone_tree(AT_FDCWD, empty);
+                if (!tree) return tree.error();
+                if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st) return st;
+                prepared[j] = std::move(*tree);
+            }
+        }
+
+        auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
+        if (!in_view) return in_view.error();
+
+        Pool pool;
+        // Takes entries [from, end) of `list` off the view, top first, into the pool.
+        auto take_off = [&](std::vector<Applied>& list, std::size_t from) -> Status {
+            while (list.size() > from) {
+                const Applied& top = list.back();
+                UniqueFd at(::open(top.entry.target.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+                if (!at) return sys_error("DST " + quote(top.entry.target));
+                auto id = mnt::mount_id(at.get());
+                if (!id) return id.error();
+                if (*id != top.mount_id)
+                    return Error{EIO, "the mount at " + quote(top.entry.target) + " in view " +
+                                          quote(ns.name) + " is not the one pnsd made"};
+                auto saved = mnt::clone_tree(at.get(), "");
+                if (!saved) return saved.error();
+                if (auto st = mnt::detach(top.entry.target); !st) return st;
+                pool.put(top.entry, std::move(*saved));
+                list.pop_back();
+            }
+            return {};
+        };
+        // Puts `entry` on top of the view: a tree from the pool if one is there, else built.
+        auto put_on = [&](const Entry& entry, std::optional<UniqueFd>& ready) -> Result<Applied> {
+            std::optional<UniqueFd> tree = pool.take(entry);
+            if (!tree && ready) tree = std::move(ready);
+            if (!tree) {
+                auto target = stat_target(entry.target);
+                if (!target) return target.error();
+                Result<UniqueFd> built = Error{EINVAL, "nothing to mount"};
+                switch (entry.kind) {
+                    case EntryKind::kReadOnly:
+                        built = mnt::clone_tree(AT_FDCWD, entry.target);
+                        if (built) {
+                            if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                                return st.error();
+                        }
+                        break;
+                    case EntryKind::kTmpfs:
+                    case EntryKind::kHide:
+                        if (!S_ISDIR(target->mode))
+                            return Error::invalid(std::string(to_string(entry.kind)) + " of " +
+                                                  quote(entry.target) + " needs a directory");
+                        // The same mode and owner as the directory it covers.
+                        built = mnt::new_tmpfs(target->mode, target->uid, target->gid);
+                        if (built && entry.kind == EntryKind::kHide) {
+                            if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                                return st.error();
+                        }
+                        break;
+                    case EntryKind::kBind:
+                        break;
+                }
+                if (!built) return built.error();
+                tree = std::move(*built);
+            } else if (entry.kind == EntryKind::kHide) {
+                // A prepared empty file hides files; directories get an empty tmpfs.
+                auto target = stat_target(entry.target);
+                if (!target) return target.error();
+                if (S_ISDIR(target->mode)) {
+                    auto built = mnt::new_tmpfs(target->mode, target->uid, target->gid);
+                    if (!built) return built.error();
+                    if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                        return st.error();
+                    tree = std::move(*built);
+                }
+            }
+            if (auto target = stat_target(entry.target); !target) return target.error();
+            if (auto st = mnt::attach(tree->get(), AT_FDCWD, entry.target); !st) return st.error();
+            auto id = mnt::mount_id(tree->get());
+            if (!id) return id.error();
+            return Applied{entry, *id};
+        };
+
+        std::vector<Applied> now = *applied;
+        if (auto st = take_off(now, keep); !st) {
+            // Put back what was taken off, in order.
+            for (std::size_t i = now.size(); i < applied->size(); ++i) {
+                std::optional<UniqueFd> none;
+                auto back = put_on((*applied)[i].entry, none);
+                if (back) now.push_back(std::move(*back));
+            }
+            (void)save_state(ns.name, now);
+            return st;
+        }
+        for (std::size_t j = keep; j < wanted.size(); ++j) {
+            auto put = put_on(wanted[j], prepared[j]);
+            if (!put) {
+                Error error = std::move(put).error();
+                // Undo: take the new entries off, put the old ones back from the pool.
+                Status undone = take_off(now, keep);
+                if (undone) {
+                    for (std::size_t i = keep; i < applied->size(); ++i) {
+                        std::optional<UniqueFd> none;
+                        auto back = put_on((*applied)[i].entry, none);
+                        if (!back) {
+                            undone = back.error();
+                            break;
+                        }
+                        now.push_back(std::move(*back));
+                    }
+                }
+                (void)save_state(ns.name, now);
+                if (!undone)
+                    return Error{EIO, error.message + "; and undoing it failed: " +
+                                          undone.error().message};
+                return error;
+            }
+            now.push_back(std::move(*put));
+        }
+        return save_state(ns.name, now);
+    });
+}
+
+Status Views::destroy(const std::string& name) {
+    return worker_.run([&]() -> Status {
+        std::string view = view_dir(name);
+        struct stat st {};
+        if (::lstat(view.c_str(), &st) != 0) return {};
+        std::string pin = view + "/mnt";
+        if (::umount2(pin.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL &&
+            errno != ENOENT)
+            return sys_error("unpin view " + quote(name));
+        for (const char* file : {"/mnt", "/state.json", "/state.json.tmp"})
+            ::unlink((view + file).c_str());
+        if (::rmdir(view.c_str()) != 0 && errno != ENOENT)
+            return sys_error("remove '" + view + "'");
+        return {};
+    });
+}
+
+Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& path) {
+    // The last entry at or above `path` decides; its DST prefix is replaced by its SRC.
+    for (auto it = ns.table.entries.rbegin(); it != ns.table.entries.rend(); ++it) {
+        const Entry& e = *it;
+        bool covers = path == e.target || e.target == "/" ||
+                      (path.starts_with(e.target) && path[e.target.size()] == '/');
+        if (!covers) continue;
+        std::size_t index = static_cast<std::size_t>(ns.table.entries.rend() - it);
+        std::string rest = e.target == "/" ? path : path.substr(e.target.size());
+        json j = {{"path", path}, {"entry", index}, {"line", format_entry(e)}};
+        switch (e.kind) {
+            case EntryKind::kBind:
+                j["resolves_to"] = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
+                if (e.mode != UnionMode::kReplace) j["union"] = true;
+                break;
+            case EntryKind::kHide: j["hidden"] = true; break;
+            case EntryKind::kReadOnly: j["read_only"] = true; j["resolves_to"] = path; break;
+            case EntryKind::kTmpfs: j["private_tmpfs"] = true; break;
+        }
+        return j;
+    }
+    return json{{"path", path}, {"entry", nullptr}, {"resolves_to", path}};
+}
+
+}  // namespace pns::agent

@@ -1,0 +1,86 @@
+// Views: every namespace's table realized as a live mount namespace (DESIGN.md, decision 1).
+//
+// Each namespace has a primary view: a mount namespace owned by the initial user namespace,
+// a slave of the host's mount namespace (host mounts made later still appear) and shared
+// towards its satellites. Each entry of the table is exactly one mount stacked at its DST, in
+// table order, so an edit is: keep the longest common prefix of what is applied and the new
+// table, take the rest off (top first), put the new rest on. Taken-off mounts are kept as
+// detached clones and reused by identical entries, so a bind's source needs no new lookup and
+// a tmpfs keeps its files when an earlier entry changes; and a failed edit puts every one of
+// them back.
+//
+// Pins under <runtime-dir>/views/ (a private mount, so pins never propagate anywhere):
+//   NAME/mnt          nsfs bind mount of the primary: keeps it alive while pnsd is down
+//   NAME/state.json   the entries applied in the primary, with the mount ID of each
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "agent/namespace.hpp"
+#include "agent/worker.hpp"
+#include "pns/result.hpp"
+#include "pns/table.hpp"
+#include "pns/unique_fd.hpp"
+
+namespace pns::agent {
+
+// Whose view and credentials resolve the sources of new bind entries.
+struct Resolver {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    pid_t pid = 0;  // the requesting process; 0 resolves in pnsd's own (the host's) view
+};
+
+class Views {
+public:
+    // Prepares <runtime_dir>/views and makes sure host mounts propagate to views.
+    static Result<std::unique_ptr<Views>> open(const std::string& runtime_dir);
+    ~Views();
+
+    // Makes the primary view of `ns` show exactly `ns.table`, creating the view if it does not
+    // exist. Sources of bind entries not already in the view are resolved as `resolver`.
+    // All or nothing: on failure the view is as it was.
+    Status realize(const Namespace& ns, const Resolver& resolver);
+
+    // Removes the view: its pins and state. Processes still inside keep their mounts.
+    Status destroy(const std::string& name);
+
+    // Names of the views pinned under the runtime dir (to find views of deleted tables).
+    Result<std::vector<std::string>> pinned() const;
+
+    // An open fd of the primary's mount namespace, for tests and for joining.
+    Result<UniqueFd> primary(const std::string& name) const;
+
+    // Which entry serves `path` in the view, and what it resolves to.
+    Result<nlohmann::json> explain(const Namespace& ns, const std::string& path);
+
+    std::string view_dir(const std::string& name) const { return dir_ + "/" + name; }
+
+    // Whether open() found the host's mounts private and made them shared (to be logged).
+    bool made_host_shared() const { return host_made_shared_; }
+
+private:
+    struct Applied {
+        Entry entry;
+        std::uint64_t mount_id = 0;
+    };
+
+    Views(std::string dir, UniqueFd host);
+    Result<UniqueFd> open_or_create_primary(const std::string& name);
+    Result<std::vector<Applied>> load_state(const std::string& name) const;
+    Status save_state(const std::string& name, const std::vector<Applied>& applied) const;
+
+    std::string dir_;   // <runtime-dir>/views
+    UniqueFd host_;     // the host's mount namespace
+    bool host_made_shared_ = false;
+    MountWorker worker_;
+};
+
+}  // namespace pns::agent
