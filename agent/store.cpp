@@ -185,6 +185,8 @@ Result<Store::Loaded> Store::load_all() const {
 }
 
 Status Store::save(const Namespace& ns) const {
+    // The name becomes a file name: never let one reach outside the directory.
+    if (auto st = validate_name(ns.name); !st) return st;
     std::string file = ns.name + std::string(kSuffix);
     std::string temp = "." + ns.name + std::string(kTempSuffix);
     std::string context = "save '" + dir_path_ + "/" + file + "'";
@@ -206,6 +208,7 @@ Status Store::save(const Namespace& ns) const {
 }
 
 Status Store::remove(const std::string& name) const {
+    if (auto st = validate_name(name); !st) return st;
     std::string file = name + std::string(kSuffix);
     if (::unlinkat(dir_.get(), file.c_str(), 0) != 0 && errno != ENOENT)
         return sys_error("remove '" + dir_path_ + "/" + file + "'");

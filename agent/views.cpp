@@ -6,7 +6,10 @@
 #include <pwd.h>
 #include <linux/openat2.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -242,6 +245,42 @@ private:
     std::vector<std::pair<Entry, UniqueFd>> trees_;
 };
 
+// Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
+Status pin_namespace(int ns_fd, const std::string& path) {
+    auto tree = mnt::clone_tree(ns_fd, "");
+    if (!tree) return tree.error();
+    UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!file) return sys_error("create '" + path + "'");
+    return mnt::attach(tree->get(), AT_FDCWD, path);
+}
+
+void unpin(const std::string& path) {
+    ::umount2(path.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
+    ::unlink(path.c_str());
+}
+
+Status write_proc(pid_t pid, const char* file, const std::string& text) {
+    std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!fd) return sys_error("open '" + path + "'");
+    if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+        return sys_error("write '" + path + "'");
+    return {};
+}
+
+// One byte over a pipe, for the steps of satellite creation.
+bool send_byte(int fd) {
+    char c = 1;
+    return ::write(fd, &c, 1) == 1;
+}
+bool wait_byte(int fd) {
+    char c;
+    ssize_t n;
+    while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
+    }
+    return n == 1;
+}
+
 }  // namespace
 
 Views::Views(std::string dir, UniqueFd host) : dir_(std::move(dir)), host_(std::move(host)) {}
@@ -291,6 +330,120 @@ Result<UniqueFd> Views::primary(const std::string& name) const {
     return fd;
 }
 
+Result<Views::Satellite> Views::open_satellite(const std::string& name, uid_t uid) const {
+    std::string dir = view_dir(name) + "/users/" + std::to_string(uid);
+    Satellite sat;
+    sat.user.reset(::open((dir + "/user").c_str(), O_RDONLY | O_CLOEXEC));
+    sat.mnt.reset(::open((dir + "/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!sat.user || !sat.mnt) return Error{ENOENT, "no satellite"};
+    return sat;
+}
+
+Result<Views::Satellite> Views::satellite(const std::string& name, uid_t uid, gid_t gid) {
+    if (uid == 0) return Error::invalid("root joins the primary view, not a satellite");
+    Result<Satellite> result = Error{EIO, "not run"};
+    auto st = worker_.run([&]() -> Status {
+        result = open_satellite(name, uid);
+        if (!result) result = create_satellite(name, uid, gid);
+        return {};
+    });
+    if (!st) return st.error();
+    return result;
+}
+
+// Runs on the worker. A child process builds the satellite, because a user namespace is owned
+// by the effective uid of the process that creates it (user_namespaces(7)), and only a
+// process of that uid can make one that the member may later join. The child enters the
+// primary first, so the mount namespace it then unshares is a copy of the primary; being
+// created inside a less privileged user namespace, that copy's mounts become slaves of the
+// primary's peer groups and are locked (mount_namespaces(7)): every edit made once in the
+// primary propagates, and no member can unmount an entry to see what lies beneath.
+Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t uid, gid_t gid) {
+    auto primary_fd = primary(name);
+    if (!primary_fd) return primary_fd.error();
+    std::string dir = view_dir(name) + "/users";
+    if (auto st = make_dir(dir, 0700); !st) return st.error();
+    dir += "/" + std::to_string(uid);
+    if (auto st = make_dir(dir, 0700); !st) return st.error();
+
+    int to_child[2], from_child[2];
+    if (::pipe2(to_child, O_CLOEXEC) != 0) return sys_error("pipe");
+    if (::pipe2(from_child, O_CLOEXEC) != 0) {
+        ::close(to_child[0]);
+        ::close(to_child[1]);
+        return sys_error("pipe");
+    }
+    UniqueFd child_in(to_child[0]), parent_out(to_child[1]);
+    UniqueFd parent_in(from_child[0]), child_out(from_child[1]);
+
+    pid_t child = ::fork();
+    if (child < 0) return sys_error("fork");
+    if (child == 0) {
+        // Only raw system calls from here: the parent is multithreaded.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::setns(primary_fd->get(), CLONE_NEWNS) != 0) ::_exit(1);
+        if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+            ::syscall(SYS_setresuid, uid, uid, uid) != 0)
+            ::_exit(2);
+        if (::unshare(CLONE_NEWUSER) != 0) ::_exit(3);
+        if (!send_byte(child_out.get()) || !wait_byte(child_in.get())) ::_exit(4);
+        if (::unshare(CLONE_NEWNS) != 0) ::_exit(5);
+        if (!send_byte(child_out.get())) ::_exit(6);
+        wait_byte(child_in.get());  // until the parent has pinned both namespaces
+        ::_exit(0);
+    }
+    child_in.reset();
+    child_out.reset();
+
+    auto fail = [&](Error error) -> Error {
+        ::kill(child, SIGKILL);
+        int status;
+        ::waitpid(child, &status, 0);
+        unpin(dir + "/user");
+        unpin(dir + "/mnt");
+        ::rmdir(dir.c_str());
+        return error;
+    };
+    if (!wait_byte(parent_in.get())) return fail(Error{EPERM, "creating the user namespace of uid " + std::to_string(uid) + " failed"});
+    // Only the member's own ids are mapped: root is not, so set-uid-root programs do not
+    // elevate inside. setgroups is denied so no member can shed a group that denies it access.
+    std::string uid_line = std::to_string(uid) + " " + std::to_string(uid) + " 1\n";
+    std::string gid_line = std::to_string(gid) + " " + std::to_string(gid) + " 1\n";
+    if (auto st = write_proc(child, "uid_map", uid_line); !st) return fail(st.error());
+    if (auto st = write_proc(child, "setgroups", "deny"); !st) return fail(st.error());
+    if (auto st = write_proc(child, "gid_map", gid_line); !st) return fail(st.error());
+    if (!send_byte(parent_out.get()) || !wait_byte(parent_in.get()))
+        return fail(Error{EPERM, "creating the mount namespace of the satellite failed"});
+
+    std::string proc = "/proc/" + std::to_string(child) + "/ns/";
+    UniqueFd user(::open((proc + "user").c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd mnt(::open((proc + "mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!user || !mnt) return fail(sys_error("open the satellite's namespaces"));
+    if (auto st = pin_namespace(user.get(), dir + "/user"); !st) return fail(st.error());
+    if (auto st = pin_namespace(mnt.get(), dir + "/mnt"); !st) return fail(st.error());
+    send_byte(parent_out.get());
+    int status = 0;
+    while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    return Satellite{std::move(user), std::move(mnt)};
+}
+
+Result<std::vector<ino_t>> Views::namespace_inodes(const std::string& name) const {
+    std::vector<ino_t> inodes;
+    struct stat st {};
+    std::string view = view_dir(name);
+    if (::stat((view + "/mnt").c_str(), &st) == 0) inodes.push_back(st.st_ino);
+    DIR* d = ::opendir((view + "/users").c_str());
+    if (!d) return inodes;
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        if (::stat((view + "/users/" + e->d_name + "/mnt").c_str(), &st) == 0)
+            inodes.push_back(st.st_ino);
+    }
+    ::closedir(d);
+    return inodes;
+}
+
 Result<std::vector<std::string>> Views::pinned() const {
     std::vector<std::string> names;
     DIR* d = ::opendir(dir_.c_str());
@@ -324,14 +477,7 @@ Result<UniqueFd> Views::open_or_create_primary(const std::string& name) {
     }();
     // Back to the host whatever happened; a worker stuck elsewhere could do no more right.
     if (::setns(host_.get(), CLONE_NEWNS) != 0) std::abort();
-    if (configured) {
-        auto tree = mnt::clone_tree(created.get(), "");
-        if (!tree) return tree.error();
-        std::string pin = view + "/mnt";
-        UniqueFd file(::open(pin.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-        if (!file) return sys_error("create '" + pin + "'");
-        configured = mnt::attach(tree->get(), AT_FDCWD, pin);
-    }
+    if (configured) configured = pin_namespace(created.get(), view + "/mnt");
     if (!configured) return configured.error();
     return created;
 }
@@ -525,12 +671,19 @@ Status Views::destroy(const std::string& name) {
         std::string view = view_dir(name);
         struct stat st {};
         if (::lstat(view.c_str(), &st) != 0) return {};
-        std::string pin = view + "/mnt";
-        if (::umount2(pin.c_str(), MNT_DETACH | UMOUNT_NOFOLLOW) != 0 && errno != EINVAL &&
-            errno != ENOENT)
-            return sys_error("unpin view " + quote(name));
-        for (const char* file : {"/mnt", "/state.json", "/state.json.tmp"})
-            ::unlink((view + file).c_str());
+        if (DIR* d = ::opendir((view + "/users").c_str())) {
+            while (struct dirent* e = ::readdir(d)) {
+                if (e->d_name[0] == '.') continue;
+                std::string user = view + "/users/" + e->d_name;
+                unpin(user + "/mnt");
+                unpin(user + "/user");
+                ::rmdir(user.c_str());
+            }
+            ::closedir(d);
+            ::rmdir((view + "/users").c_str());
+        }
+        unpin(view + "/mnt");
+        for (const char* file : {"/state.json", "/state.json.tmp"}) ::unlink((view + file).c_str());
         if (::rmdir(view.c_str()) != 0 && errno != ENOENT)
             return sys_error("remove '" + view + "'");
         return {};

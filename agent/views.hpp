@@ -58,6 +58,19 @@ public:
     // An open fd of the primary's mount namespace, for tests and for joining.
     Result<UniqueFd> primary(const std::string& name) const;
 
+    // The satellite of view `name` for a non-root member: a user namespace owned by `uid`
+    // that maps only `uid` and `gid`, holding a mount namespace that is a slave of the
+    // primary. Created on first use, pinned under NAME/users/UID/{user,mnt}.
+    struct Satellite {
+        UniqueFd user;
+        UniqueFd mnt;
+    };
+    Result<Satellite> satellite(const std::string& name, uid_t uid, gid_t gid);
+
+    // The inode numbers of the view's mount namespaces (primary and satellites), by which
+    // its members are found in /proc.
+    Result<std::vector<ino_t>> namespace_inodes(const std::string& name) const;
+
     // Which entry serves `path` in the view, and what it resolves to.
     Result<nlohmann::json> explain(const Namespace& ns, const std::string& path);
 
@@ -74,6 +87,8 @@ private:
 
     Views(std::string dir, UniqueFd host);
     Result<UniqueFd> open_or_create_primary(const std::string& name);
+    Result<Satellite> open_satellite(const std::string& name, uid_t uid) const;
+    Result<Satellite> create_satellite(const std::string& name, uid_t uid, gid_t gid);
     Result<std::vector<Applied>> load_state(const std::string& name) const;
     Status save_state(const std::string& name, const std::vector<Applied>& applied) const;
 
