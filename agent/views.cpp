@@ -202,49 +202,6 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
     return tree;
 }
 
-struct Stat {
-    mode_t mode;
-    uid_t uid;
-    gid_t gid;
-};
-
-Result<Stat> stat_target(const std::string& target) {
-    struct stat st {};
-    if (::lstat(target.c_str(), &st) != 0) {
-        if (errno == ENOENT)
-            return Error{ENOENT, "DST " + quote(target) +
-                                     " does not exist in the view (creating it is not supported yet)"};
-        return sys_error("DST " + quote(target));
-    }
-    if (S_ISLNK(st.st_mode))
-        return Error::invalid("DST " + quote(target) +
-                              " is a symbolic link in the view; name the path it points to");
-    return Stat{st.st_mode, st.st_uid, st.st_gid};
-}
-
-// Detached trees taken off a view, kept for entries that want them back.
-class Pool {
-public:
-    void put(const Entry& entry, UniqueFd tree) { trees_.emplace_back(entry, std::move(tree)); }
-    std::optional<UniqueFd> take(const Entry& entry) {
-        for (auto it = trees_.rbegin(); it != trees_.rend(); ++it) {
-            if (it->first == entry) {
-                UniqueFd tree = std::move(it->second);
-                trees_.erase(std::next(it).base());
-                return tree;
-            }
-        }
-        return std::nullopt;
-    }
-    bool has(const Entry& entry) const {
-        return std::any_of(trees_.begin(), trees_.end(),
-                           [&](const auto& p) { return p.first == entry; });
-    }
-
-private:
-    std::vector<std::pair<Entry, UniqueFd>> trees_;
-};
-
 // Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
 Status pin_namespace(int ns_fd, const std::string& path) {
     auto tree = mnt::clone_tree(ns_fd, "");
@@ -495,9 +452,11 @@ Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) c
     std::vector<Applied> applied;
     for (const auto& a : j["applied"]) {
         auto entry = protocol::entry_from_json(a.value("entry", json::object()));
-        if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned())
+        if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned() ||
+            !a.contains("path") || !a["path"].is_string())
             return Error{EIO, "'" + path + "' is corrupt"};
-        applied.push_back({std::move(*entry), a["mount_id"].get<std::uint64_t>()});
+        applied.push_back({std::move(*entry), a["path"].get<std::string>(),
+                           a["mount_id"].get<std::uint64_t>()});
     }
     return applied;
 }
@@ -505,164 +464,345 @@ Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) c
 Status Views::save_state(const std::string& name, const std::vector<Applied>& applied) const {
     json list = json::array();
     for (const auto& a : applied)
-        list.push_back({{"entry", protocol::entry_to_json(a.entry)}, {"mount_id", a.mount_id}});
+        list.push_back({{"entry", protocol::entry_to_json(a.entry)},
+                        {"path", a.path},
+                        {"mount_id", a.mount_id}});
     return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
 }
+
+namespace {
+
+// A detached tree taken off a view, kept for an entry that wants it back.
+struct Parked {
+    Entry entry;
+    std::string path;  // where it was attached
+    UniqueFd tree;
+};
+
+struct Stat {
+    mode_t mode;
+    uid_t uid;
+    gid_t gid;
+};
+
+Result<std::optional<Stat>> lstat_optional(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return std::optional<Stat>{};
+        return sys_error("lstat " + quote(path));
+    }
+    return std::optional<Stat>{Stat{st.st_mode, st.st_uid, st.st_gid}};
+}
+
+std::string parent_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+    return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
+// Edits the mount stack of one view; runs on the worker, inside the view. Every entry is one
+// mount attached at one path: its DST, or for a DST that does not exist, a skeleton of the
+// nearest existing ancestor (see make_skeleton) with the entry's mount inside.
+class Editor {
+public:
+    Editor(const std::string& view_name, int empty_file)
+        : view_(view_name), empty_file_(empty_file) {}
+
+    // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
+    template <typename List>
+    Status take_off(List& list, std::size_t from) {
+        while (list.size() > from) {
+            auto& top = list.back();
+            UniqueFd at(::open(top.path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+            if (!at) return sys_error("open " + quote(top.path));
+            auto id = mnt::mount_id(at.get());
+            if (!id) return id.error();
+            if (*id != top.mount_id)
+                return Error{EIO, "the mount at " + quote(top.path) + " in view " + quote(view_) +
+                                      " is not the one pnsd made"};
+            auto saved = mnt::clone_tree(at.get(), "");
+            if (!saved) return saved.error();
+            if (auto st = mnt::detach(top.path); !st) return st;
+            parked_.push_back({top.entry, top.path, std::move(*saved)});
+            list.pop_back();
+        }
+        return {};
+    }
+
+    // Puts `entry` on top: the tree it had if it was taken off in this edit, else a new one
+    // (`ready` holds a bind's source, looked up beforehand outside the view).
+    template <typename Item>
+    Result<Item> put_on(const Entry& entry, std::optional<UniqueFd>& ready) {
+        for (auto it = parked_.rbegin(); it != parked_.rend(); ++it) {
+            if (it->entry != entry) continue;
+            Parked back = std::move(*it);
+            parked_.erase(std::next(it).base());
+            return attach<Item>(entry, back.path, back.tree);
+        }
+        auto target = lstat_optional(entry.target);
+        if (!target) return target.error();
+        std::string path = entry.target;
+        std::optional<UniqueFd> skeleton;
+        if (!*target) {
+            auto made = make_skeleton(entry, ready);
+            if (!made) return made.error();
+            path = made->first;
+            skeleton = std::move(made->second);
+            target = lstat_optional(entry.target);
+            if (!target || !*target) return Error{EIO, "skeleton for " + quote(entry.target) + " failed"};
+        }
+        const Stat& st = **target;
+        if (S_ISLNK(st.mode))
+            return Error::invalid("DST " + quote(entry.target) +
+                                  " is a symbolic link in the view; name the path it points to");
+        auto tree = build(entry, st, ready);
+        if (!tree) {
+            if (skeleton) (void)mnt::detach(path);
+            return tree.error();
+        }
+        if (auto done = mnt::attach(tree->get(), AT_FDCWD, entry.target); !done) {
+            if (skeleton) (void)mnt::detach(path);
+            return done.error();
+        }
+        if (skeleton) return record<Item>(entry, path, skeleton->get());
+        return record<Item>(entry, path, tree->get());
+    }
+
+private:
+    template <typename Item>
+    Result<Item> attach(const Entry& entry, const std::string& path, UniqueFd& tree) {
+        if (auto st = mnt::attach(tree.get(), AT_FDCWD, path); !st) return st.error();
+        return record<Item>(entry, path, tree.get());
+    }
+
+    template <typename Item>
+    static Result<Item> record(const Entry& entry, const std::string& path, int tree) {
+        auto id = mnt::mount_id(tree);
+        if (!id) return id.error();
+        return Item{entry, path, *id};
+    }
+
+    // A new mount for `entry` over the existing `target`.
+    Result<UniqueFd> build(const Entry& entry, const Stat& target, std::optional<UniqueFd>& ready) {
+        switch (entry.kind) {
+            case EntryKind::kBind:
+                if (!ready) return Error{EIO, "no source prepared for " + quote(entry.source)};
+                return std::move(*ready);
+            case EntryKind::kReadOnly: {
+                auto tree = mnt::clone_tree(AT_FDCWD, entry.target);
+                if (!tree) return tree;
+                if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                    return st.error();
+                return tree;
+            }
+            case EntryKind::kHide:
+                if (!S_ISDIR(target.mode)) {
+                    // A file (or device, fifo, socket) hides behind an empty read-only file.
+                    auto tree = mnt::clone_tree(empty_file_, "");
+                    if (!tree) return tree;
+                    if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                        return st.error();
+                    return tree;
+                }
+                [[fallthrough]];
+            case EntryKind::kTmpfs: {
+                if (!S_ISDIR(target.mode))
+                    return Error::invalid("tmpfs of " + quote(entry.target) +
+                                          " needs a directory there");
+                // An empty directory with the mode and owner of the one it covers.
+                auto tree = mnt::new_tmpfs(target.mode, target.uid, target.gid);
+                if (!tree) return tree;
+                if (entry.kind == EntryKind::kHide) {
+                    if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                        return st.error();
+                }
+                return tree;
+            }
+        }
+        return Error{EINVAL, "unknown entry kind"};
+    }
+
+    // Makes a DST that does not exist appear, in the view only. The nearest existing ancestor
+    // A is covered by a read-only tmpfs holding a placeholder for each of A's entries, each
+    // with A's own entry bind-mounted on it (with everything mounted below), and the missing
+    // path down to DST. So A lists as before and its entries are the real ones, but A itself
+    // becomes a fixed listing: names added to or removed from the real A afterwards do not
+    // show, and nothing new can be created directly in A inside the view (EROFS).
+    Result<std::pair<std::string, UniqueFd>> make_skeleton(const Entry& entry,
+                                                          std::optional<UniqueFd>& ready) {
+        if (entry.kind == EntryKind::kReadOnly)
+            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
+        std::string ancestor = parent_of(entry.target);
+        std::vector<std::string> missing{entry.target.substr(entry.target.rfind('/') + 1)};
+        for (;;) {
+            auto st = lstat_optional(ancestor);
+            if (!st) return st.error();
+            if (*st) {
+                if (!S_ISDIR((*st)->mode))
+                    return Error{ENOTDIR, "DST " + quote(entry.target) + " cannot be made: " +
+                                              quote(ancestor) + " is not a directory in the view"};
+                break;
+            }
+            missing.push_back(ancestor.substr(ancestor.rfind('/') + 1));
+            ancestor = parent_of(ancestor);
+        }
+        struct stat info {};
+        UniqueFd original(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!original || ::fstat(original.get(), &info) != 0)
+            return sys_error("open " + quote(ancestor));
+        auto skeleton = mnt::new_tmpfs(info.st_mode, info.st_uid, info.st_gid);
+        if (!skeleton) return skeleton.error();
+
+        // Placeholders for the ancestor's entries, created through the detached tmpfs.
+        std::vector<std::string> to_bind;
+        int list_fd = ::dup(original.get());
+        DIR* dir = list_fd >= 0 ? ::fdopendir(list_fd) : nullptr;
+        if (!dir) {
+            if (list_fd >= 0) ::close(list_fd);
+            return sys_error("list " + quote(ancestor));
+        }
+        Status populated = [&]() -> Status {
+            while (struct dirent* d = ::readdir(dir)) {
+                std::string name = d->d_name;
+                if (name == "." || name == "..") continue;
+                struct stat child {};
+                if (::fstatat(original.get(), name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0)
+                    continue;  // gone meanwhile
+                int made;
+                if (S_ISLNK(child.st_mode)) {
+                    std::string link(4096, '\0');
+                    ssize_t n = ::readlinkat(original.get(), name.c_str(), link.data(), link.size());
+                    if (n < 0) continue;
+                    link.resize(static_cast<std::size_t>(n));
+                    made = ::symlinkat(link.c_str(), skeleton->get(), name.c_str());
+                    if (made == 0) ::fchownat(skeleton->get(), name.c_str(), child.st_uid, child.st_gid, AT_SYMLINK_NOFOLLOW);
+                } else if (S_ISDIR(child.st_mode)) {
+                    made = ::mkdirat(skeleton->get(), name.c_str(), 0755);
+                    to_bind.push_back(name);
+                } else {
+                    made = ::mknodat(skeleton->get(), name.c_str(), S_IFREG | 0644, 0);
+                    to_bind.push_back(name);
+                }
+                if (made != 0) return sys_error("placeholder for " + quote(join(ancestor, name)));
+            }
+            // The missing path itself: directories, and DST as the kind of thing it will show.
+            std::string rel;
+            for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+                rel += (rel.empty() ? "" : "/") + *it;
+                bool last = std::next(it) == missing.rend();
+                bool as_file = false;
+                if (last && entry.kind == EntryKind::kBind && ready) {
+                    struct stat src {};
+                    if (::fstat(ready->get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
+                }
+                int made = as_file ? ::mknodat(skeleton->get(), rel.c_str(), S_IFREG | 0644, 0)
+                                   : ::mkdirat(skeleton->get(), rel.c_str(), 0755);
+                if (made != 0) return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
+            }
+            return {};
+        }();
+        ::closedir(dir);
+        if (!populated) return populated.error();
+
+        mount_attr attr{};
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        if (::mount_setattr(skeleton->get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+            return sys_error("make the skeleton of " + quote(ancestor) + " read-only");
+        if (auto st = mnt::attach(skeleton->get(), AT_FDCWD, ancestor); !st) return st.error();
+        for (const auto& name : to_bind) {
+            auto child = mnt::clone_tree(original.get(), name);
+            Status done = child ? mnt::attach(child->get(), AT_FDCWD, join(ancestor, name))
+                                : Status(child.error());
+            if (!done) {
+                (void)mnt::detach(ancestor);
+                return done.error();
+            }
+        }
+        return std::pair<std::string, UniqueFd>{ancestor, std::move(*skeleton)};
+    }
+
+    std::string view_;
+    int empty_file_;
+    std::vector<Parked> parked_;
+};
+
+}  // namespace
 
 Status Views::realize(const Namespace& ns, const Resolver& resolver) {
     return worker_.run([&]() -> Status {
         auto primary_fd = open_or_create_primary(ns.name);
         if (!primary_fd) return primary_fd.error();
-        auto applied = load_state(ns.name);
-        if (!applied) return applied.error();
+        auto loaded = load_state(ns.name);
+        if (!loaded) return loaded.error();
+        std::vector<Applied>& applied = *loaded;
         const auto& wanted = ns.table.entries;
 
         std::size_t keep = 0;
-        while (keep < applied->size() && keep < wanted.size() &&
-               (*applied)[keep].entry == wanted[keep])
+        while (keep < applied.size() && keep < wanted.size() && applied[keep].entry == wanted[keep])
             ++keep;
-        if (keep == applied->size() && keep == wanted.size()) return {};
+        if (keep == applied.size() && keep == wanted.size()) return {};
 
-        // Outside the view: what the new entries need from elsewhere. Sources of binds that
-        // are not coming back from the taken-off part are looked up as the requester.
+        // Outside the view: sources of binds that are not coming back from the part taken off
+        // are looked up as the requester.
         std::vector<Entry> leaving;
-        for (std::size_t i = keep; i < applied->size(); ++i) leaving.push_back((*applied)[i].entry);
+        for (std::size_t i = keep; i < applied.size(); ++i) leaving.push_back(applied[i].entry);
         std::vector<std::optional<UniqueFd>> prepared(wanted.size());
         for (std::size_t j = keep; j < wanted.size(); ++j) {
-            const Entry& entry = wanted[j];
-            auto back = std::find(leaving.begin(), leaving.end(), entry);
+            auto back = std::find(leaving.begin(), leaving.end(), wanted[j]);
             if (back != leaving.end()) {
                 leaving.erase(back);
                 continue;
             }
-            if (entry.kind == EntryKind::kBind) {
-                auto tree = resolve_source(host_.get(), resolver, entry.source);
-                if (!tree) return tree.error();
-                prepared[j] = std::move(*tree);
-            } else if (entry.kind == EntryKind::kHide) {
-                // What hides a file: an empty, read-only file of pnsd's own.
-                std::string empty = dir_ + "/.empty";
-                UniqueFd touch(::open(empty.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
-                if (!touch) return sys_error("create '" + empty + "'");
-                auto tree = mnt::clone_tree(AT_FDCWD, empty);
-                if (!tree) return tree.error();
-                if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st) return st;
-                prepared[j] = std::move(*tree);
-            }
+            if (wanted[j].kind != EntryKind::kBind) continue;
+            auto tree = resolve_source(host_.get(), resolver, wanted[j].source);
+            if (!tree) return tree.error();
+            prepared[j] = std::move(*tree);
         }
+        // What hides a file: an empty file of pnsd's own, opened here in the host.
+        std::string empty = dir_ + "/.empty";
+        UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
+        if (!empty_fd) return sys_error("create '" + empty + "'");
+        auto empty_tree = mnt::clone_tree(empty_fd.get(), "");
+        if (!empty_tree) return empty_tree.error();
 
-        auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
-        if (!in_view) return in_view.error();
-
-        Pool pool;
-        // Takes entries [from, end) of `list` off the view, top first, into the pool.
-        auto take_off = [&](std::vector<Applied>& list, std::size_t from) -> Status {
-            while (list.size() > from) {
-                const Applied& top = list.back();
-                UniqueFd at(::open(top.entry.target.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-                if (!at) return sys_error("DST " + quote(top.entry.target));
-                auto id = mnt::mount_id(at.get());
-                if (!id) return id.error();
-                if (*id != top.mount_id)
-                    return Error{EIO, "the mount at " + quote(top.entry.target) + " in view " +
-                                          quote(ns.name) + " is not the one pnsd made"};
-                auto saved = mnt::clone_tree(at.get(), "");
-                if (!saved) return saved.error();
-                if (auto st = mnt::detach(top.entry.target); !st) return st;
-                pool.put(top.entry, std::move(*saved));
-                list.pop_back();
+        // In the view: edit the mount stack. The state is written after leaving it.
+        std::vector<Applied> now = applied;
+        Status edited = [&]() -> Status {
+            auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
+            if (!in_view) return in_view.error();
+            Editor editor(ns.name, empty_tree->get());
+            auto restore = [&]() -> Status {
+                if (auto st = editor.take_off(now, keep); !st) return st;
+                for (std::size_t i = keep; i < applied.size(); ++i) {
+                    std::optional<UniqueFd> none;
+                    auto back = editor.put_on<Applied>(applied[i].entry, none);
+                    if (!back) return back.error();
+                    now.push_back(std::move(*back));
+                }
+                return {};
+            };
+            auto fail = [&](Error error) -> Status {
+                if (auto undone = restore(); !undone)
+                    return Error{EIO, error.message + "; undoing it failed too: " +
+                                          undone.error().message + "; view " + quote(ns.name) +
+                                          " needs repair (restart pnsd)"};
+                return error;
+            };
+            if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
+            for (std::size_t j = keep; j < wanted.size(); ++j) {
+                auto put = editor.put_on<Applied>(wanted[j], prepared[j]);
+                if (!put) return fail(std::move(put).error());
+                now.push_back(std::move(*put));
             }
             return {};
-        };
-        // Puts `entry` on top of the view: a tree from the pool if one is there, else built.
-        auto put_on = [&](const Entry& entry, std::optional<UniqueFd>& ready) -> Result<Applied> {
-            std::optional<UniqueFd> tree = pool.take(entry);
-            if (!tree && ready) tree = std::move(ready);
-            if (!tree) {
-                auto target = stat_target(entry.target);
-                if (!target) return target.error();
-                Result<UniqueFd> built = Error{EINVAL, "nothing to mount"};
-                switch (entry.kind) {
-                    case EntryKind::kReadOnly:
-                        built = mnt::clone_tree(AT_FDCWD, entry.target);
-                        if (built) {
-                            if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
-                                return st.error();
-                        }
-                        break;
-                    case EntryKind::kTmpfs:
-                    case EntryKind::kHide:
-                        if (!S_ISDIR(target->mode))
-                            return Error::invalid(std::string(to_string(entry.kind)) + " of " +
-                                                  quote(entry.target) + " needs a directory");
-                        // The same mode and owner as the directory it covers.
-                        built = mnt::new_tmpfs(target->mode, target->uid, target->gid);
-                        if (built && entry.kind == EntryKind::kHide) {
-                            if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
-                                return st.error();
-                        }
-                        break;
-                    case EntryKind::kBind:
-                        break;
-                }
-                if (!built) return built.error();
-                tree = std::move(*built);
-            } else if (entry.kind == EntryKind::kHide) {
-                // A prepared empty file hides files; directories get an empty tmpfs.
-                auto target = stat_target(entry.target);
-                if (!target) return target.error();
-                if (S_ISDIR(target->mode)) {
-                    auto built = mnt::new_tmpfs(target->mode, target->uid, target->gid);
-                    if (!built) return built.error();
-                    if (auto st = mnt::set_attributes(built->get(), MOUNT_ATTR_RDONLY, 0); !st)
-                        return st.error();
-                    tree = std::move(*built);
-                }
-            }
-            if (auto target = stat_target(entry.target); !target) return target.error();
-            if (auto st = mnt::attach(tree->get(), AT_FDCWD, entry.target); !st) return st.error();
-            auto id = mnt::mount_id(tree->get());
-            if (!id) return id.error();
-            return Applied{entry, *id};
-        };
-
-        std::vector<Applied> now = *applied;
-        if (auto st = take_off(now, keep); !st) {
-            // Put back what was taken off, in order.
-            for (std::size_t i = now.size(); i < applied->size(); ++i) {
-                std::optional<UniqueFd> none;
-                auto back = put_on((*applied)[i].entry, none);
-                if (back) now.push_back(std::move(*back));
-            }
-            (void)save_state(ns.name, now);
-            return st;
-        }
-        for (std::size_t j = keep; j < wanted.size(); ++j) {
-            auto put = put_on(wanted[j], prepared[j]);
-            if (!put) {
-                Error error = std::move(put).error();
-                // Undo: take the new entries off, put the old ones back from the pool.
-                Status undone = take_off(now, keep);
-                if (undone) {
-                    for (std::size_t i = keep; i < applied->size(); ++i) {
-                        std::optional<UniqueFd> none;
-                        auto back = put_on((*applied)[i].entry, none);
-                        if (!back) {
-                            undone = back.error();
-                            break;
-                        }
-                        now.push_back(std::move(*back));
-                    }
-                }
-                (void)save_state(ns.name, now);
-                if (!undone)
-                    return Error{EIO, error.message + "; and undoing it failed: " +
-                                          undone.error().message};
-                return error;
-            }
-            now.push_back(std::move(*put));
-        }
-        return save_state(ns.name, now);
+        }();
+        // Whatever happened, the state says what is in the view now.
+        Status saved = save_state(ns.name, now);
+        if (!edited) return edited;
+        return saved;
     });
 }
 

@@ -82,6 +82,7 @@ public:
 private:
     struct Applied {
         Entry entry;
+        std::string path;  // where its mount is attached: DST, or the ancestor it made DST in
         std::uint64_t mount_id = 0;
     };
 
