@@ -80,6 +80,21 @@ Result<bool> root_is_shared() {
     return Error{ENOENT, "no mount at '/' in mountinfo"};
 }
 
+std::string parent_of(const std::string& path) {
+    auto slash = path.rfind('/');
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The overlayfs work directory a -c union makes beside its SRC: one per namespace, so two
+// namespaces with the same SRC do not share it.
+std::string work_dir_name(const std::string& source, const std::string& view) {
+    return "." + source.substr(source.rfind('/') + 1) + ".pns-work." + view;
+}
+
+std::string join(const std::string& dir, const std::string& name) {
+    return dir == "/" ? "/" + name : dir + "/" + name;
+}
+
 // The file-system credentials of the worker thread switched to a user's for a scope. Raw
 // system calls on purpose: glibc's setgroups() changes every thread of the process, and only
 // this thread may look at the file system as the user. When fsuid leaves 0 the kernel drops
@@ -153,7 +168,11 @@ std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
 // A detached copy of SRC as the requester sees it: looked up in the requester's own mount
 // namespace, below its root, with its credentials. A source the requester cannot reach is
 // refused here, so a view never shows anyone what they could not see themselves.
-Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string& source) {
+//
+// With `work_dir`, `source` is the parent of a -c union's SRC, and a directory of that name is
+// made in it (as the requester) for overlayfs's work, which must be on the upper layer's mount.
+Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string& source,
+                                const std::string& work_dir = {}) {
     UniqueFd root, ns, pidfd;
     std::vector<gid_t> groups;
     if (who.pid > 0) {
@@ -194,6 +213,18 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
         if (!found)
             return Error::from_errno(errno, "SRC " + quote(source) + " (looked up as uid " +
                                                 std::to_string(who.uid) + " in its own view)");
+        if (!work_dir.empty()) {
+            if (::mkdirat(found.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
+                return Error::from_errno(errno, "make overlayfs work directory " +
+                                                    quote(source + "/" + work_dir) + " as uid " +
+                                                    std::to_string(who.uid));
+            struct stat st {};
+            if (::fstatat(found.get(), work_dir.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+                !S_ISDIR(st.st_mode) || st.st_uid != who.uid)
+                return Error{EEXIST, quote(source + "/" + work_dir) +
+                                         " exists and is not a directory of uid " +
+                                         std::to_string(who.uid)};
+        }
     }
     // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
     // __do_loopback), which is why the lookup above entered it.
@@ -247,6 +278,7 @@ Views::~Views() = default;
 Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
     std::string dir = runtime_dir + "/views";
     if (auto st = make_dir(dir, 0700); !st) return st.error();
+    if (auto st = make_dir(dir + "/.stage", 0700); !st) return st.error();
     UniqueFd host(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!host) return sys_error("open the host's mount namespace");
     std::unique_ptr<Views> views(new Views(dir, std::move(host)));
@@ -261,9 +293,9 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
             if (auto s = mnt::set_propagation("/", MS_SHARED); !s) return s;
             views->host_made_shared_ = true;
         }
-        // <runtime>/views becomes a private mount of its own, so the pins below it propagate
-        // neither into views (a view holding its own pin is a loop the kernel refuses) nor
-        // anywhere else.
+        // <runtime>/views becomes an unbindable mount of its own, so the pins below it are
+        // in no copy of the host's tree: not propagated into views, and not in the source of
+        // a bind of '/' or '/run' (a view holding its own pin is a loop the kernel refuses).
         UniqueFd views_fd(::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         UniqueFd parent_fd(::open(runtime_dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!views_fd || !parent_fd) return sys_error("open '" + dir + "'");
@@ -275,7 +307,7 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
             if (!tree) return tree.error();
             if (auto s = mnt::attach(tree->get(), AT_FDCWD, dir); !s) return s;
         }
-        return mnt::set_propagation(dir, MS_PRIVATE);
+        return mnt::set_propagation(dir, MS_UNBINDABLE);
     });
     if (!st) return st.error();
     return views;
@@ -494,22 +526,13 @@ Result<std::optional<Stat>> lstat_optional(const std::string& path) {
     return std::optional<Stat>{Stat{st.st_mode, st.st_uid, st.st_gid}};
 }
 
-std::string parent_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::string join(const std::string& dir, const std::string& name) {
-    return dir == "/" ? "/" + name : dir + "/" + name;
-}
-
 // Edits the mount stack of one view; runs on the worker, inside the view. Every entry is one
 // mount attached at one path: its DST, or for a DST that does not exist, a skeleton of the
 // nearest existing ancestor (see make_skeleton) with the entry's mount inside.
 class Editor {
 public:
-    Editor(const std::string& view_name, int empty_file)
-        : view_(view_name), empty_file_(empty_file) {}
+    Editor(const std::string& view_name, int empty_file, std::string stage)
+        : view_(view_name), empty_file_(empty_file), stage_(std::move(stage)) {}
 
     // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
     template <typename List>
@@ -590,6 +613,7 @@ private:
         switch (entry.kind) {
             case EntryKind::kBind:
                 if (!ready) return Error{EIO, "no source prepared for " + quote(entry.source)};
+                if (entry.mode != UnionMode::kReplace) return build_union(entry, target, *ready);
                 return std::move(*ready);
             case EntryKind::kReadOnly: {
                 auto tree = mnt::clone_tree(AT_FDCWD, entry.target);
@@ -724,8 +748,54 @@ private:
         return std::pair<std::string, UniqueFd>{ancestor, std::move(*skeleton)};
     }
 
+    // A union of SRC with what DST holds, by overlayfs. Its layers must be mounts of the view
+    // (fs/namespace.c: clone_private_mount), so SRC's tree is attached at the stage, a
+    // directory no member reaches, for the moment overlayfs takes its own copy.
+    Result<UniqueFd> build_union(const Entry& entry, const Stat& target, UniqueFd& source) {
+        if (!S_ISDIR(target.mode))
+            return Error::invalid("a union needs a directory at DST " + quote(entry.target));
+        if (auto st = mnt::attach(source.get(), AT_FDCWD, stage_); !st) return st.error();
+        struct Unstage {
+            const std::string& path;
+            ~Unstage() { (void)mnt::detach(path); }
+        } unstage{stage_};
+        std::string src = stage_;
+        if (entry.create) src = join(stage_, entry.source.substr(entry.source.rfind('/') + 1));
+        struct stat st {};
+        if (::stat(src.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+            return Error::invalid("a union needs a directory at SRC " + quote(entry.source));
+
+        UniqueFd fs(::fsopen("overlay", FSOPEN_CLOEXEC));
+        if (!fs) return sys_error("fsopen overlay (is the overlay module loaded?)");
+        auto set = [&](const char* key, const std::string& value) -> Status {
+            if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0)
+                return sys_error(std::string("overlayfs ") + key + " " + quote(value));
+            return {};
+        };
+        std::vector<std::string> lower;  // top first
+        if (entry.create) {
+            if (auto r = set("upperdir", src); !r) return r.error();
+            std::string work = join(stage_, work_dir_name(entry.source, view_));
+            if (auto r = set("workdir", work); !r) return r.error();
+            lower = {entry.target};
+        } else if (entry.mode == UnionMode::kBefore) {
+            lower = {src, entry.target};
+        } else {
+            lower = {entry.target, src};
+        }
+        for (const auto& layer : lower) {
+            if (auto r = set("lowerdir+", layer); !r) return r.error();
+        }
+        if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+            return sys_error("create the union at " + quote(entry.target));
+        UniqueFd tree(::fsmount(fs.get(), FSMOUNT_CLOEXEC, entry.create ? 0 : MOUNT_ATTR_RDONLY));
+        if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
+        return tree;
+    }
+
     std::string view_;
     int empty_file_;
+    std::string stage_;
     std::vector<Parked> parked_;
 };
 
@@ -756,13 +826,22 @@ Status Views::realize(const Namespace& ns, const Resolver& resolver) {
                 leaving.erase(back);
                 continue;
             }
-            if (wanted[j].kind != EntryKind::kBind) continue;
-            auto tree = resolve_source(host_.get(), resolver, wanted[j].source);
+            const Entry& entry = wanted[j];
+            if (entry.kind != EntryKind::kBind) continue;
+            if (entry.create && entry.mode == UnionMode::kAfter)
+                return Error::invalid("'" + format_entry(entry) +
+                                      "': overlayfs always searches its writable layer first, so "
+                                      "-c works with -b only");
+            auto tree = entry.create ? resolve_source(host_.get(), resolver,
+                                                      parent_of(entry.source),
+                                                      work_dir_name(entry.source, ns.name))
+                                     : resolve_source(host_.get(), resolver, entry.source);
             if (!tree) return tree.error();
             prepared[j] = std::move(*tree);
         }
         // What hides a file: an empty file of pnsd's own, opened here in the host.
-        std::string empty = dir_ + "/.empty";
+        // (Outside <runtime>/views: mounts there are unbindable.)
+        std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
         UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
         if (!empty_fd) return sys_error("create '" + empty + "'");
         auto empty_tree = mnt::clone_tree(empty_fd.get(), "");
@@ -773,7 +852,7 @@ Status Views::realize(const Namespace& ns, const Resolver& resolver) {
         Status edited = [&]() -> Status {
             auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
             if (!in_view) return in_view.error();
-            Editor editor(ns.name, empty_tree->get());
+            Editor editor(ns.name, empty_tree->get(), dir_ + "/.stage");
             auto restore = [&]() -> Status {
                 if (auto st = editor.take_off(now, keep); !st) return st;
                 for (std::size_t i = keep; i < applied.size(); ++i) {
