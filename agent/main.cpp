@@ -1,5 +1,6 @@
 // pnsd: the pns daemon. Keeps the namespace tables and serves pnsctl over a Unix socket.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,7 +35,7 @@ struct Options {
 // Requests that change something are worth a line in the log at info; reads only at debug.
 bool is_change(std::string_view op) {
     return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
-           op == "entry.rm";
+           op == "entry.rm" || op == "ns.view";
 }
 
 class Daemon {
@@ -107,6 +108,21 @@ private:
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
+// systemd starts services with a soft limit of 1024 open files, too few for
+// Server::kMaxConnections clients; the hard limit is there to be raised to (pnsd never uses
+// select(), which is what the low soft limit protects).
+void raise_fd_limit() {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised{limit.rlim_max, limit.rlim_max};
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    if (limit.rlim_cur < Server::kMaxConnections + 64)
+        spdlog::warn("pnsd: open-file limit {} allows fewer than {} clients, ignoring",
+                     static_cast<unsigned long long>(limit.rlim_cur), Server::kMaxConnections);
+}
+
 Status make_runtime_dir(const std::string& path) {
     if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
         return sys_error("create runtime directory '" + path + "'");
@@ -127,6 +143,7 @@ int serve(const Options& options) {
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     signal(SIGPIPE, SIG_IGN);
     umask(022);
+    raise_fd_limit();
 
     if (auto st = make_runtime_dir(options.runtime_dir); !st) {
         spdlog::error("pnsd: {}", st.error().message);
@@ -137,13 +154,22 @@ int serve(const Options& options) {
         spdlog::error("pnsd: {}", store.error().message);
         return 1;
     }
-    Registry registry(std::move(*store));
+    auto views = Views::open(options.runtime_dir);
+    if (!views) {
+        spdlog::error("views: {}", views.error().message);
+        return 1;
+    }
+    if ((*views)->made_host_shared())
+        spdlog::info("views: the host's mounts were private; made them shared (as systemd does "
+                     "at boot) so that views see mounts made later");
+    Registry registry(std::move(*store), views->get());
     auto skipped = registry.load();
     if (!skipped) {
         spdlog::error("pnsd: load tables: {}", skipped.error().message);
         return 1;
     }
     for (const auto& line : *skipped) spdlog::warn("store: {}", line);
+    for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
 
     auto server = Server::listen(options.socket);
     if (!server) {

@@ -1,9 +1,12 @@
 #include "agent/registry.hpp"
 
+#include <dirent.h>
 #include <pwd.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <fstream>
 #include <vector>
 
 #include "agent/auth.hpp"
@@ -69,6 +72,22 @@ Result<Table> parse_table_arg(const json& args) {
     return parse_table(*text);
 }
 
+gid_t primary_gid(uid_t uid) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
+    return static_cast<gid_t>(uid);
+}
+
+// Sources are looked up as the requester, in its own view (DESIGN.md, decision 4).
+Resolver resolver_of(const Caller& caller) { return Resolver{caller.uid, caller.gid, caller.pid}; }
+
+// Without a requester (pnsd starting), as the owner in the host's view.
+Resolver owner_resolver(const Namespace& ns) {
+    return Resolver{ns.owner, primary_gid(ns.owner), 0};
+}
+
 json edit_result(const Namespace& ns, bool changed) {
     return {{"name", ns.name},
             {"generation", ns.generation},
@@ -90,6 +109,59 @@ bool Registry::handles(std::string_view op) const {
     return op.starts_with("ns.") || op.starts_with("entry.");
 }
 
+Status Registry::realize(const Namespace& next, const Caller& caller) {
+    if (!views_) return {};
+    return views_->realize(next, resolver_of(caller));
+}
+
+std::vector<std::string> Registry::members(const std::string& name) const {
+    std::vector<std::string> found;
+    if (!views_) return found;
+    auto inodes = views_->namespace_inodes(name);
+    if (!inodes || inodes->empty()) return found;
+    DIR* proc = ::opendir("/proc");
+    if (!proc) return found;
+    while (struct dirent* d = ::readdir(proc)) {
+        if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
+        struct stat st {};
+        std::string dir = std::string("/proc/") + d->d_name;
+        if (::stat((dir + "/ns/mnt").c_str(), &st) != 0) continue;
+        if (std::find(inodes->begin(), inodes->end(), st.st_ino) == inodes->end()) continue;
+        std::ifstream comm(dir + "/comm");
+        std::string name_of;
+        std::getline(comm, name_of);
+        found.push_back(std::string(d->d_name) + " (" + name_of + ")");
+    }
+    ::closedir(proc);
+    return found;
+}
+
+std::vector<std::string> Registry::adopt_views() {
+    std::vector<std::string> problems;
+    if (!views_) return problems;
+    for (const auto& [name, ns] : namespaces_) {
+        if (auto st = views_->realize(ns, owner_resolver(ns)); !st)
+            problems.push_back("view " + quote(name) + ": " + st.error().message);
+    }
+    auto pinned = views_->pinned();
+    if (!pinned) {
+        problems.push_back(pinned.error().message);
+        return problems;
+    }
+    for (const auto& name : *pinned) {
+        if (namespaces_.contains(name)) continue;
+        auto inside = members(name);
+        if (!inside.empty()) {
+            problems.push_back("view " + quote(name) + " has no table but " +
+                               std::to_string(inside.size()) + " processes inside; keeping it");
+            continue;
+        }
+        if (auto st = views_->destroy(name); !st)
+            problems.push_back("view " + quote(name) + ": " + st.error().message);
+    }
+    return problems;
+}
+
 Result<json> Registry::handle(const Caller& caller, const protocol::Request& request) {
     const auto& op = request.op;
     const auto& args = request.args;
@@ -101,6 +173,8 @@ Result<json> Registry::handle(const Caller& caller, const protocol::Request& req
     if (op == "ns.apply") return apply(caller, args);
     if (op == "entry.add") return add_entry(caller, args);
     if (op == "entry.rm") return remove_entries(caller, args);
+    if (op == "ns.explain") return explain(caller, args);
+    if (op == "ns.view") return view_info(caller, args);
     return Error{EOPNOTSUPP, "unknown operation " + quote(op)};
 }
 
@@ -157,7 +231,15 @@ Result<json> Registry::create(const Caller& caller, const json& args) {
         if (!table) return Error(std::move(table).error());
         ns.table = std::move(*table);
     }
-    if (auto st = store_.save(ns); !st) return st.error();
+    // The view first: a table pnsd cannot realize is refused before it is stored.
+    if (auto st = realize(ns, caller); !st) {
+        if (views_) (void)views_->destroy(ns.name);
+        return st.error();
+    }
+    if (auto st = store_.save(ns); !st) {
+        if (views_) (void)views_->destroy(ns.name);
+        return st.error();
+    }
     json result = summary(caller, ns);
     namespaces_.emplace(ns.name, std::move(ns));
     return result;
@@ -169,8 +251,27 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
     const Namespace& ns = (*it)->second;
     if (auto st = auth::may_edit(caller, ns); !st) return st.error();
     if (auto st = check_generation(args, ns); !st) return st.error();
+    auto force = get_bool(args, "force", false);
+    if (!force) return Error(std::move(force).error());
+    auto inside = members(ns.name);
+    if (!inside.empty()) {
+        std::string list;
+        for (std::size_t i = 0; i < inside.size() && i < 10; ++i)
+            list += (i ? ", " : "") + inside[i];
+        if (inside.size() > 10) list += ", ...";
+        if (!*force)
+            return Error{EBUSY, "namespace " + quote(ns.name) + " has " +
+                                    std::to_string(inside.size()) + " members: " + list +
+                                    (caller.is_root() ? "; --force removes it anyway" : "")};
+        if (!caller.is_root())
+            return Error{EACCES, "only root may remove a namespace that has members"};
+    }
     if (auto st = store_.remove(ns.name); !st) return st.error();
-    json result = {{"name", ns.name}};
+    if (views_) {
+        if (auto st = views_->destroy(ns.name); !st) return st.error();
+    }
+    // Members of a forced removal keep the view as it is now, no longer managed by pnsd.
+    json result = {{"name", ns.name}, {"members_left_behind", inside}};
     namespaces_.erase(*it);
     return result;
 }
@@ -216,7 +317,15 @@ Result<json> Registry::edit(const Caller& caller, const json& args, const Change
     if (next.table == current.table) return edit_result(current, false);
     if (auto st = validate_table(next.table); !st) return st.error();
     ++next.generation;
+    // Stored first: if pnsd dies before the view follows, it realizes the stored table when
+    // it starts. If the view cannot follow, the stored table goes back to what it was.
     if (auto st = store_.save(next); !st) return st.error();
+    if (auto st = realize(next, caller); !st) {
+        if (auto back = store_.save(current); !back)
+            return Error{EIO, st.error().message + "; and restoring the stored table failed: " +
+                                  back.error().message};
+        return st.error();
+    }
     current = std::move(next);
     return edit_result(current, true);
 }
@@ -261,6 +370,41 @@ Result<json> Registry::remove_entries(const Caller& caller, const json& args) {
                                      (source.empty() ? "" : " from " + quote(source))};
         return {};
     });
+}
+
+Result<json> Registry::explain(const Caller& caller, const json& args) {
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    const Namespace& ns = (*it)->second;
+    if (auto st = auth::may_read_table(caller, ns); !st) return st.error();
+    auto path = get_string(args, "path");
+    if (!path) return Error(std::move(path).error());
+    if (auto st = validate_path(*path); !st) return st.error();
+    if (!views_) return Error{EOPNOTSUPP, "pnsd runs without views"};
+    return views_->explain(ns, *path);
+}
+
+// Where a view is pinned, and for a non-root uid its satellite (made if missing): for root
+// only, as it names the kernel objects behind a namespace.
+Result<json> Registry::view_info(const Caller& caller, const json& args) {
+    if (!caller.is_root()) return Error{EACCES, "only root may look at the pins of a view"};
+    auto it = find(args);
+    if (!it) return Error(std::move(it).error());
+    const Namespace& ns = (*it)->second;
+    if (!views_) return Error{EOPNOTSUPP, "pnsd runs without views"};
+    std::string dir = views_->view_dir(ns.name);
+    json result = {{"name", ns.name}, {"primary", dir + "/mnt"}};
+    if (auto uid = args.find("uid"); uid != args.end() && !uid->is_null()) {
+        if (!uid->is_number_unsigned()) return Error{EPROTO, "\"uid\" is not a number"};
+        auto id = uid->get<std::uint64_t>();
+        if (id == 0 || id >= UINT32_MAX) return Error::invalid("no satellite for uid " + std::to_string(id));
+        auto sat = views_->satellite(ns.name, static_cast<uid_t>(id), primary_gid(static_cast<uid_t>(id)));
+        if (!sat) return Error(std::move(sat).error());
+        std::string users = dir + "/users/" + std::to_string(id);
+        result["satellite"] = {{"uid", id}, {"user", users + "/user"}, {"mnt", users + "/mnt"}};
+    }
+    result["members"] = members(ns.name);
+    return result;
 }
 
 Result<json> Registry::apply(const Caller& caller, const json& args) {

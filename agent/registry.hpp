@@ -12,16 +12,24 @@
 
 #include "agent/namespace.hpp"
 #include "agent/store.hpp"
+#include "agent/views.hpp"
 #include "pns/protocol.hpp"
 
 namespace pns::agent {
 
 class Registry {
 public:
-    explicit Registry(Store store) : store_(std::move(store)) {}
+    // `views` realizes every table as a live view; without it (tests of the registry alone)
+    // tables are only stored.
+    Registry(Store store, Views* views) : store_(std::move(store)), views_(views) {}
 
     // Reads every stored table; returns the files that were skipped, one line each.
     Result<std::vector<std::string>> load();
+
+    // Brings every view in line with its table (creating missing ones, repairing any that
+    // differ) and removes views whose table is gone, unless processes are still inside.
+    // Returns one line per problem; a view that cannot be fixed does not stop the others.
+    std::vector<std::string> adopt_views();
 
     // Handles one namespace request (ops "ns.*" and "entry.*").
     Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
@@ -42,6 +50,13 @@ private:
     Result<Json> add_entry(const Caller& caller, const Json& args);
     Result<Json> remove_entries(const Caller& caller, const Json& args);
     Result<Json> apply(const Caller& caller, const Json& args);
+    Result<Json> explain(const Caller& caller, const Json& args);
+    Result<Json> view_info(const Caller& caller, const Json& args);
+
+    // Makes the view show `next` (no-op without views).
+    Status realize(const Namespace& next, const Caller& caller);
+    // Processes inside any of the view's mount namespaces, as "PID (COMM)".
+    std::vector<std::string> members(const std::string& name) const;
 
     // Looks up args["name"]; ENOENT with a clear message when absent.
     Result<std::map<std::string, Namespace>::iterator> find(const Json& args);
@@ -55,6 +70,7 @@ private:
     std::size_t count_owned_by(uid_t uid) const;
 
     Store store_;
+    Views* views_;
     std::map<std::string, Namespace> namespaces_;
 };
 
