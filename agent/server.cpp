@@ -1,5 +1,6 @@
 #include "agent/server.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
@@ -52,6 +53,13 @@ Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
     return {};
 }
 
+// Tells a client pnsd will not serve why, without waiting for it.
+void send_busy(int fd) {
+    std::string busy =
+        protocol::encode_failure(Error{EDQUOT, "pnsd is serving too many clients; try again"});
+    (void)!::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 }  // namespace
 
 struct Server::Connection {
@@ -63,6 +71,7 @@ struct Server::Connection {
     std::size_t scanned = 0;       // bytes of `in` known to hold no '\n'
     bool eof = false;              // the client has finished sending
     bool fatal = false;            // stop serving; close once `out` is sent
+    bool backlog = false;          // in backlogged_: `in` holds requests its turn did not reach
     std::uint32_t interest = 0;    // events registered with epoll
     Clock::time_point last_activity = Clock::now();
 
@@ -73,7 +82,8 @@ Server::Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd sig
     : path_(std::move(path)),
       listener_(std::move(listener)),
       epoll_(std::move(epoll)),
-      signals_(std::move(signals)) {}
+      signals_(std::move(signals)),
+      reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
 
 Server::~Server() {
     connections_.clear();
@@ -132,7 +142,9 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
     std::array<epoll_event, 64> events;
     auto last_sweep = Clock::now();
     for (;;) {
-        int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), 1000);
+        // Requests already read but not yet served are work to do now, not after a wait.
+        int timeout = backlogged_.empty() ? 1000 : 0;
+        int n = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
         if (n < 0) {
             if (errno == EINTR) continue;
             return sys_error("epoll_wait");
@@ -155,6 +167,7 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
             if (!connections_.contains(fd)) continue;
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(conn);
         }
+        serve_backlog();
         if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
             close_idle();
             last_sweep = Clock::now();
@@ -162,14 +175,29 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
     }
 }
 
+bool Server::refuse_at_fd_limit() {
+    // Out of file descriptors, a client in the listen backlog would wait for an answer forever
+    // and the listener, still readable, would spin the event loop. Free the reserve fd, take
+    // the client, tell it, and take the reserve back.
+    if (!reserve_) return false;
+    reserve_.reset();
+    UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    bool accepted = fd.valid();
+    if (accepted) send_busy(fd.get());
+    fd.reset();
+    reserve_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return accepted;
+}
+
 void Server::accept_all() {
     for (;;) {
         UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        if (!fd) return;  // EAGAIN, or a client gone before we got to it
+        if (!fd) {
+            if ((errno == EMFILE || errno == ENFILE) && refuse_at_fd_limit()) continue;
+            return;  // EAGAIN, or a client gone before we got to it
+        }
         if (connections_.size() >= kMaxConnections) {
-            std::string busy = protocol::encode_failure(
-                Error{EDQUOT, "pnsd is serving too many clients; try again"});
-            (void)!::send(fd.get(), busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            send_busy(fd.get());
             continue;
         }
         ucred cred{};
@@ -190,11 +218,20 @@ void Server::accept_all() {
 
 void Server::serve_lines(Connection& conn) {
     std::size_t start = 0;
+    std::size_t served = 0;
     bool all_served = false;
     while (!conn.fatal && conn.pending_output() < kOutputHighWater) {
         std::size_t newline = conn.in.find('\n', std::max(start, conn.scanned));
         if (newline == std::string::npos) {
             all_served = true;
+            break;
+        }
+        if (served++ == kRequestsPerTurn) {
+            // The rest waits for this connection's next turn, after every other's.
+            if (!conn.backlog) {
+                conn.backlog = true;
+                backlogged_.push_back(conn.fd.get());
+            }
             break;
         }
         std::string_view line(conn.in.data() + start, newline - start);
@@ -206,7 +243,9 @@ void Server::serve_lines(Connection& conn) {
     // Remember how far `in` is known to hold no '\n', so a client trickling a long line in
     // small pieces costs linear time, not quadratic.
     conn.scanned = all_served ? conn.in.size() : 0;
-    if (conn.in.size() > protocol::kMaxMessageBytes) {
+    // Only an unfinished request can be too large: complete ones are served or backlogged,
+    // and nothing more is read from a connection while it has either.
+    if (all_served && conn.in.size() > protocol::kMaxMessageBytes) {
         conn.out += protocol::encode_failure(
             Error{EPROTO, "request is larger than " +
                               std::to_string(protocol::kMaxMessageBytes >> 20) + " MiB"});
@@ -247,11 +286,11 @@ void Server::flush(Connection& conn) {
         if (conn.pending_output() > 0) break;
         conn.out.clear();
         conn.out_sent = 0;
-        // Output drained: serve requests held back by the high-water mark, if any.
-        std::size_t before = conn.in.size();
-        if (!conn.fatal && before > 0) serve_lines(conn);
+        // Output drained: serve requests held back by the high-water mark, if any (those
+        // held back for another's turn wait for serve_backlog).
+        if (!conn.fatal && !conn.backlog && !conn.in.empty()) serve_lines(conn);
         if (conn.pending_output() > 0) continue;
-        if (conn.fatal || conn.eof) {
+        if (conn.fatal || (conn.eof && !conn.backlog)) {
             close_connection(fd);
             return;
         }
@@ -263,7 +302,8 @@ void Server::flush(Connection& conn) {
 void Server::update_interest(Connection& conn) {
     std::uint32_t want = 0;
     if (conn.pending_output() > 0) want |= EPOLLOUT;
-    if (!conn.eof && !conn.fatal && conn.pending_output() < kOutputHighWater) want |= EPOLLIN;
+    if (!conn.eof && !conn.fatal && !conn.backlog && conn.pending_output() < kOutputHighWater)
+        want |= EPOLLIN;
     if (want == conn.interest) return;
     epoll_event ev{};
     ev.events = want;
@@ -278,6 +318,22 @@ void Server::update_interest(Connection& conn) {
 void Server::close_connection(int fd) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
     connections_.erase(fd);
+}
+
+void Server::serve_backlog() {
+    // A connection's turn may put it back on the list: it is served again next pass, after
+    // the connections that are ready by then.
+    std::vector<int> turn;
+    turn.swap(backlogged_);
+    for (int fd : turn) {
+        auto it = connections_.find(fd);
+        // Closed since, or its fd already reused by a connection that was never backlogged.
+        if (it == connections_.end() || !it->second->backlog) continue;
+        Connection& conn = *it->second;
+        conn.backlog = false;
+        serve_lines(conn);
+        flush(conn);
+    }
 }
 
 void Server::close_idle() {

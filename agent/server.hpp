@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "agent/namespace.hpp"
 #include "pns/result.hpp"
@@ -26,6 +27,9 @@ public:
     static constexpr std::size_t kMaxConnections = 4096;
     // A connection with no traffic for this long is closed.
     static constexpr std::chrono::seconds kIdleTimeout{60};
+    // Requests served from one connection before the others get their turn: a client that
+    // pipelines thousands of writes (each one fsynced) must not hold up everybody else.
+    static constexpr std::size_t kRequestsPerTurn = 16;
 
     // Binds and listens on `path`. An existing socket there is replaced only when nothing
     // answers on it (a leftover of a crash); a live pnsd there is an error.
@@ -45,18 +49,23 @@ private:
 
     Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals);
     void accept_all();
+    bool refuse_at_fd_limit();
     void on_readable(Connection& conn);
     void serve_lines(Connection& conn);
     void flush(Connection& conn);
     void update_interest(Connection& conn);
     void close_connection(int fd);
     void close_idle();
+    void serve_backlog();
 
     std::string path_;
     UniqueFd listener_;
     UniqueFd epoll_;
     UniqueFd signals_;
+    UniqueFd reserve_;  // given up to answer a client when pnsd is out of fds
     std::unordered_map<int, std::unique_ptr<Connection>> connections_;
+    // Connections holding complete requests that their turn did not reach, in turn order.
+    std::vector<int> backlogged_;
     std::uint64_t requests_ = 0;
     const Handler* handler_ = nullptr;
 };

@@ -6,13 +6,15 @@
 
 #include <cstring>
 
+#include "pns/text.hpp"
+
 namespace pns::cli {
 
 Result<Client> Client::connect(const std::string& path) {
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof addr.sun_path)
-        return Error{ENAMETOOLONG, "socket path '" + path + "' is empty or too long"};
+        return Error{ENAMETOOLONG, "socket path " + quote(path) + " is empty or too long"};
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
 
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -20,10 +22,10 @@ Result<Client> Client::connect(const std::string& path) {
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
         int err = errno;
         if (err == ENOENT || err == ECONNREFUSED)
-            return Error{err, "pnsd is not running (cannot connect to '" + path +
-                                  "': " + std::strerror(err) +
+            return Error{err, "pnsd is not running (cannot connect to " + quote(path) +
+                                  ": " + std::strerror(err) +
                                   "); start it with 'systemctl start pnsd', or run 'pnsd' as root"};
-        return Error::from_errno(err, "cannot connect to pnsd at '" + path + "'");
+        return Error::from_errno(err, "cannot connect to pnsd at " + quote(path));
     }
     return Client(std::move(fd), path);
 }
@@ -36,7 +38,7 @@ Result<protocol::Response> Client::call(const protocol::Request& request,
         ssize_t n = ::send(fd_.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return sys_error("send to pnsd at '" + path_ + "'");
+            return sys_error("send to pnsd at " + quote(path_));
         }
         rest.remove_prefix(static_cast<std::size_t>(n));
     }
@@ -47,7 +49,7 @@ Result<protocol::Response> Client::call(const protocol::Request& request,
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
-            return Error{ETIMEDOUT, "pnsd at '" + path_ + "' did not answer within " +
+            return Error{ETIMEDOUT, "pnsd at " + quote(path_) + " did not answer within " +
                                         std::to_string(timeout.count() / 1000) + " s"};
         pollfd pfd{fd_.get(), POLLIN, 0};
         int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
@@ -57,7 +59,7 @@ Result<protocol::Response> Client::call(const protocol::Request& request,
         char buf[65536];
         ssize_t n = ::recv(fd_.get(), buf, sizeof buf, 0);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sys_error("receive from pnsd at '" + path_ + "'");
+        if (n < 0) return sys_error("receive from pnsd at " + quote(path_));
         if (n == 0) return Error{ECONNRESET, "pnsd closed the connection without an answer"};
         pending_.append(buf, static_cast<std::size_t>(n));
     }

@@ -3,12 +3,21 @@
 // received on a notify socket of the test's, so no test ever sleeps to wait for it.
 #pragma once
 
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "pns/unique_fd.hpp"
 
 namespace pns::test {
 
@@ -27,6 +36,8 @@ struct RunOptions {
     std::optional<gid_t> gid;
     std::string stdin_data;
     std::vector<std::string> env;  // extra NAME=VALUE
+    std::string cwd;               // working directory of the child, if not empty
+    pid_t mount_ns_of = 0;         // run in this process's mount namespace, if not 0
     std::chrono::seconds timeout{60};
 };
 
@@ -36,45 +47,154 @@ Output run(const std::vector<std::string>& argv, const RunOptions& options = {})
 // A temporary directory (mode 0755, so other uids can reach a socket inside), removed with
 // everything in it on destruction.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
 // One pnsd, started in the constructor and stopped (SIGTERM, then SIGKILL) in the destructor.
 class Pnsd {
-public:
+  public:
     explicit Pnsd(const std::string& dir);  // socket, state and runtime dirs under `dir`
     ~Pnsd();
     Pnsd(const Pnsd&) = delete;
     Pnsd& operator=(const Pnsd&) = delete;
 
+    // Starts the next pnsd with this limit on open files (soft and hard), as a tight
+    // service manager would.
+    void set_fd_limit(rlim_t limit) { fd_limit_ = limit; }
+    // Every pnsd of this object runs in a mount namespace of its own that is a slave of the
+    // host's, and ctl() runs pnsctl there too (pnsd resolves sources in the caller's
+    // namespace): what pnsd mounts or unmounts, and the propagation it sets up, stays there,
+    // so no bug of pnsd's can take /proc away from the machine running the tests. The
+    // namespace is reached from outside through /proc/sandbox_pid()/root.
+    void isolate_mounts() { isolate_ = true; }
+    // The process holding that namespace (its /proc/PID/mountinfo shows what pnsd sees), or -1.
+    pid_t sandbox_pid() const { return holder_; }
+
     // Starts pnsd and waits for READY=1. Returns false (with the log in `log()`) if it exits
     // or does not become ready within 20 s.
     bool start();
     // SIGTERM and wait; returns pnsd's exit status.
-    int stop();
+    int stop() { return signal_and_wait(SIGTERM); }
+    // Sends `sig` and waits for pnsd to exit; returns its exit status (128 + signal if killed).
+    int signal_and_wait(int sig);
     // SIGKILL and reap: a crash at an arbitrary moment.
     void kill9();
 
     pid_t pid() const { return pid_; }
+    const std::string& dir() const { return dir_; }
     const std::string& socket() const { return socket_; }
     const std::string& state_dir() const { return state_dir_; }
+    const std::string& runtime_dir() const { return runtime_dir_; }
+    // The whole log of every pnsd started on this directory, and the part written since the
+    // latest start().
     std::string log() const;
+    std::string log_since_start() const;
 
     // Runs pnsctl against this pnsd (PNS_SOCKET set), as root or as options.uid.
     Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) const;
 
-private:
+  private:
     std::string dir_, socket_, state_dir_, runtime_dir_, log_path_, notify_path_;
     pid_t pid_ = -1;
+    std::size_t log_offset_ = 0;
+    std::optional<rlim_t> fd_limit_;
+    bool isolate_ = true;
+    pid_t holder_ = -1;
+    bool start_holder();
 };
+
+// A client speaking pnsd's wire protocol directly, for what pnsctl never sends: malformed,
+// pipelined, partial or unread requests.
+class RawClient {
+  public:
+    explicit RawClient(const std::string& socket_path);  // connects; see ok()
+    RawClient(RawClient&&) = default;
+    RawClient& operator=(RawClient&&) = default;
+
+    bool ok() const { return fd_.valid(); }
+    int fd() const { return fd_.get(); }
+
+    // Writes all of `data`, blocking as needed. False (with a test failure) if it cannot.
+    bool send_all(std::string_view data);
+    // Writes what the socket takes now without blocking; returns the bytes written, 0 when
+    // the socket buffer is full, -1 on error.
+    long send_some(std::string_view data);
+    // The next response line, without its newline; nullopt on EOF, error or timeout.
+    std::optional<std::string> read_line(
+        std::chrono::milliseconds timeout = std::chrono::seconds(20));
+    // True when pnsd closes the connection (EOF or reset) within `timeout`; lines received
+    // before that are discarded.
+    bool wait_closed(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+    // Reads what has arrived, without blocking; false once the connection is closed.
+    bool pump();
+    // A complete line received by pump(), if there is one.
+    std::optional<std::string> take_line();
+    // Sends one request line and parses the response (null JSON on failure).
+    nlohmann::json call(const nlohmann::json& request);
+    // Sends `line` verbatim (a newline is added) and parses the response.
+    nlohmann::json call_raw(std::string_view line);
+
+  private:
+    UniqueFd fd_;
+    std::string pending_;
+};
+
+// {"version": 1, "op": op, "args": args}
+nlohmann::json request(std::string_view op, nlohmann::json args = nlohmann::json::object());
+
+// Opens `n` connections to `socket_path`, all open at once; failures are test failures.
+std::vector<RawClient> connect_many(const std::string& socket_path, std::size_t n);
+
+// Parses JSON, failing the test (and returning null) when it is not.
+nlohmann::json parse_json(std::string_view text);
+
+// True when `text` is exactly one non-empty line ending in '\n'.
+bool is_one_line(const std::string& text);
+
+// Whether a file or socket exists at `path`.
+bool exists(const std::string& path);
+
+// Reads a whole file; empty when it cannot.
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, std::string_view data);
+
+// Real files and directories for tables to name: pnsd realizes every table as a view, so a
+// bind's SRC must exist (and be reachable by the caller), and a DST is best a directory that
+// exists. Both make missing parents (mode 0755) and return `path`.
+std::string make_dir(const std::string& path);
+std::string make_file(const std::string& path, std::string_view content = "");
+
+// Runs pnsctl with --json, expects success and returns the parsed output (null on failure).
+nlohmann::json ctl_json(const Pnsd& pnsd, std::vector<std::string> args,
+                        const RunOptions& options = {});
+// `pnsctl export --ns name` as root: the table text (fails the test if export fails).
+std::string export_of(const Pnsd& pnsd, const std::string& name);
+// The namespace's generation from `pnsctl ns show --json` as root (0 on failure).
+std::uint64_t generation_of(const Pnsd& pnsd, const std::string& name);
+
+// Every privileged test derives from this: it checks for root once, and skips with the reason
+// (or fails when PNS_TESTS_MUST_WORK=1) when the machine cannot run it. After each test it
+// checks that the host still has its /proc, /sys and /dev.
+class PrivTest : public ::testing::Test {
+  protected:
+    void SetUp() override;
+    void TearDown() override;
+
+  private:
+    std::vector<long> host_mounts_;
+};
+
+// The mount ID of the mount at `path` (exactly), as process `pid` sees it (0: this process);
+// -1 when nothing is mounted there.
+long mount_id(const std::string& path, pid_t pid = 0);
 
 const char* pnsd_path();
 const char* pnsctl_path();

@@ -4,7 +4,9 @@
 
 namespace pns::test {
 
-TEST(Smoke, CreateAndList) {
+class Smoke : public PrivTest {};
+
+TEST_F(Smoke, CreateAndList) {
     TempDir dir;
     Pnsd pnsd(dir.path());
     ASSERT_TRUE(pnsd.start());
