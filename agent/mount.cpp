@@ -13,6 +13,15 @@ Result<UniqueFd> clone_tree(int dirfd, const std::string& path) {
     if (path.empty()) flags |= AT_EMPTY_PATH;
     UniqueFd fd(::open_tree(dirfd, path.c_str(), flags));
     if (!fd) return sys_error("open_tree '" + path + "'");
+    // A clone of a shared mount is a peer of the original (fs/pnode.c), and mount and
+    // unmount events of a peer's children propagate to every other peer: taking a bound
+    // tree off a view again would unmount the original's submounts (the host's /proc, for a
+    // bind of '/'). As a slave the clone still receives what happens at the original, and
+    // sends nothing back.
+    mount_attr attr{};
+    attr.propagation = MS_SLAVE;
+    if (::mount_setattr(fd.get(), "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+        return sys_error("make the clone of '" + path + "' a slave");
     return fd;
 }
 

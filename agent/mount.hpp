@@ -14,7 +14,8 @@
 namespace pns::agent::mnt {
 
 // A detached copy of the mount tree at `path` (relative to `dirfd`; "" means `dirfd` itself),
-// with everything mounted below it. It stays private to its fd until attach() places it.
+// with everything mounted below it, each mount a slave of its original (events flow from the
+// original to the copy, never back). It stays private to its fd until attach() places it.
 Result<UniqueFd> clone_tree(int dirfd, const std::string& path);
 
 // Mount attributes (MOUNT_ATTR_*) set and cleared on the tree at `fd`, recursively.

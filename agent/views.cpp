@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <linux/nsfs.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
@@ -149,6 +152,14 @@ Result<std::vector<gid_t>> process_groups(pid_t pid) {
     return Error{EINVAL, "no Groups: line for pid " + std::to_string(pid)};
 }
 
+gid_t primary_gid(uid_t uid) {
+    std::vector<char> buf(16384);
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
+    return static_cast<gid_t>(uid);
+}
+
 // The supplementary groups of a user, for lookups made on their behalf without a process.
 std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
     std::vector<char> buf(16384);
@@ -235,11 +246,12 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
 
 // Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
 Status pin_namespace(int ns_fd, const std::string& path) {
-    auto tree = mnt::clone_tree(ns_fd, "");
-    if (!tree) return tree.error();
+    // A plain clone: an nsfs mount has no propagation to speak of.
+    UniqueFd tree(::open_tree(ns_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH));
+    if (!tree) return sys_error("clone the namespace to pin at '" + path + "'");
     UniqueFd file(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!file) return sys_error("create '" + path + "'");
-    return mnt::attach(tree->get(), AT_FDCWD, path);
+    return mnt::attach(tree.get(), AT_FDCWD, path);
 }
 
 void unpin(const std::string& path) {
@@ -267,6 +279,30 @@ bool wait_byte(int fd) {
     while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
     }
     return n == 1;
+}
+
+// The kernel refuses to pin a mount namespace whose ID is not above that of the namespace
+// doing the pinning (fs/namespace.c: mnt_ns_loop), and Linux 6.18 hands out namespace IDs in
+// per-CPU batches, so a namespace made now on one CPU can have a lower ID than an older one
+// made on another: pinning fails with ELOOP unless pnsd's own namespace is the initial one.
+// `attempt` makes and pins a namespace; on ELOOP it is tried again from each CPU in turn.
+template <typename Attempt>
+auto on_each_cpu_until_pinned(const Attempt& attempt) -> decltype(attempt()) {
+    auto result = attempt();
+    if (result || result.error().code != ELOOP) return result;
+    cpu_set_t allowed;
+    if (::sched_getaffinity(0, sizeof allowed, &allowed) != 0) return result;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (!CPU_ISSET(cpu, &allowed)) continue;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        if (::sched_setaffinity(0, sizeof one, &one) != 0) continue;
+        result = attempt();
+        if (result || result.error().code != ELOOP) break;
+    }
+    ::sched_setaffinity(0, sizeof allowed, &allowed);
+    return result;
 }
 
 }  // namespace
@@ -316,6 +352,9 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
 Result<UniqueFd> Views::primary(const std::string& name) const {
     UniqueFd fd(::open((view_dir(name) + "/mnt").c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return sys_error("open the view of " + quote(name));
+    // Only a pin is a mount namespace; the file under a lost pin is an empty regular file.
+    if (::ioctl(fd.get(), NS_GET_NSTYPE) != CLONE_NEWNS)
+        return Error{ENOENT, "the view of " + quote(name) + " is not pinned"};
     return fd;
 }
 
@@ -333,7 +372,8 @@ Result<Views::Satellite> Views::satellite(const std::string& name, uid_t uid, gi
     Result<Satellite> result = Error{EIO, "not run"};
     auto st = worker_.run([&]() -> Status {
         result = open_satellite(name, uid);
-        if (!result) result = create_satellite(name, uid, gid);
+        if (!result)
+            result = on_each_cpu_until_pinned([&] { return create_satellite(name, uid, gid); });
         return {};
     });
     if (!st) return st.error();
@@ -450,25 +490,31 @@ Result<UniqueFd> Views::open_or_create_primary(const std::string& name) {
     if (auto existing = primary(name); existing) return existing;
     std::string view = view_dir(name);
     if (auto st = make_dir(view, 0700); !st) return st.error();
+    // A new primary holds none of the entries an old state or journal may list.
+    ::unlink((view + "/state.json").c_str());
+    clear_journal(name);
+    ::umount2((view + "/mnt").c_str(), MNT_DETACH | UMOUNT_NOFOLLOW);
 
     // The worker itself moves into a new mount namespace, copied from the host's: that is the
     // primary. Slave first (host events flow in), then shared (a new peer group of its own,
     // towards its satellites). Then back to the host to pin it.
-    if (::unshare(CLONE_NEWNS) != 0) return sys_error("unshare(CLONE_NEWNS)");
-    UniqueFd created(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
-    Status configured = [&]() -> Status {
-        if (!created) return sys_error("open the new mount namespace");
-        if (auto st = mnt::set_propagation("/", MS_SLAVE); !st) return st;
-        if (auto st = mnt::set_propagation("/", MS_SHARED); !st) return st;
-        // Members have no business with the pins of other views.
-        if (auto st = mnt::detach(dir_); !st) return st;
-        return {};
-    }();
-    // Back to the host whatever happened; a worker stuck elsewhere could do no more right.
-    if (::setns(host_.get(), CLONE_NEWNS) != 0) std::abort();
-    if (configured) configured = pin_namespace(created.get(), view + "/mnt");
-    if (!configured) return configured.error();
-    return created;
+    return on_each_cpu_until_pinned([&]() -> Result<UniqueFd> {
+        if (::unshare(CLONE_NEWNS) != 0) return sys_error("unshare(CLONE_NEWNS)");
+        UniqueFd created(::open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC));
+        Status configured = [&]() -> Status {
+            if (!created) return sys_error("open the new mount namespace");
+            if (auto st = mnt::set_propagation("/", MS_SLAVE); !st) return st;
+            if (auto st = mnt::set_propagation("/", MS_SHARED); !st) return st;
+            // Members have no business with the pins of other views.
+            if (auto st = mnt::detach(dir_); !st) return st;
+            return {};
+        }();
+        // Back to the host whatever happened; a worker stuck elsewhere could do no more right.
+        if (::setns(host_.get(), CLONE_NEWNS) != 0) std::abort();
+        if (configured) configured = pin_namespace(created.get(), view + "/mnt");
+        if (!configured) return configured.error();
+        return created;
+    });
 }
 
 Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) const {
@@ -488,7 +534,7 @@ Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) c
             !a.contains("path") || !a["path"].is_string())
             return Error{EIO, "'" + path + "' is corrupt"};
         applied.push_back({std::move(*entry), a["path"].get<std::string>(),
-                           a["mount_id"].get<std::uint64_t>()});
+                           a["mount_id"].get<std::uint64_t>(), a.value("under_id", std::uint64_t{0})});
     }
     return applied;
 }
@@ -498,7 +544,8 @@ Status Views::save_state(const std::string& name, const std::vector<Applied>& ap
     for (const auto& a : applied)
         list.push_back({{"entry", protocol::entry_to_json(a.entry)},
                         {"path", a.path},
-                        {"mount_id", a.mount_id}});
+                        {"mount_id", a.mount_id},
+                        {"under_id", a.under_id}});
     return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
 }
 
@@ -531,8 +578,19 @@ Result<std::optional<Stat>> lstat_optional(const std::string& path) {
 // nearest existing ancestor (see make_skeleton) with the entry's mount inside.
 class Editor {
 public:
-    Editor(const std::string& view_name, int empty_file, std::string stage)
-        : view_(view_name), empty_file_(empty_file), stage_(std::move(stage)) {}
+    using Journal = std::function<Status(const std::string& path, std::uint64_t under_id)>;
+
+    Editor(const std::string& view_name, std::string stage, Journal journal)
+        : view_(view_name), stage_(std::move(stage)), journal_(std::move(journal)) {}
+
+    // Whether the mount of an entry can be taken off and put back as it is: only when it
+    // holds nothing of the entries below it. A read-only copy, a union or a skeleton captures
+    // the view beneath as it was when it was made, so those are made anew.
+    static bool reusable(const Entry& entry, const std::string& path) {
+        if (path != entry.target) return false;
+        if (entry.kind == EntryKind::kBind) return entry.mode == UnionMode::kReplace;
+        return entry.kind == EntryKind::kTmpfs || entry.kind == EntryKind::kHide;
+    }
 
     // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
     template <typename List>
@@ -546,10 +604,12 @@ public:
             if (*id != top.mount_id)
                 return Error{EIO, "the mount at " + quote(top.path) + " in view " + quote(view_) +
                                       " is not the one pnsd made"};
-            auto saved = mnt::clone_tree(at.get(), "");
-            if (!saved) return saved.error();
+            if (reusable(top.entry, top.path)) {
+                auto saved = mnt::clone_tree(at.get(), "");
+                if (!saved) return saved.error();
+                parked_.push_back({top.entry, top.path, std::move(*saved)});
+            }
             if (auto st = mnt::detach(top.path); !st) return st;
-            parked_.push_back({top.entry, top.path, std::move(*saved)});
             list.pop_back();
         }
         return {};
@@ -586,26 +646,41 @@ public:
             if (skeleton) (void)mnt::detach(path);
             return tree.error();
         }
-        if (auto done = mnt::attach(tree->get(), AT_FDCWD, entry.target); !done) {
-            if (skeleton) (void)mnt::detach(path);
-            return done.error();
+        if (skeleton) {
+            if (auto done = mnt::attach(tree->get(), AT_FDCWD, entry.target); !done) {
+                (void)mnt::detach(path);
+                return done.error();
+            }
+            return record<Item>(entry, path, skeleton->get(), skeleton_under_);
         }
-        if (skeleton) return record<Item>(entry, path, skeleton->get());
-        return record<Item>(entry, path, tree->get());
+        return attach<Item>(entry, path, *tree);
     }
 
 private:
     template <typename Item>
     Result<Item> attach(const Entry& entry, const std::string& path, UniqueFd& tree) {
+        auto under = journaled(path);
+        if (!under) return under.error();
         if (auto st = mnt::attach(tree.get(), AT_FDCWD, path); !st) return st.error();
-        return record<Item>(entry, path, tree.get());
+        return record<Item>(entry, path, tree.get(), *under);
+    }
+
+    // The mount on top at `path` now, written to the journal before anything goes on it.
+    Result<std::uint64_t> journaled(const std::string& path) {
+        UniqueFd at(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+        if (!at) return sys_error("open " + quote(path));
+        auto under = mnt::mount_id(at.get());
+        if (!under) return under.error();
+        if (auto st = journal_(path, *under); !st) return st.error();
+        return *under;
     }
 
     template <typename Item>
-    static Result<Item> record(const Entry& entry, const std::string& path, int tree) {
+    static Result<Item> record(const Entry& entry, const std::string& path, int tree,
+                               std::uint64_t under) {
         auto id = mnt::mount_id(tree);
         if (!id) return id.error();
-        return Item{entry, path, *id};
+        return Item{entry, path, *id, under};
     }
 
     // A new mount for `entry` over the existing `target`.
@@ -624,10 +699,12 @@ private:
             }
             case EntryKind::kHide:
                 if (!S_ISDIR(target.mode)) {
-                    // A file (or device, fifo, socket) hides behind an empty read-only file.
-                    auto tree = mnt::clone_tree(empty_file_, "");
-                    if (!tree) return tree;
-                    if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
+                    // A file (or device, fifo, socket) hides behind an empty read-only file,
+                    // cloned in the host beforehand (open_tree clones only mounts of the
+                    // namespace it runs in).
+                    if (!ready) return Error{EIO, "no empty file prepared for " + quote(entry.target)};
+                    UniqueFd tree = std::move(*ready);
+                    if (auto st = mnt::set_attributes(tree.get(), MOUNT_ATTR_RDONLY, 0); !st)
                         return st.error();
                     return tree;
                 }
@@ -735,6 +812,9 @@ private:
         attr.attr_set = MOUNT_ATTR_RDONLY;
         if (::mount_setattr(skeleton->get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
             return sys_error("make the skeleton of " + quote(ancestor) + " read-only");
+        auto under = journaled(ancestor);
+        if (!under) return under.error();
+        skeleton_under_ = *under;
         if (auto st = mnt::attach(skeleton->get(), AT_FDCWD, ancestor); !st) return st.error();
         for (const auto& name : to_bind) {
             auto child = mnt::clone_tree(original.get(), name);
@@ -794,12 +874,61 @@ private:
     }
 
     std::string view_;
-    int empty_file_;
     std::string stage_;
+    Journal journal_;
+    std::uint64_t skeleton_under_ = 0;
     std::vector<Parked> parked_;
 };
 
 }  // namespace
+
+std::vector<Views::JournalRecord> Views::load_journal(const std::string& name) const {
+    std::vector<JournalRecord> records;
+    std::ifstream in(view_dir(name) + "/journal");
+    std::string line;
+    while (std::getline(in, line)) {
+        json j = json::parse(line, nullptr, false);
+        // A line cut short by a crash is the one record that was never acted on.
+        if (j.is_discarded() || !j.is_object() || !j.contains("path") || !j["path"].is_string())
+            continue;
+        records.push_back({j["path"].get<std::string>(), j.value("under_id", std::uint64_t{0})});
+    }
+    return records;
+}
+
+Status Views::append_journal(const std::string& name, const JournalRecord& record) const {
+    std::string path = view_dir(name) + "/journal";
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) return sys_error("open '" + path + "'");
+    std::string line = json{{"path", record.path}, {"under_id", record.under_id}}.dump() + "\n";
+    if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        return sys_error("write '" + path + "'");
+    return {};
+}
+
+void Views::clear_journal(const std::string& name) const {
+    ::unlink((view_dir(name) + "/journal").c_str());
+}
+
+void Views::scrub(int primary, const std::vector<Applied>& applied,
+                  const std::vector<JournalRecord>& journal) {
+    std::vector<JournalRecord> records;
+    for (const auto& a : applied) records.push_back({a.path, a.under_id});
+    records.insert(records.end(), journal.begin(), journal.end());
+    auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
+    if (!in_view) return;
+    // Newest first: whatever is on top at a path and is not what was there before pnsd's
+    // mount goes, including mounts of an edit that was cut short before it was recorded.
+    for (auto it = records.rbegin(); it != records.rend(); ++it) {
+        for (int guard = 0; guard < 256; ++guard) {
+            UniqueFd at(::open(it->path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+            if (!at) break;
+            auto id = mnt::mount_id(at.get());
+            if (!id || *id == it->under_id || it->under_id == 0) break;
+            if (!mnt::detach(it->path)) break;
+        }
+    }
+}
 
 Status Views::realize(const Namespace& ns, const Resolver& resolver) {
     return worker_.run([&]() -> Status {
@@ -807,82 +936,139 @@ Status Views::realize(const Namespace& ns, const Resolver& resolver) {
         if (!primary_fd) return primary_fd.error();
         auto loaded = load_state(ns.name);
         if (!loaded) return loaded.error();
-        std::vector<Applied>& applied = *loaded;
-        const auto& wanted = ns.table.entries;
+        std::vector<Applied> applied = std::move(*loaded);
 
-        std::size_t keep = 0;
-        while (keep < applied.size() && keep < wanted.size() && applied[keep].entry == wanted[keep])
-            ++keep;
-        if (keep == applied.size() && keep == wanted.size()) return {};
+        // A journal left over means pnsd died in the middle of an edit: take off everything
+        // it made and put the whole table on again.
+        auto journal = load_journal(ns.name);
+        if (!journal.empty()) {
+            scrub(primary_fd->get(), applied, journal);
+            applied.clear();
+            clear_journal(ns.name);
+            if (auto st = save_state(ns.name, applied); !st) return st;
+        }
+        Status st = edit(ns, resolver, primary_fd->get(), applied);
+        if (!st && st.error().code == EIO) {
+            // The view is not as its state says (a member with privilege changed it, or an
+            // undo failed): repair it the same way.
+            scrub(primary_fd->get(), applied, load_journal(ns.name));
+            applied.clear();
+            clear_journal(ns.name);
+            (void)save_state(ns.name, applied);
+            st = edit(ns, resolver, primary_fd->get(), applied);
+        }
+        return st;
+    });
+}
 
-        // Outside the view: sources of binds that are not coming back from the part taken off
-        // are looked up as the requester.
-        std::vector<Entry> leaving;
-        for (std::size_t i = keep; i < applied.size(); ++i) leaving.push_back(applied[i].entry);
-        std::vector<std::optional<UniqueFd>> prepared(wanted.size());
-        for (std::size_t j = keep; j < wanted.size(); ++j) {
-            auto back = std::find(leaving.begin(), leaving.end(), wanted[j]);
-            if (back != leaving.end()) {
-                leaving.erase(back);
-                continue;
-            }
-            const Entry& entry = wanted[j];
-            if (entry.kind != EntryKind::kBind) continue;
-            if (entry.create && entry.mode == UnionMode::kAfter)
-                return Error::invalid("'" + format_entry(entry) +
-                                      "': overlayfs always searches its writable layer first, so "
-                                      "-c works with -b only");
-            auto tree = entry.create ? resolve_source(host_.get(), resolver,
-                                                      parent_of(entry.source),
-                                                      work_dir_name(entry.source, ns.name))
-                                     : resolve_source(host_.get(), resolver, entry.source);
+Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
+                   std::vector<Applied>& applied) {
+    const auto& wanted = ns.table.entries;
+    std::size_t keep = 0;
+    while (keep < applied.size() && keep < wanted.size() && applied[keep].entry == wanted[keep])
+        ++keep;
+    if (keep == applied.size() && keep == wanted.size()) return {};
+
+    // Outside the view: the sources of binds that cannot come back as they were. A new
+    // entry's is looked up as the requester; one made anew beneath a change, as the owner in
+    // the host's view (the requester of that entry is not here).
+    Resolver owner{ns.owner, primary_gid(ns.owner), 0};
+    std::vector<Entry> coming_back, leaving;
+    for (std::size_t i = keep; i < applied.size(); ++i) {
+        leaving.push_back(applied[i].entry);
+        if (Editor::reusable(applied[i].entry, applied[i].path))
+            coming_back.push_back(applied[i].entry);
+    }
+    // What hides a file: an empty file of pnsd's own, in the host.
+    // (Outside <runtime>/views: mounts there are unbindable.)
+    std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
+    UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
+    if (!empty_fd) return sys_error("create '" + empty + "'");
+
+    std::vector<std::optional<UniqueFd>> prepared(wanted.size());
+    for (std::size_t j = keep; j < wanted.size(); ++j) {
+        const Entry& entry = wanted[j];
+        if (auto back = std::find(coming_back.begin(), coming_back.end(), entry);
+            back != coming_back.end()) {
+            coming_back.erase(back);
+            continue;
+        }
+        if (entry.kind == EntryKind::kHide) {
+            auto tree = mnt::clone_tree(empty_fd.get(), "");
             if (!tree) return tree.error();
             prepared[j] = std::move(*tree);
+            continue;
         }
-        // What hides a file: an empty file of pnsd's own, opened here in the host.
-        // (Outside <runtime>/views: mounts there are unbindable.)
-        std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
-        UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
-        if (!empty_fd) return sys_error("create '" + empty + "'");
-        auto empty_tree = mnt::clone_tree(empty_fd.get(), "");
-        if (!empty_tree) return empty_tree.error();
+        if (entry.kind != EntryKind::kBind) continue;
+        if (entry.create && entry.mode == UnionMode::kAfter)
+            return Error::invalid("'" + format_entry(entry) +
+                                  "': overlayfs always searches its writable layer first, so "
+                                  "-c works with -b only");
+        bool is_old = std::find(leaving.begin(), leaving.end(), entry) != leaving.end();
+        const Resolver& who = is_old ? owner : resolver;
+        auto tree = entry.create ? resolve_source(host_.get(), who, parent_of(entry.source),
+                                                  work_dir_name(entry.source, ns.name))
+                                 : resolve_source(host_.get(), who, entry.source);
+        if (!tree) return tree.error();
+        prepared[j] = std::move(*tree);
+    }
+    // Old entries that must be made anew on the way back, should the edit fail.
+    std::vector<std::optional<UniqueFd>> restore_sources(applied.size());
+    for (std::size_t i = keep; i < applied.size(); ++i) {
+        const Entry& entry = applied[i].entry;
+        if (Editor::reusable(entry, applied[i].path)) continue;
+        if (entry.kind == EntryKind::kHide) {
+            auto tree = mnt::clone_tree(empty_fd.get(), "");
+            if (tree) restore_sources[i] = std::move(*tree);
+            continue;
+        }
+        if (entry.kind != EntryKind::kBind) continue;
+        auto tree = entry.create ? resolve_source(host_.get(), owner, parent_of(entry.source),
+                                                  work_dir_name(entry.source, ns.name))
+                                 : resolve_source(host_.get(), owner, entry.source);
+        if (tree) restore_sources[i] = std::move(*tree);
+    }
 
-        // In the view: edit the mount stack. The state is written after leaving it.
-        std::vector<Applied> now = applied;
-        Status edited = [&]() -> Status {
-            auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
-            if (!in_view) return in_view.error();
-            Editor editor(ns.name, empty_tree->get(), dir_ + "/.stage");
-            auto restore = [&]() -> Status {
-                if (auto st = editor.take_off(now, keep); !st) return st;
-                for (std::size_t i = keep; i < applied.size(); ++i) {
-                    std::optional<UniqueFd> none;
-                    auto back = editor.put_on<Applied>(applied[i].entry, none);
-                    if (!back) return back.error();
-                    now.push_back(std::move(*back));
-                }
-                return {};
-            };
-            auto fail = [&](Error error) -> Status {
-                if (auto undone = restore(); !undone)
-                    return Error{EIO, error.message + "; undoing it failed too: " +
-                                          undone.error().message + "; view " + quote(ns.name) +
-                                          " needs repair (restart pnsd)"};
-                return error;
-            };
-            if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
-            for (std::size_t j = keep; j < wanted.size(); ++j) {
-                auto put = editor.put_on<Applied>(wanted[j], prepared[j]);
-                if (!put) return fail(std::move(put).error());
-                now.push_back(std::move(*put));
+    // In the view: edit the mount stack. The state is written after leaving it.
+    std::vector<Applied> now = applied;
+    Status edited = [&]() -> Status {
+        auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
+        if (!in_view) return in_view.error();
+        Editor editor(ns.name, dir_ + "/.stage",
+                      [&](const std::string& path, std::uint64_t under) {
+                          return append_journal(ns.name, JournalRecord{path, under});
+                      });
+        auto restore = [&]() -> Status {
+            if (auto st = editor.take_off(now, keep); !st) return st;
+            for (std::size_t i = keep; i < applied.size(); ++i) {
+                auto back = editor.put_on<Applied>(applied[i].entry, restore_sources[i]);
+                if (!back) return back.error();
+                now.push_back(std::move(*back));
             }
             return {};
-        }();
-        // Whatever happened, the state says what is in the view now.
-        Status saved = save_state(ns.name, now);
-        if (!edited) return edited;
-        return saved;
-    });
+        };
+        auto fail = [&](Error error) -> Status {
+            if (error.code == EIO) return error;  // not as recorded: the caller repairs it
+            if (auto undone = restore(); !undone)
+                return Error{EIO, error.message + "; undoing it failed too: " +
+                                      undone.error().message};
+            return error;
+        };
+        if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
+        for (std::size_t j = keep; j < wanted.size(); ++j) {
+            auto put = editor.put_on<Applied>(wanted[j], prepared[j]);
+            if (!put) return fail(std::move(put).error());
+            now.push_back(std::move(*put));
+        }
+        return {};
+    }();
+    if (edited || edited.error().code != EIO) {
+        // Done, or undone: the state says what is in the view now.
+        if (auto saved = save_state(ns.name, now); !saved) return saved;
+        clear_journal(ns.name);
+        applied = std::move(now);
+    }
+    return edited;
 }
 
 Status Views::destroy(const std::string& name) {
@@ -920,10 +1106,18 @@ Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& pa
         std::string rest = e.target == "/" ? path : path.substr(e.target.size());
         json j = {{"path", path}, {"entry", index}, {"line", format_entry(e)}};
         switch (e.kind) {
-            case EntryKind::kBind:
-                j["resolves_to"] = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
+            case EntryKind::kBind: {
+                std::string from = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
+                j["resolves_to"] = from;
+                // A union searches its layers in order; the first that has the name serves it.
+                if (e.mode == UnionMode::kBefore) j["layers"] = {from, path};
+                if (e.mode == UnionMode::kAfter) {
+                    j["layers"] = {path, from};
+                    j["resolves_to"] = path;
+                }
                 if (e.mode != UnionMode::kReplace) j["union"] = true;
                 break;
+            }
             case EntryKind::kHide: j["hidden"] = true; break;
             case EntryKind::kReadOnly: j["read_only"] = true; j["resolves_to"] = path; break;
             case EntryKind::kTmpfs: j["private_tmpfs"] = true; break;

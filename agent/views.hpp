@@ -84,6 +84,13 @@ private:
         Entry entry;
         std::string path;  // where its mount is attached: DST, or the ancestor it made DST in
         std::uint64_t mount_id = 0;
+        std::uint64_t under_id = 0;  // the mount that was on top at `path` before it
+    };
+    // A mount about to be attached, written down first, so that a pnsd killed in the middle
+    // of an edit leaves enough behind to take everything it made off again.
+    struct JournalRecord {
+        std::string path;
+        std::uint64_t under_id = 0;
     };
 
     Views(std::string dir, UniqueFd host);
@@ -92,6 +99,16 @@ private:
     Result<Satellite> create_satellite(const std::string& name, uid_t uid, gid_t gid);
     Result<std::vector<Applied>> load_state(const std::string& name) const;
     Status save_state(const std::string& name, const std::vector<Applied>& applied) const;
+    std::vector<JournalRecord> load_journal(const std::string& name) const;
+    Status append_journal(const std::string& name, const JournalRecord& record) const;
+    void clear_journal(const std::string& name) const;
+    // The edit itself, on the worker. Fails with EIO when the view is not as its state says.
+    Status edit(const Namespace& ns, const Resolver& resolver, int primary,
+                std::vector<Applied>& applied);
+    // Takes off everything pnsd mounted in the view (the records, newest first), so that
+    // the whole table can be put on again.
+    void scrub(int primary, const std::vector<Applied>& applied,
+               const std::vector<JournalRecord>& journal);
 
     std::string dir_;   // <runtime-dir>/views
     UniqueFd host_;     // the host's mount namespace

@@ -1,14 +1,11 @@
 // pnsctl: the command-line client of pnsd. Every command is one request over pnsd's socket;
 // pnsctl itself holds no privilege and decides nothing: pnsd authorizes from SO_PEERCRED.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iostream>
-#include <iterator>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -33,6 +30,22 @@ struct Globals {
     std::string socket = cli::kDefaultSocket;
     bool json_output = false;
 };
+
+// `s` with control characters shown as \xNN, so that it stays on one line.
+std::string escape_controls(std::string_view s) {
+    std::string out;
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c >= 0x20 && c != 0x7f) {
+            out += ch;
+            continue;
+        }
+        char buf[5];
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+    }
+    return out;
+}
 
 // A failure before or instead of pnsd's answer: one line on stderr.
 int fail(const Globals& globals, const Error& error, int exit_code = kExitFailed) {
@@ -89,18 +102,31 @@ Result<std::string> target_path(const std::string& path) {
     return absolutize_path(path, "/");
 }
 
-Result<std::string> read_table_file(const std::string& path) {
-    std::ostringstream text;
-    if (path == "-") {
-        text << std::cin.rdbuf();
-        if (std::cin.bad()) return Error{EIO, "cannot read the table from standard input"};
-        return text.str();
+// Reads all of `fd`. Every read error counts (a directory, an I/O error): applying what was
+// read so far, or nothing, would replace the table with one the user never wrote. Input
+// longer than any table pnsd accepts is refused here rather than read without end
+// (/dev/zero).
+Result<std::string> read_all(int fd, const std::string& what) {
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Error::from_errno(errno, "cannot read " + what);
+        if (n == 0) return text;
+        text.append(buf, static_cast<std::size_t>(n));
+        if (text.size() > kMaxTableTextBytes)
+            return Error{E2BIG, "cannot read " + what + ": larger than " +
+                                    std::to_string(kMaxTableTextBytes >> 20) +
+                                    " MiB, the largest table pnsd accepts"};
     }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Error::from_errno(errno, "cannot read '" + path + "'");
-    text << in.rdbuf();
-    if (in.bad()) return Error::from_errno(errno, "cannot read '" + path + "'");
-    return text.str();
+}
+
+Result<std::string> read_table_file(const std::string& path) {
+    if (path == "-") return read_all(STDIN_FILENO, "the table from standard input");
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return Error::from_errno(errno, "cannot read " + quote(path));
+    return read_all(fd.get(), quote(path));
 }
 
 // The options of the commands that edit one namespace.
@@ -144,7 +170,9 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     app.fallthrough();  // --json and --socket also after the subcommand
     app.failure_message([](const CLI::App*, const CLI::Error& e) {
-        return std::string("pnsctl: ") + e.what() + " (see 'pnsctl --help')\n";
+        // CLI11 repeats the user's words verbatim; a newline among them must not make this
+        // two lines.
+        return "pnsctl: " + escape_controls(e.what()) + " (see 'pnsctl --help')\n";
     });
     app.add_flag("--json", globals.json_output, "print results as JSON");
     app.add_option("--socket", globals.socket, "pnsd's socket")
@@ -189,7 +217,12 @@ int main(int argc, char** argv) {
 
     auto* rm = ns->add_subcommand("rm", "remove a namespace and its table");
     rm->add_option("NAME", ns_args.name)->required();
-    rm->callback([&] { status = request(globals, "ns.rm", {{"name", ns_args.name}}); });
+    rm->add_flag("--force", ns_args.force,
+                 "root: remove it even with members inside (they keep the view as it is, "
+                 "no longer managed)");
+    rm->callback([&] {
+        status = request(globals, "ns.rm", {{"name", ns_args.name}, {"force", ns_args.force}});
+    });
 
     ns->add_subcommand("ls", "list namespaces")->callback([&] {
         status = request(globals, "ns.ls", json::object(), cli::print_namespace_list);
@@ -299,9 +332,34 @@ int main(int argc, char** argv) {
         });
     });
 
+    // explain PATH
+    std::string explain_path;
+    auto* explain = app.add_subcommand("explain", "which entry serves PATH in the view");
+    explain->add_option("--ns", edit.ns, "namespace to look in")->required();
+    explain->add_option("PATH", explain_path, "absolute path in the view")->required();
+    explain->callback([&] {
+        auto path = target_path(explain_path);
+        if (!path) {
+            status = fail(globals, path.error(), kExitUsage);
+            return;
+        }
+        status = request(globals, "ns.explain", {{"name", edit.ns}, {"path", *path}}, cli::print_explanation);
+    });
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
+        // CLI11 checks for a missing subcommand before it complains about words it did not
+        // expect, so "pnsctl frob" would be told "A subcommand is required": name the word.
+        if (dynamic_cast<const CLI::RequiredError*>(&e) &&
+            std::string_view(e.what()).starts_with("A subcommand")) {
+            auto unexpected = app.remaining(true);
+            if (!unexpected.empty()) {
+                std::fprintf(stderr, "pnsctl: unknown command %s (see 'pnsctl --help')\n",
+                             quote(unexpected.front()).c_str());
+                return kExitUsage;
+            }
+        }
         int code = app.exit(e);
         return code == 0 ? 0 : kExitUsage;
     }

@@ -83,4 +83,24 @@ void print_namespace(std::FILE* out, const json& ns) {
     }
 }
 
+void print_explanation(std::FILE* out, const json& e) {
+    std::string path = str(e, "path");
+    if (!e.contains("entry") || e["entry"].is_null()) {
+        std::fprintf(out, "%s: no entry; the host's %s\n", path.c_str(), path.c_str());
+        return;
+    }
+    std::fprintf(out, "%s: entry %s: %s\n", path.c_str(), str(e, "entry").c_str(),
+                 str(e, "line").c_str());
+    if (e.value("hidden", false)) std::fprintf(out, "  hidden: appears empty\n");
+    if (e.value("private_tmpfs", false)) std::fprintf(out, "  in a private tmpfs\n");
+    if (e.value("read_only", false)) std::fprintf(out, "  read-only\n");
+    if (auto layers = e.find("layers"); layers != e.end() && layers->is_array()) {
+        std::fprintf(out, "  union, searched in order:\n");
+        for (const auto& layer : *layers)
+            std::fprintf(out, "    %s\n", layer.is_string() ? layer.get<std::string>().c_str() : "?");
+    } else if (e.contains("resolves_to")) {
+        std::fprintf(out, "  resolves to %s\n", str(e, "resolves_to").c_str());
+    }
+}
+
 }  // namespace pns::cli

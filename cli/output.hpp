@@ -10,5 +10,6 @@ namespace pns::cli {
 void print_status(std::FILE* out, const nlohmann::json& status);
 void print_namespace_list(std::FILE* out, const nlohmann::json& list);
 void print_namespace(std::FILE* out, const nlohmann::json& ns);
+void print_explanation(std::FILE* out, const nlohmann::json& explanation);
 
 }  // namespace pns::cli
