@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <grp.h>
 #include <pwd.h>
 #include <linux/nsfs.h>
@@ -580,8 +581,10 @@ class Editor {
 public:
     using Journal = std::function<Status(const std::string& path, std::uint64_t under_id)>;
 
-    Editor(const std::string& view_name, std::string stage, Journal journal)
-        : view_(view_name), stage_(std::move(stage)), journal_(std::move(journal)) {}
+    Editor(const std::string& view_name, std::string stage, Journal journal,
+           std::vector<std::uint64_t> skeletons)
+        : view_(view_name), stage_(std::move(stage)), journal_(std::move(journal)),
+          skeletons_(std::move(skeletons)) {}
 
     // Whether the mount of an entry can be taken off and put back as it is: only when it
     // holds nothing of the entries below it. A read-only copy, a union or a skeleton captures
@@ -630,10 +633,14 @@ public:
         std::string path = entry.target;
         std::optional<UniqueFd> skeleton;
         if (!*target) {
-            auto made = make_skeleton(entry, ready);
-            if (!made) return made.error();
-            path = made->first;
-            skeleton = std::move(made->second);
+            auto inside = make_in_skeleton(entry, ready);
+            if (!inside) return inside.error();
+            if (!*inside) {
+                auto made = make_skeleton(entry, ready);
+                if (!made) return made.error();
+                path = made->first;
+                skeleton = std::move(made->second);
+            }
             target = lstat_optional(entry.target);
             if (!target || !*target) return Error{EIO, "skeleton for " + quote(entry.target) + " failed"};
         }
@@ -651,7 +658,9 @@ public:
                 (void)mnt::detach(path);
                 return done.error();
             }
-            return record<Item>(entry, path, skeleton->get(), skeleton_under_);
+            auto made = record<Item>(entry, path, skeleton->get(), skeleton_under_);
+            if (made) skeletons_.push_back(made->mount_id);
+            return made;
         }
         return attach<Item>(entry, path, *tree);
     }
@@ -726,6 +735,65 @@ private:
         return Error{EINVAL, "unknown entry kind"};
     }
 
+    // The missing path of `entry` made inside a skeleton pnsd already has over its nearest
+    // existing ancestor, if there is one: many missing DSTs below one directory (a private
+    // /dev, say) then share a single skeleton instead of each copying the last. The entry's
+    // own mount then goes on the new placeholder. Returns false when there is no skeleton.
+    Result<bool> make_in_skeleton(const Entry& entry, std::optional<UniqueFd>& ready) {
+        std::string ancestor = parent_of(entry.target);
+        std::vector<std::string> missing{entry.target.substr(entry.target.rfind('/') + 1)};
+        for (;;) {
+            auto st = lstat_optional(ancestor);
+            if (!st) return st.error();
+            if (*st) {
+                if (!S_ISDIR((*st)->mode)) return false;  // make_skeleton says why
+                break;
+            }
+            missing.push_back(ancestor.substr(ancestor.rfind('/') + 1));
+            ancestor = parent_of(ancestor);
+        }
+        UniqueFd dir(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir) return sys_error("open " + quote(ancestor));
+        auto id = mnt::mount_id(dir.get());
+        if (!id) return id.error();
+        if (std::find(skeletons_.begin(), skeletons_.end(), *id) == skeletons_.end()) return false;
+
+        // The skeleton is read-only for members; open it for the moment of the change.
+        mount_attr attr{};
+        attr.attr_clr = MOUNT_ATTR_RDONLY;
+        if (::mount_setattr(dir.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+            return sys_error("open the skeleton at " + quote(ancestor) + " for a change");
+        Status made = make_missing(dir.get(), ancestor, missing, entry, ready);
+        attr = mount_attr{};
+        attr.attr_set = MOUNT_ATTR_RDONLY;
+        if (::mount_setattr(dir.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0 && made)
+            made = sys_error("make the skeleton at " + quote(ancestor) + " read-only again");
+        if (!made) return made.error();
+        return true;
+    }
+
+    // Creates the `missing` components (outermost last) below `dir`: directories, and DST as
+    // the kind of thing it will show.
+    static Status make_missing(int dir, const std::string& ancestor,
+                               const std::vector<std::string>& missing, const Entry& entry,
+                               const std::optional<UniqueFd>& ready) {
+        std::string rel;
+        for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+            rel += (rel.empty() ? "" : "/") + *it;
+            bool last = std::next(it) == missing.rend();
+            bool as_file = false;
+            if (last && entry.kind == EntryKind::kBind && ready) {
+                struct stat src {};
+                if (::fstat(ready->get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
+            }
+            int made = as_file ? ::mknodat(dir, rel.c_str(), S_IFREG | 0644, 0)
+                               : ::mkdirat(dir, rel.c_str(), 0755);
+            if (made != 0 && !(errno == EEXIST && !last))
+                return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
+        }
+        return {};
+    }
+
     // Makes a DST that does not exist appear, in the view only. The nearest existing ancestor
     // A is covered by a read-only tmpfs holding a placeholder for each of A's entries, each
     // with A's own entry bind-mounted on it (with everything mounted below), and the missing
@@ -789,21 +857,7 @@ private:
                 }
                 if (made != 0) return sys_error("placeholder for " + quote(join(ancestor, name)));
             }
-            // The missing path itself: directories, and DST as the kind of thing it will show.
-            std::string rel;
-            for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
-                rel += (rel.empty() ? "" : "/") + *it;
-                bool last = std::next(it) == missing.rend();
-                bool as_file = false;
-                if (last && entry.kind == EntryKind::kBind && ready) {
-                    struct stat src {};
-                    if (::fstat(ready->get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
-                }
-                int made = as_file ? ::mknodat(skeleton->get(), rel.c_str(), S_IFREG | 0644, 0)
-                                   : ::mkdirat(skeleton->get(), rel.c_str(), 0755);
-                if (made != 0) return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
-            }
-            return {};
+            return make_missing(skeleton->get(), ancestor, missing, entry, ready);
         }();
         ::closedir(dir);
         if (!populated) return populated.error();
@@ -877,6 +931,7 @@ private:
     std::string stage_;
     Journal journal_;
     std::uint64_t skeleton_under_ = 0;
+    std::vector<std::uint64_t> skeletons_;  // mount IDs of the skeletons in the view
     std::vector<Parked> parked_;
 };
 
@@ -957,6 +1012,9 @@ Status Views::realize(const Namespace& ns, const Resolver& resolver) {
             (void)save_state(ns.name, applied);
             st = edit(ns, resolver, primary_fd->get(), applied);
         }
+        // A large edit leaves much freed memory in this thread's malloc arena; give it back
+        // rather than keep pnsd's footprint at its high-water mark.
+        if (ns.table.entries.size() > 256) ::malloc_trim(0);
         return st;
     });
 }
@@ -1034,10 +1092,14 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
     Status edited = [&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
         if (!in_view) return in_view.error();
+        std::vector<std::uint64_t> skeletons;
+        for (const auto& a : applied)
+            if (a.path != a.entry.target) skeletons.push_back(a.mount_id);
         Editor editor(ns.name, dir_ + "/.stage",
                       [&](const std::string& path, std::uint64_t under) {
                           return append_journal(ns.name, JournalRecord{path, under});
-                      });
+                      },
+                      std::move(skeletons));
         auto restore = [&]() -> Status {
             if (auto st = editor.take_off(now, keep); !st) return st;
             for (std::size_t i = keep; i < applied.size(); ++i) {
