@@ -735,23 +735,35 @@ private:
         return Error{EINVAL, "unknown entry kind"};
     }
 
-    // The missing path of `entry` made inside a skeleton pnsd already has over its nearest
-    // existing ancestor, if there is one: many missing DSTs below one directory (a private
-    // /dev, say) then share a single skeleton instead of each copying the last. The entry's
-    // own mount then goes on the new placeholder. Returns false when there is no skeleton.
-    Result<bool> make_in_skeleton(const Entry& entry, std::optional<UniqueFd>& ready) {
+    // The nearest existing ancestor of a DST that does not exist, and the components below it
+    // that are missing (innermost first). Only directories can hold what is to be made.
+    static Result<std::pair<std::string, std::vector<std::string>>> missing_path(const Entry& entry) {
+        if (entry.kind == EntryKind::kReadOnly)
+            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
         std::string ancestor = parent_of(entry.target);
         std::vector<std::string> missing{entry.target.substr(entry.target.rfind('/') + 1)};
         for (;;) {
             auto st = lstat_optional(ancestor);
             if (!st) return st.error();
             if (*st) {
-                if (!S_ISDIR((*st)->mode)) return false;  // make_skeleton says why
-                break;
+                if (!S_ISDIR((*st)->mode))
+                    return Error{ENOTDIR, "DST " + quote(entry.target) + " cannot be made: " +
+                                              quote(ancestor) + " is not a directory in the view"};
+                return std::pair{ancestor, missing};
             }
             missing.push_back(ancestor.substr(ancestor.rfind('/') + 1));
             ancestor = parent_of(ancestor);
         }
+    }
+
+    // The missing path of `entry` made inside a skeleton pnsd already has over its nearest
+    // existing ancestor, if there is one: many missing DSTs below one directory (a private
+    // /dev, say) then share a single skeleton instead of each copying the last. The entry's
+    // own mount then goes on the new placeholder. Returns false when there is no skeleton.
+    Result<bool> make_in_skeleton(const Entry& entry, std::optional<UniqueFd>& ready) {
+        auto found = missing_path(entry);
+        if (!found) return found.error();
+        auto& [ancestor, missing] = *found;
         UniqueFd dir(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir) return sys_error("open " + quote(ancestor));
         auto id = mnt::mount_id(dir.get());
@@ -802,22 +814,9 @@ private:
     // show, and nothing new can be created directly in A inside the view (EROFS).
     Result<std::pair<std::string, UniqueFd>> make_skeleton(const Entry& entry,
                                                           std::optional<UniqueFd>& ready) {
-        if (entry.kind == EntryKind::kReadOnly)
-            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
-        std::string ancestor = parent_of(entry.target);
-        std::vector<std::string> missing{entry.target.substr(entry.target.rfind('/') + 1)};
-        for (;;) {
-            auto st = lstat_optional(ancestor);
-            if (!st) return st.error();
-            if (*st) {
-                if (!S_ISDIR((*st)->mode))
-                    return Error{ENOTDIR, "DST " + quote(entry.target) + " cannot be made: " +
-                                              quote(ancestor) + " is not a directory in the view"};
-                break;
-            }
-            missing.push_back(ancestor.substr(ancestor.rfind('/') + 1));
-            ancestor = parent_of(ancestor);
-        }
+        auto found = missing_path(entry);
+        if (!found) return found.error();
+        auto& [ancestor, missing] = *found;
         struct stat info {};
         UniqueFd original(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!original || ::fstat(original.get(), &info) != 0)
