@@ -8,7 +8,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$root/build}
+build=$(cd "${1:-$root/build}" && pwd)
 pnsd=$build/pnsd
 pnsctl=$build/pnsctl
 for tool in "$pnsd" "$pnsctl"; do
