@@ -262,7 +262,10 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
         if (!*force)
             return Error{EBUSY, "namespace " + quote(ns.name) + " has " +
                                     std::to_string(inside.size()) + " members: " + list +
-                                    (caller.is_root() ? "; --force removes it anyway" : "")};
+                                    (caller.is_root()
+                                         ? "; --force removes it anyway (members keep the view "
+                                           "as it is now, no longer managed by pnsd)"
+                                         : "")};
         if (!caller.is_root())
             return Error{EACCES, "only root may remove a namespace that has members"};
     }

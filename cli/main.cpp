@@ -221,7 +221,18 @@ int main(int argc, char** argv) {
                  "root: remove it even with members inside (they keep the view as it is, "
                  "no longer managed)");
     rm->callback([&] {
-        status = request(globals, "ns.rm", {{"name", ns_args.name}, {"force", ns_args.force}});
+        status = request(globals, "ns.rm", {{"name", ns_args.name}, {"force", ns_args.force}},
+                         [](std::FILE* out, const json& r) {
+                             auto left = r.find("members_left_behind");
+                             if (left == r.end() || !left->is_array() || left->empty()) return;
+                             std::fprintf(out,
+                                          "%zu members keep the view as it was, no longer "
+                                          "managed by pnsd:",
+                                          left->size());
+                             for (const auto& m : *left)
+                                 std::fprintf(out, " %s", m.is_string() ? m.get<std::string>().c_str() : "?");
+                             std::fputc('\n', out);
+                         });
     });
 
     ns->add_subcommand("ls", "list namespaces")->callback([&] {

@@ -433,8 +433,18 @@ TEST_F(ViewsTest, RemovingANamespaceWithMembersIsRefused) {
     EXPECT_NE(refused.exit_code, 0);
     EXPECT_NE(refused.err.find(std::to_string(member.pid())), std::string::npos) << refused.err;
     EXPECT_NE(refused.err.find("--force"), std::string::npos) << refused.err;
-    ok({"ns", "rm", "--force", "r"});
+    auto forced = ctl({"ns", "rm", "--force", "r"});
+    EXPECT_EQ(forced.exit_code, 0) << forced.err;
+    EXPECT_NE(forced.out.find(std::to_string(member.pid())), std::string::npos) << forced.out;
+    EXPECT_NE(forced.out.find("keep the view"), std::string::npos) << forced.out;
     EXPECT_NE(member.read("/etc/hostname"), "NO ANSWER");
+    // Only root may force it.
+    ok({"ns", "create", "r2"}, {.uid = kOtherUid, .gid = kOtherGid});
+    Member other(satellite("r2", kOtherUid));
+    EXPECT_EQ(other.read("/etc/hostname").empty(), false);
+    auto denied = ctl({"ns", "rm", "--force", "r2"}, {.uid = kOtherUid, .gid = kOtherGid});
+    EXPECT_NE(denied.exit_code, 0);
+    EXPECT_NE(denied.err.find("only root"), std::string::npos) << denied.err;
 }
 
 TEST_F(ViewsTest, AFailedEditLeavesViewAndTableAsTheyWere) {
