@@ -763,7 +763,9 @@ private:
     Result<bool> make_in_skeleton(const Entry& entry, std::optional<UniqueFd>& ready) {
         auto found = missing_path(entry);
         if (!found) return found.error();
-        auto& [ancestor, missing] = *found;
+        // (Plain references: clang 14 cannot capture structured bindings in a lambda.)
+        const std::string& ancestor = found->first;
+        const std::vector<std::string>& missing = found->second;
         UniqueFd dir(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!dir) return sys_error("open " + quote(ancestor));
         auto id = mnt::mount_id(dir.get());
@@ -816,7 +818,9 @@ private:
                                                           std::optional<UniqueFd>& ready) {
         auto found = missing_path(entry);
         if (!found) return found.error();
-        auto& [ancestor, missing] = *found;
+        // (Plain references: clang 14 cannot capture structured bindings in a lambda.)
+        const std::string& ancestor = found->first;
+        const std::vector<std::string>& missing = found->second;
         struct stat info {};
         UniqueFd original(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!original || ::fstat(original.get(), &info) != 0)
