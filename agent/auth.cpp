@@ -8,9 +8,13 @@ namespace pns::agent::auth {
 
 namespace {
 
-Error denied(std::string message) { return Error{EACCES, std::move(message)}; }
+Error denied(std::string message) {
+    return Error{EACCES, std::move(message)};
+}
 
-std::string uid_str(uid_t uid) { return std::to_string(uid); }
+std::string uid_str(uid_t uid) {
+    return std::to_string(uid);
+}
 
 }  // namespace
 

@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <CLI/CLI.hpp>
 
 #include "agent/log.hpp"
 #include "agent/registry.hpp"
@@ -39,9 +39,11 @@ bool is_change(std::string_view op) {
 }
 
 class Daemon {
-public:
+  public:
     Daemon(Options options, Registry registry, std::unique_ptr<Server> server)
-        : options_(std::move(options)), registry_(std::move(registry)), server_(std::move(server)) {}
+        : options_(std::move(options)),
+          registry_(std::move(registry)),
+          server_(std::move(server)) {}
 
     std::string handle(const Caller& caller, std::string_view line) {
         auto request = protocol::decode_request(line);
@@ -52,10 +54,11 @@ public:
         }
         auto result = dispatch(caller, *request);
         if (!result) {
-            auto log_level = result.error().code == EIO || protocol::code_from_errno(result.error().code) ==
-                                                           protocol::Code::kInternal
-                                 ? spdlog::level::err
-                                 : spdlog::level::debug;
+            auto log_level =
+                result.error().code == EIO ||
+                        protocol::code_from_errno(result.error().code) == protocol::Code::kInternal
+                    ? spdlog::level::err
+                    : spdlog::level::debug;
             spdlog::log(log_level, "server: uid {} pid {} {}: {}", caller.uid, caller.pid,
                         quote(request->op), result.error().message);
             return protocol::encode_failure(result.error());
@@ -79,7 +82,7 @@ public:
             });
     }
 
-private:
+  private:
     Result<json> dispatch(const Caller& caller, const protocol::Request& request) {
         if (request.op == "status") return status(caller);
         if (registry_.handles(request.op)) return registry_.handle(caller, request);
@@ -160,8 +163,9 @@ int serve(const Options& options) {
         return 1;
     }
     if ((*views)->made_host_shared())
-        spdlog::info("views: the host's mounts were private; made them shared (as systemd does "
-                     "at boot) so that views see mounts made later");
+        spdlog::info(
+            "views: the host's mounts were private; made them shared (as systemd does "
+            "at boot) so that views see mounts made later");
     Registry registry(std::move(*store), views->get());
     auto skipped = registry.load();
     if (!skipped) {

@@ -78,9 +78,11 @@ Result<std::uint64_t> mount_id(int fd) {
     // Unique mount IDs (Linux 6.8) are never reused; the older ones are, as IDs are freed.
     constexpr unsigned kUniqueMountId = 0x00004000;  // STATX_MNT_ID_UNIQUE
     struct statx st {};
-    if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID | kUniqueMountId, &st) != 0)
+    if (::statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID | kUniqueMountId, &st) !=
+        0)
         return sys_error("statx");
-    if (!(st.stx_mask & (STATX_MNT_ID | kUniqueMountId))) return Error{ENOSYS, "statx gives no mount id"};
+    if (!(st.stx_mask & (STATX_MNT_ID | kUniqueMountId)))
+        return Error{ENOSYS, "statx gives no mount id"};
     return st.stx_mnt_id;
 }
 

@@ -13,7 +13,7 @@ namespace pns::agent {
 struct Namespace {
     std::string name;
     uid_t owner = 0;
-    bool locked = false;       // members may not change or leave their view (enforced by the guard)
+    bool locked = false;  // members may not change or leave their view (enforced by the guard)
     std::uint64_t generation = 0;  // bumped by every change of the table; starts at 1
     Table table;
 };

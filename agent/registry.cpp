@@ -24,7 +24,8 @@ using protocol::get_string;
 Result<uid_t> resolve_owner(const json& value) {
     if (value.is_number_unsigned()) {
         auto uid = value.get<std::uint64_t>();
-        if (uid >= UINT32_MAX) return Error::invalid("uid " + std::to_string(uid) + " is out of range");
+        if (uid >= UINT32_MAX)
+            return Error::invalid("uid " + std::to_string(uid) + " is out of range");
         return static_cast<uid_t>(uid);
     }
     if (!value.is_string()) return Error{EPROTO, "\"owner\" is not a user name or a uid"};
@@ -81,7 +82,9 @@ gid_t primary_gid(uid_t uid) {
 }
 
 // Sources are looked up as the requester, in its own view (DESIGN.md, decision 4).
-Resolver resolver_of(const Caller& caller) { return Resolver{caller.uid, caller.gid, caller.pid}; }
+Resolver resolver_of(const Caller& caller) {
+    return Resolver{caller.uid, caller.gid, caller.pid};
+}
 
 // Without a requester (pnsd starting), as the owner in the host's view.
 Resolver owner_resolver(const Namespace& ns) {
@@ -194,8 +197,9 @@ Result<std::map<std::string, Namespace>::const_iterator> Registry::find(const js
 }
 
 std::size_t Registry::count_owned_by(uid_t uid) const {
-    return static_cast<std::size_t>(std::count_if(namespaces_.begin(), namespaces_.end(),
-                                                   [uid](const auto& p) { return p.second.owner == uid; }));
+    return static_cast<std::size_t>(
+        std::count_if(namespaces_.begin(), namespaces_.end(),
+                      [uid](const auto& p) { return p.second.owner == uid; }));
 }
 
 json Registry::summary(const Caller& caller, const Namespace& ns) const {
@@ -260,12 +264,12 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
             list += (i ? ", " : "") + inside[i];
         if (inside.size() > 10) list += ", ...";
         if (!*force)
-            return Error{EBUSY, "namespace " + quote(ns.name) + " has " +
-                                    std::to_string(inside.size()) + " members: " + list +
-                                    (caller.is_root()
-                                         ? "; --force removes it anyway (members keep the view "
-                                           "as it is now, no longer managed by pnsd)"
-                                         : "")};
+            return Error{
+                EBUSY, "namespace " + quote(ns.name) + " has " + std::to_string(inside.size()) +
+                           " members: " + list +
+                           (caller.is_root() ? "; --force removes it anyway (members keep the view "
+                                               "as it is now, no longer managed by pnsd)"
+                                             : "")};
         if (!caller.is_root())
             return Error{EACCES, "only root may remove a namespace that has members"};
     }
@@ -292,7 +296,8 @@ Result<json> Registry::show(const Caller& caller, const json& args) const {
     json result = summary(caller, ns);
     if (auth::may_see_entries(caller, ns)) {
         json entries = json::array();
-        for (const auto& entry : ns.table.entries) entries.push_back(protocol::entry_to_json(entry));
+        for (const auto& entry : ns.table.entries)
+            entries.push_back(protocol::entry_to_json(entry));
         result["entries"] = std::move(entries);
     } else {
         result["entries_hidden"] = true;
@@ -305,7 +310,8 @@ Result<json> Registry::export_table(const Caller& caller, const json& args) cons
     if (!it) return Error(std::move(it).error());
     const Namespace& ns = (*it)->second;
     if (auto st = auth::may_read_table(caller, ns); !st) return st.error();
-    return json{{"name", ns.name}, {"generation", ns.generation}, {"table", format_table(ns.table)}};
+    return json{
+        {"name", ns.name}, {"generation", ns.generation}, {"table", format_table(ns.table)}};
 }
 
 Result<json> Registry::edit(const Caller& caller, const json& args, const Change& change) {
@@ -400,8 +406,10 @@ Result<json> Registry::view_info(const Caller& caller, const json& args) {
     if (auto uid = args.find("uid"); uid != args.end() && !uid->is_null()) {
         if (!uid->is_number_unsigned()) return Error{EPROTO, "\"uid\" is not a number"};
         auto id = uid->get<std::uint64_t>();
-        if (id == 0 || id >= UINT32_MAX) return Error::invalid("no satellite for uid " + std::to_string(id));
-        auto sat = views_->satellite(ns.name, static_cast<uid_t>(id), primary_gid(static_cast<uid_t>(id)));
+        if (id == 0 || id >= UINT32_MAX)
+            return Error::invalid("no satellite for uid " + std::to_string(id));
+        auto sat =
+            views_->satellite(ns.name, static_cast<uid_t>(id), primary_gid(static_cast<uid_t>(id)));
         if (!sat) return Error(std::move(sat).error());
         std::string users = dir + "/users/" + std::to_string(id);
         result["satellite"] = {{"uid", id}, {"user", users + "/user"}, {"mnt", users + "/mnt"}};

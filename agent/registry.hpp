@@ -18,7 +18,7 @@
 namespace pns::agent {
 
 class Registry {
-public:
+  public:
     // `views` realizes every table as a live view; without it (tests of the registry alone)
     // tables are only stored.
     Registry(Store store, Views* views) : store_(std::move(store)), views_(views) {}
@@ -38,7 +38,7 @@ public:
     std::size_t size() const { return namespaces_.size(); }
     const Store& store() const { return store_; }
 
-private:
+  private:
     using Json = nlohmann::json;
     using Change = std::function<Status(Namespace&)>;
 

@@ -68,11 +68,11 @@ struct Server::Connection {
     std::string in;
     std::string out;
     std::size_t out_sent = 0;
-    std::size_t scanned = 0;       // bytes of `in` known to hold no '\n'
-    bool eof = false;              // the client has finished sending
-    bool fatal = false;            // stop serving; close once `out` is sent
-    bool backlog = false;          // in backlogged_: `in` holds requests its turn did not reach
-    std::uint32_t interest = 0;    // events registered with epoll
+    std::size_t scanned = 0;     // bytes of `in` known to hold no '\n'
+    bool eof = false;            // the client has finished sending
+    bool fatal = false;          // stop serving; close once `out` is sent
+    bool backlog = false;        // in backlogged_: `in` holds requests its turn did not reach
+    std::uint32_t interest = 0;  // events registered with epoll
     Clock::time_point last_activity = Clock::now();
 
     std::size_t pending_output() const { return out.size() - out_sent; }
@@ -246,9 +246,9 @@ void Server::serve_lines(Connection& conn) {
     // Only an unfinished request can be too large: complete ones are served or backlogged,
     // and nothing more is read from a connection while it has either.
     if (all_served && conn.in.size() > protocol::kMaxMessageBytes) {
-        conn.out += protocol::encode_failure(
-            Error{EPROTO, "request is larger than " +
-                              std::to_string(protocol::kMaxMessageBytes >> 20) + " MiB"});
+        conn.out += protocol::encode_failure(Error{
+            EPROTO,
+            "request is larger than " + std::to_string(protocol::kMaxMessageBytes >> 20) + " MiB"});
         conn.in.clear();
         conn.fatal = true;
     }

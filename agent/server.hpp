@@ -19,7 +19,7 @@
 namespace pns::agent {
 
 class Server {
-public:
+  public:
     // Takes one complete request line, returns one complete response line (with '\n').
     using Handler = std::function<std::string(const Caller&, std::string_view request)>;
 
@@ -44,7 +44,7 @@ public:
     std::uint64_t requests_served() const { return requests_; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     struct Connection;
 
     Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals);

@@ -87,8 +87,12 @@ Result<Store> Store::open(const std::string& state_dir) {
 std::string Store::serialize(const Namespace& ns) {
     json entries = json::array();
     for (const auto& entry : ns.table.entries) entries.push_back(protocol::entry_to_json(entry));
-    json j = {{"format", kFormat},       {"version", kFormatVersion}, {"name", ns.name},
-              {"owner", ns.owner},       {"locked", ns.locked},       {"generation", ns.generation},
+    json j = {{"format", kFormat},
+              {"version", kFormatVersion},
+              {"name", ns.name},
+              {"owner", ns.owner},
+              {"locked", ns.locked},
+              {"generation", ns.generation},
               {"entries", std::move(entries)}};
     return j.dump(1) + "\n";
 }
@@ -108,10 +112,10 @@ Result<Namespace> Store::deserialize(std::string_view text) {
     auto locked = j.find("locked");
     auto generation = j.find("generation");
     auto entries = j.find("entries");
-    if (name == j.end() || !name->is_string() || owner == j.end() ||
-        !owner->is_number_unsigned() || owner->get<std::uint64_t>() >= UINT32_MAX ||
-        locked == j.end() || !locked->is_boolean() || generation == j.end() ||
-        !generation->is_number_unsigned() || entries == j.end() || !entries->is_array())
+    if (name == j.end() || !name->is_string() || owner == j.end() || !owner->is_number_unsigned() ||
+        owner->get<std::uint64_t>() >= UINT32_MAX || locked == j.end() || !locked->is_boolean() ||
+        generation == j.end() || !generation->is_number_unsigned() || entries == j.end() ||
+        !entries->is_array())
         return Error::invalid("missing or malformed fields");
     ns.name = name->get<std::string>();
     if (auto st = validate_name(ns.name); !st) return Error(st.error());
@@ -121,8 +125,9 @@ Result<Namespace> Store::deserialize(std::string_view text) {
     ns.table.entries.reserve(entries->size());
     for (const auto& e : *entries) {
         auto entry = protocol::entry_from_json(e);
-        if (!entry) return Error::invalid("entry " + std::to_string(ns.table.entries.size() + 1) +
-                                          ": " + entry.error().message);
+        if (!entry)
+            return Error::invalid("entry " + std::to_string(ns.table.entries.size() + 1) + ": " +
+                                  entry.error().message);
         ns.table.entries.push_back(std::move(*entry));
     }
     if (auto st = validate_table(ns.table); !st) return Error(st.error());

@@ -13,7 +13,7 @@
 namespace pns::agent {
 
 class Store {
-public:
+  public:
     // Creates <state_dir> (0700) and its namespaces/ directory if missing, and takes an
     // exclusive lock on it so two pnsd never write the same tables.
     static Result<Store> open(const std::string& state_dir);
@@ -35,7 +35,7 @@ public:
     static std::string serialize(const Namespace& ns);
     static Result<Namespace> deserialize(std::string_view text);
 
-private:
+  private:
     Store(UniqueFd lock, UniqueFd dir, std::string dir_path)
         : lock_(std::move(lock)), dir_(std::move(dir)), dir_path_(std::move(dir_path)) {}
 

@@ -2,25 +2,25 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <grp.h>
-#include <pwd.h>
 #include <linux/nsfs.h>
 #include <linux/openat2.h>
+#include <malloc.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <functional>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -106,7 +106,7 @@ std::string join(const std::string& dir, const std::string& name) {
 // them when it returns (security/commoncap.c: cap_task_fix_setuid), so every lookup is checked
 // exactly as the user's own would be.
 class ScopedFsCredentials {
-public:
+  public:
     static Result<ScopedFsCredentials> become(uid_t uid, gid_t gid,
                                               const std::vector<gid_t>& groups) {
         if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
@@ -131,7 +131,7 @@ public:
         ::syscall(SYS_setgroups, 0, nullptr);
     }
 
-private:
+  private:
     ScopedFsCredentials() = default;
     bool active_ = true;
 };
@@ -241,7 +241,8 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
     // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
     // __do_loopback), which is why the lookup above entered it.
     auto tree = mnt::clone_tree(found.get(), "");
-    if (!tree) return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
+    if (!tree)
+        return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
     return tree;
 }
 
@@ -412,7 +413,8 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
         // Only raw system calls from here: the parent is multithreaded.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::setns(primary_fd->get(), CLONE_NEWNS) != 0) ::_exit(1);
-        if (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+        if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+            ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
             ::syscall(SYS_setresuid, uid, uid, uid) != 0)
             ::_exit(2);
         if (::unshare(CLONE_NEWUSER) != 0) ::_exit(3);
@@ -434,7 +436,9 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
         ::rmdir(dir.c_str());
         return error;
     };
-    if (!wait_byte(parent_in.get())) return fail(Error{EPERM, "creating the user namespace of uid " + std::to_string(uid) + " failed"});
+    if (!wait_byte(parent_in.get()))
+        return fail(
+            Error{EPERM, "creating the user namespace of uid " + std::to_string(uid) + " failed"});
     // Only the member's own ids are mapped: root is not, so set-uid-root programs do not
     // elevate inside. setgroups is denied so no member can shed a group that denies it access.
     std::string uid_line = std::to_string(uid) + " " + std::to_string(uid) + " 1\n";
@@ -535,7 +539,8 @@ Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) c
             !a.contains("path") || !a["path"].is_string())
             return Error{EIO, "'" + path + "' is corrupt"};
         applied.push_back({std::move(*entry), a["path"].get<std::string>(),
-                           a["mount_id"].get<std::uint64_t>(), a.value("under_id", std::uint64_t{0})});
+                           a["mount_id"].get<std::uint64_t>(),
+                           a.value("under_id", std::uint64_t{0})});
     }
     return applied;
 }
@@ -578,12 +583,14 @@ Result<std::optional<Stat>> lstat_optional(const std::string& path) {
 // mount attached at one path: its DST, or for a DST that does not exist, a skeleton of the
 // nearest existing ancestor (see make_skeleton) with the entry's mount inside.
 class Editor {
-public:
+  public:
     using Journal = std::function<Status(const std::string& path, std::uint64_t under_id)>;
 
     Editor(const std::string& view_name, std::string stage, Journal journal,
            std::vector<std::uint64_t> skeletons)
-        : view_(view_name), stage_(std::move(stage)), journal_(std::move(journal)),
+        : view_(view_name),
+          stage_(std::move(stage)),
+          journal_(std::move(journal)),
           skeletons_(std::move(skeletons)) {}
 
     // Whether the mount of an entry can be taken off and put back as it is: only when it
@@ -642,7 +649,8 @@ public:
                 skeleton = std::move(made->second);
             }
             target = lstat_optional(entry.target);
-            if (!target || !*target) return Error{EIO, "skeleton for " + quote(entry.target) + " failed"};
+            if (!target || !*target)
+                return Error{EIO, "skeleton for " + quote(entry.target) + " failed"};
         }
         const Stat& st = **target;
         if (S_ISLNK(st.mode))
@@ -665,7 +673,7 @@ public:
         return attach<Item>(entry, path, *tree);
     }
 
-private:
+  private:
     template <typename Item>
     Result<Item> attach(const Entry& entry, const std::string& path, UniqueFd& tree) {
         auto under = journaled(path);
@@ -711,7 +719,8 @@ private:
                     // A file (or device, fifo, socket) hides behind an empty read-only file,
                     // cloned in the host beforehand (open_tree clones only mounts of the
                     // namespace it runs in).
-                    if (!ready) return Error{EIO, "no empty file prepared for " + quote(entry.target)};
+                    if (!ready)
+                        return Error{EIO, "no empty file prepared for " + quote(entry.target)};
                     UniqueFd tree = std::move(*ready);
                     if (auto st = mnt::set_attributes(tree.get(), MOUNT_ATTR_RDONLY, 0); !st)
                         return st.error();
@@ -737,7 +746,8 @@ private:
 
     // The nearest existing ancestor of a DST that does not exist, and the components below it
     // that are missing (innermost first). Only directories can hold what is to be made.
-    static Result<std::pair<std::string, std::vector<std::string>>> missing_path(const Entry& entry) {
+    static Result<std::pair<std::string, std::vector<std::string>>> missing_path(
+        const Entry& entry) {
         if (entry.kind == EntryKind::kReadOnly)
             return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
         std::string ancestor = parent_of(entry.target);
@@ -815,7 +825,7 @@ private:
     // becomes a fixed listing: names added to or removed from the real A afterwards do not
     // show, and nothing new can be created directly in A inside the view (EROFS).
     Result<std::pair<std::string, UniqueFd>> make_skeleton(const Entry& entry,
-                                                          std::optional<UniqueFd>& ready) {
+                                                           std::optional<UniqueFd>& ready) {
         auto found = missing_path(entry);
         if (!found) return found.error();
         // (Plain references: clang 14 cannot capture structured bindings in a lambda.)
@@ -846,11 +856,14 @@ private:
                 int made;
                 if (S_ISLNK(child.st_mode)) {
                     std::string link(4096, '\0');
-                    ssize_t n = ::readlinkat(original.get(), name.c_str(), link.data(), link.size());
+                    ssize_t n =
+                        ::readlinkat(original.get(), name.c_str(), link.data(), link.size());
                     if (n < 0) continue;
                     link.resize(static_cast<std::size_t>(n));
                     made = ::symlinkat(link.c_str(), skeleton->get(), name.c_str());
-                    if (made == 0) ::fchownat(skeleton->get(), name.c_str(), child.st_uid, child.st_gid, AT_SYMLINK_NOFOLLOW);
+                    if (made == 0)
+                        ::fchownat(skeleton->get(), name.c_str(), child.st_uid, child.st_gid,
+                                   AT_SYMLINK_NOFOLLOW);
                 } else if (S_ISDIR(child.st_mode)) {
                     made = ::mkdirat(skeleton->get(), name.c_str(), 0755);
                     to_bind.push_back(name);
@@ -1098,11 +1111,12 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         std::vector<std::uint64_t> skeletons;
         for (const auto& a : applied)
             if (a.path != a.entry.target) skeletons.push_back(a.mount_id);
-        Editor editor(ns.name, dir_ + "/.stage",
-                      [&](const std::string& path, std::uint64_t under) {
-                          return append_journal(ns.name, JournalRecord{path, under});
-                      },
-                      std::move(skeletons));
+        Editor editor(
+            ns.name, dir_ + "/.stage",
+            [&](const std::string& path, std::uint64_t under) {
+                return append_journal(ns.name, JournalRecord{path, under});
+            },
+            std::move(skeletons));
         auto restore = [&]() -> Status {
             if (auto st = editor.take_off(now, keep); !st) return st;
             for (std::size_t i = keep; i < applied.size(); ++i) {
@@ -1115,8 +1129,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         auto fail = [&](Error error) -> Status {
             if (error.code == EIO) return error;  // not as recorded: the caller repairs it
             if (auto undone = restore(); !undone)
-                return Error{EIO, error.message + "; undoing it failed too: " +
-                                      undone.error().message};
+                return Error{EIO,
+                             error.message + "; undoing it failed too: " + undone.error().message};
             return error;
         };
         if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
@@ -1183,9 +1197,16 @@ Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& pa
                 if (e.mode != UnionMode::kReplace) j["union"] = true;
                 break;
             }
-            case EntryKind::kHide: j["hidden"] = true; break;
-            case EntryKind::kReadOnly: j["read_only"] = true; j["resolves_to"] = path; break;
-            case EntryKind::kTmpfs: j["private_tmpfs"] = true; break;
+            case EntryKind::kHide:
+                j["hidden"] = true;
+                break;
+            case EntryKind::kReadOnly:
+                j["read_only"] = true;
+                j["resolves_to"] = path;
+                break;
+            case EntryKind::kTmpfs:
+                j["private_tmpfs"] = true;
+                break;
         }
         return j;
     }

@@ -39,7 +39,7 @@ struct Resolver {
 };
 
 class Views {
-public:
+  public:
     // Prepares <runtime_dir>/views and makes sure host mounts propagate to views.
     static Result<std::unique_ptr<Views>> open(const std::string& runtime_dir);
     ~Views();
@@ -79,7 +79,7 @@ public:
     // Whether open() found the host's mounts private and made them shared (to be logged).
     bool made_host_shared() const { return host_made_shared_; }
 
-private:
+  private:
     struct Applied {
         Entry entry;
         std::string path;  // where its mount is attached: DST, or the ancestor it made DST in
@@ -110,8 +110,8 @@ private:
     void scrub(int primary, const std::vector<Applied>& applied,
                const std::vector<JournalRecord>& journal);
 
-    std::string dir_;   // <runtime-dir>/views
-    UniqueFd host_;     // the host's mount namespace
+    std::string dir_;  // <runtime-dir>/views
+    UniqueFd host_;    // the host's mount namespace
     bool host_made_shared_ = false;
     MountWorker worker_;
 };

@@ -17,7 +17,7 @@
 namespace pns::agent {
 
 class MountWorker {
-public:
+  public:
     MountWorker();
     ~MountWorker();
     MountWorker(const MountWorker&) = delete;
@@ -30,7 +30,7 @@ public:
     // Whether the thread could unshare its fs_struct; if not, run() fails every job.
     const Status& started() const { return started_; }
 
-private:
+  private:
     void loop();
 
     std::mutex mutex_;
@@ -43,7 +43,7 @@ private:
 
 // Enters a mount namespace for a scope and returns to the host's at its end, whatever happens.
 class ScopedMountNamespace {
-public:
+  public:
     // `host` is the host's mount namespace fd, `target` the namespace to enter.
     static Result<ScopedMountNamespace> enter(int host, int target);
     ScopedMountNamespace(ScopedMountNamespace&& other) noexcept : host_(other.host_) {
@@ -52,7 +52,7 @@ public:
     ScopedMountNamespace& operator=(ScopedMountNamespace&&) = delete;
     ~ScopedMountNamespace();
 
-private:
+  private:
     explicit ScopedMountNamespace(int host) : host_(host) {}
     int host_;
 };

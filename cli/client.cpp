@@ -22,8 +22,8 @@ Result<Client> Client::connect(const std::string& path) {
     if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
         int err = errno;
         if (err == ENOENT || err == ECONNREFUSED)
-            return Error{err, "pnsd is not running (cannot connect to " + quote(path) +
-                                  ": " + std::strerror(err) +
+            return Error{err, "pnsd is not running (cannot connect to " + quote(path) + ": " +
+                                  std::strerror(err) +
                                   "); start it with 'systemctl start pnsd', or run 'pnsd' as root"};
         return Error::from_errno(err, "cannot connect to pnsd at " + quote(path));
     }

@@ -13,7 +13,7 @@ namespace pns::cli {
 inline constexpr const char* kDefaultSocket = "/run/pns/pnsd.sock";
 
 class Client {
-public:
+  public:
     // Connects to pnsd; when nothing listens there, the error says so and how to start it.
     static Result<Client> connect(const std::string& path);
 
@@ -21,7 +21,7 @@ public:
     Result<protocol::Response> call(const protocol::Request& request,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-private:
+  private:
     Client(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
     UniqueFd fd_;
     std::string path_;

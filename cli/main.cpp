@@ -73,7 +73,8 @@ int request(const Globals& globals, std::string op, json args, Printer print = n
     if (!response->ok())
         return fail(globals, Error{protocol::errno_from_code(response->code), response->message});
     if (globals.json_output) {
-        std::printf("%s\n", response->result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+        std::printf("%s\n",
+                    response->result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
     } else if (print) {
         print(stdout, response->result);
     }
@@ -230,7 +231,8 @@ int main(int argc, char** argv) {
                                           "managed by pnsd:",
                                           left->size());
                              for (const auto& m : *left)
-                                 std::fprintf(out, " %s", m.is_string() ? m.get<std::string>().c_str() : "?");
+                                 std::fprintf(out, " %s",
+                                              m.is_string() ? m.get<std::string>().c_str() : "?");
                              std::fputc('\n', out);
                          });
     });
@@ -307,10 +309,10 @@ int main(int argc, char** argv) {
         const char* help;
         EntryKind kind;
     };
-    for (const Simple& simple : {Simple{"hide", "make DST appear empty", EntryKind::kHide},
-                                 Simple{"ro", "make DST read-only", EntryKind::kReadOnly},
-                                 Simple{"tmpfs", "a private scratch directory at DST",
-                                        EntryKind::kTmpfs}}) {
+    for (const Simple& simple :
+         {Simple{"hide", "make DST appear empty", EntryKind::kHide},
+          Simple{"ro", "make DST read-only", EntryKind::kReadOnly},
+          Simple{"tmpfs", "a private scratch directory at DST", EntryKind::kTmpfs}}) {
         auto* cmd = app.add_subcommand(simple.name, simple.help);
         add_ns_option(cmd, edit);
         cmd->add_option("DST", bind_args.dst)->required();
@@ -338,9 +340,10 @@ int main(int argc, char** argv) {
     auto* export_cmd = app.add_subcommand("export", "print the table in text form");
     export_cmd->add_option("--ns", edit.ns, "namespace to print")->required();
     export_cmd->callback([&] {
-        status = request(globals, "ns.export", {{"name", edit.ns}}, [](std::FILE* out, const json& r) {
-            std::fputs(r.value("table", std::string()).c_str(), out);
-        });
+        status =
+            request(globals, "ns.export", {{"name", edit.ns}}, [](std::FILE* out, const json& r) {
+                std::fputs(r.value("table", std::string()).c_str(), out);
+            });
     });
 
     // explain PATH
@@ -354,7 +357,8 @@ int main(int argc, char** argv) {
             status = fail(globals, path.error(), kExitUsage);
             return;
         }
-        status = request(globals, "ns.explain", {{"name", edit.ns}, {"path", *path}}, cli::print_explanation);
+        status = request(globals, "ns.explain", {{"name", edit.ns}, {"path", *path}},
+                         cli::print_explanation);
     });
 
     try {

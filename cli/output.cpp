@@ -24,7 +24,9 @@ std::string owner_of(const json& ns) {
     return name == uid ? uid : name + " (" + uid + ")";
 }
 
-std::string yes_no(const json& j, const char* key) { return j.value(key, false) ? "yes" : "no"; }
+std::string yes_no(const json& j, const char* key) {
+    return j.value(key, false) ? "yes" : "no";
+}
 
 }  // namespace
 
@@ -56,9 +58,8 @@ void print_namespace_list(std::FILE* out, const json& list) {
     for (const auto& ns : *it) {
         std::string entries = ns.contains("entry_count") ? str(ns, "entry_count") : "-";
         std::fprintf(out, "%-*s  %-*s  %-6s  %10s  %7s\n", static_cast<int>(name_width),
-                     str(ns, "name").c_str(), static_cast<int>(owner_width),
-                     owner_of(ns).c_str(), yes_no(ns, "locked").c_str(),
-                     str(ns, "generation").c_str(), entries.c_str());
+                     str(ns, "name").c_str(), static_cast<int>(owner_width), owner_of(ns).c_str(),
+                     yes_no(ns, "locked").c_str(), str(ns, "generation").c_str(), entries.c_str());
     }
 }
 
@@ -97,7 +98,8 @@ void print_explanation(std::FILE* out, const json& e) {
     if (auto layers = e.find("layers"); layers != e.end() && layers->is_array()) {
         std::fprintf(out, "  union, searched in order:\n");
         for (const auto& layer : *layers)
-            std::fprintf(out, "    %s\n", layer.is_string() ? layer.get<std::string>().c_str() : "?");
+            std::fprintf(out, "    %s\n",
+                         layer.is_string() ? layer.get<std::string>().c_str() : "?");
     } else if (e.contains("resolves_to")) {
         std::fprintf(out, "  resolves to %s\n", str(e, "resolves_to").c_str());
     }

@@ -10,13 +10,14 @@ namespace {
 // hostile client from making pnsd build huge nested values.
 constexpr int kMaxDepth = 16;
 
-Error bad_request(std::string message) { return Error{EPROTO, std::move(message)}; }
+Error bad_request(std::string message) {
+    return Error{EPROTO, std::move(message)};
+}
 
 // Parses JSON without exceptions and with a depth limit; discarded on any error.
 json parse_bounded(std::string_view text, bool& too_deep) {
     too_deep = false;
-    json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t,
-                                                      json&) {
+    json::parser_callback_t limit_depth = [&too_deep](int depth, json::parse_event_t, json&) {
         if (depth > kMaxDepth) too_deep = true;
         return !too_deep;
     };
@@ -27,53 +28,86 @@ json parse_bounded(std::string_view text, bool& too_deep) {
 
 std::string_view code_name(Code code) {
     switch (code) {
-        case Code::kOk: return "ok";
-        case Code::kBadRequest: return "bad-request";
-        case Code::kUnsupportedVersion: return "unsupported-version";
-        case Code::kUnknownOp: return "unknown-op";
-        case Code::kInvalidArgument: return "invalid-argument";
-        case Code::kNotFound: return "not-found";
-        case Code::kAlreadyExists: return "already-exists";
-        case Code::kPermissionDenied: return "permission-denied";
-        case Code::kLimitExceeded: return "limit-exceeded";
-        case Code::kConflict: return "conflict";
-        case Code::kInternal: return "internal";
+        case Code::kOk:
+            return "ok";
+        case Code::kBadRequest:
+            return "bad-request";
+        case Code::kUnsupportedVersion:
+            return "unsupported-version";
+        case Code::kUnknownOp:
+            return "unknown-op";
+        case Code::kInvalidArgument:
+            return "invalid-argument";
+        case Code::kNotFound:
+            return "not-found";
+        case Code::kAlreadyExists:
+            return "already-exists";
+        case Code::kPermissionDenied:
+            return "permission-denied";
+        case Code::kLimitExceeded:
+            return "limit-exceeded";
+        case Code::kConflict:
+            return "conflict";
+        case Code::kInternal:
+            return "internal";
     }
     return "unknown";
 }
 
 Code code_from_errno(int err) {
     switch (err) {
-        case 0: return Code::kOk;
-        case EPROTO: return Code::kBadRequest;
-        case EPROTONOSUPPORT: return Code::kUnsupportedVersion;
-        case EOPNOTSUPP: return Code::kUnknownOp;
+        case 0:
+            return Code::kOk;
+        case EPROTO:
+            return Code::kBadRequest;
+        case EPROTONOSUPPORT:
+            return Code::kUnsupportedVersion;
+        case EOPNOTSUPP:
+            return Code::kUnknownOp;
         case EINVAL:
-        case ENAMETOOLONG: return Code::kInvalidArgument;
-        case ENOENT: return Code::kNotFound;
-        case EEXIST: return Code::kAlreadyExists;
+        case ENAMETOOLONG:
+            return Code::kInvalidArgument;
+        case ENOENT:
+            return Code::kNotFound;
+        case EEXIST:
+            return Code::kAlreadyExists;
         case EPERM:
-        case EACCES: return Code::kPermissionDenied;
+        case EACCES:
+            return Code::kPermissionDenied;
         case EDQUOT:
-        case E2BIG: return Code::kLimitExceeded;
-        case ESTALE: return Code::kConflict;
-        default: return Code::kInternal;
+        case E2BIG:
+            return Code::kLimitExceeded;
+        case ESTALE:
+            return Code::kConflict;
+        default:
+            return Code::kInternal;
     }
 }
 
 int errno_from_code(Code code) {
     switch (code) {
-        case Code::kOk: return 0;
-        case Code::kBadRequest: return EPROTO;
-        case Code::kUnsupportedVersion: return EPROTONOSUPPORT;
-        case Code::kUnknownOp: return EOPNOTSUPP;
-        case Code::kInvalidArgument: return EINVAL;
-        case Code::kNotFound: return ENOENT;
-        case Code::kAlreadyExists: return EEXIST;
-        case Code::kPermissionDenied: return EACCES;
-        case Code::kLimitExceeded: return EDQUOT;
-        case Code::kConflict: return ESTALE;
-        case Code::kInternal: return EIO;
+        case Code::kOk:
+            return 0;
+        case Code::kBadRequest:
+            return EPROTO;
+        case Code::kUnsupportedVersion:
+            return EPROTONOSUPPORT;
+        case Code::kUnknownOp:
+            return EOPNOTSUPP;
+        case Code::kInvalidArgument:
+            return EINVAL;
+        case Code::kNotFound:
+            return ENOENT;
+        case Code::kAlreadyExists:
+            return EEXIST;
+        case Code::kPermissionDenied:
+            return EACCES;
+        case Code::kLimitExceeded:
+            return EDQUOT;
+        case Code::kConflict:
+            return ESTALE;
+        case Code::kInternal:
+            return EIO;
     }
     return EIO;
 }
@@ -134,7 +168,8 @@ Result<Response> decode_response(std::string_view line) {
     json j = parse_bounded(line, too_deep);
     if (j.is_discarded() || !j.is_object()) return bad_request("pnsd sent a malformed response");
     auto version = j.find("version");
-    if (version == j.end() || !version->is_number_integer() || version->get<long long>() != kVersion)
+    if (version == j.end() || !version->is_number_integer() ||
+        version->get<long long>() != kVersion)
         return Error{EPROTONOSUPPORT, "pnsd answered in another protocol version"};
     auto ok = j.find("ok");
     if (ok == j.end() || !ok->is_boolean()) return bad_request("pnsd sent a malformed response");

@@ -8,7 +8,9 @@ namespace pns {
 
 namespace {
 
-bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+bool is_control(unsigned char c) {
+    return c < 0x20 || c == 0x7f;
+}
 
 // Splits an absolute path into its components, keeping empty ones so callers can tell "//".
 std::vector<std::string_view> split_components(std::string_view path) {
@@ -56,7 +58,9 @@ Status check_component_lengths(const std::vector<std::string_view>& parts, std::
     return {};
 }
 
-char flag_letter(UnionMode mode) { return mode == UnionMode::kBefore ? 'b' : 'a'; }
+char flag_letter(UnionMode mode) {
+    return mode == UnionMode::kBefore ? 'b' : 'a';
+}
 
 bool needs_quotes(std::string_view token) {
     if (token.empty() || token.front() == '#') return true;
@@ -83,10 +87,14 @@ void append_token(std::string& out, std::string_view token) {
 
 std::string_view to_string(EntryKind kind) {
     switch (kind) {
-        case EntryKind::kBind: return "bind";
-        case EntryKind::kHide: return "hide";
-        case EntryKind::kReadOnly: return "ro";
-        case EntryKind::kTmpfs: return "tmpfs";
+        case EntryKind::kBind:
+            return "bind";
+        case EntryKind::kHide:
+            return "hide";
+        case EntryKind::kReadOnly:
+            return "ro";
+        case EntryKind::kTmpfs:
+            return "tmpfs";
     }
     return "?";
 }
@@ -239,13 +247,14 @@ struct Token {
 };
 
 class TableParser {
-public:
+  public:
     explicit TableParser(std::string_view text) : text_(text) {}
 
     Result<Table> run() {
         if (text_.size() > kMaxTableTextBytes)
-            return fail(1, 1, "table text is larger than " +
-                                  std::to_string(kMaxTableTextBytes >> 20) + " MiB");
+            return fail(
+                1, 1,
+                "table text is larger than " + std::to_string(kMaxTableTextBytes >> 20) + " MiB");
         Table table;
         std::unordered_map<std::string, std::size_t> seen;  // formatted entry -> its line
         std::size_t line_no = 0;
@@ -265,9 +274,9 @@ public:
             auto entry = parse_entry(tokens, line_no);
             if (!entry) return Error(std::move(entry).error());
             if (table.entries.size() == kMaxEntries)
-                return fail(line_no, tokens[0].column,
-                            "too many entries; at most " + std::to_string(kMaxEntries) +
-                                " are allowed");
+                return fail(
+                    line_no, tokens[0].column,
+                    "too many entries; at most " + std::to_string(kMaxEntries) + " are allowed");
             auto [it, inserted] = seen.emplace(format_entry(*entry), line_no);
             if (!inserted)
                 return fail(line_no, tokens[0].column,
@@ -277,7 +286,7 @@ public:
         return table;
     }
 
-private:
+  private:
     static Error fail(std::size_t line, std::size_t column, std::string_view message) {
         return Error::invalid("line " + std::to_string(line) + ", column " +
                               std::to_string(column) + ": " + std::string(message));
@@ -431,6 +440,8 @@ private:
 
 }  // namespace
 
-Result<Table> parse_table(std::string_view text) { return TableParser(text).run(); }
+Result<Table> parse_table(std::string_view text) {
+    return TableParser(text).run();
+}
 
 }  // namespace pns

@@ -16,8 +16,8 @@ namespace pns {
 
 // Limits that keep one namespace from exhausting pnsd or the kernel's mount table.
 inline constexpr std::size_t kMaxNameLength = 64;
-inline constexpr std::size_t kMaxPathLength = 4095;       // PATH_MAX less the NUL
-inline constexpr std::size_t kMaxComponentLength = 255;   // NAME_MAX
+inline constexpr std::size_t kMaxPathLength = 4095;      // PATH_MAX less the NUL
+inline constexpr std::size_t kMaxComponentLength = 255;  // NAME_MAX
 inline constexpr std::size_t kMaxEntries = 65536;
 inline constexpr std::size_t kMaxTableTextBytes = 8u << 20;
 

@@ -142,13 +142,15 @@ class ViewsTest : public PrivTest {
 
     // Into the primary, as root.
     Way primary(const std::string& name) const {
-        return Way{{enter_path(), "--mnt", in_pnsd_ns(pnsd_.runtime_dir() + "/views/" + name + "/mnt"), "--"}};
+        return Way{{enter_path(), "--mnt",
+                    in_pnsd_ns(pnsd_.runtime_dir() + "/views/" + name + "/mnt"), "--"}};
     }
 
     // Runs a command in pnsd's own mount namespace (to mount there, as a user would).
     Output in_host(const std::vector<std::string>& cmd) {
         std::vector<std::string> argv = {enter_path(), "--mnt",
-                                         "/proc/" + std::to_string(pnsd_.sandbox_pid()) + "/ns/mnt", "--"};
+                                         "/proc/" + std::to_string(pnsd_.sandbox_pid()) + "/ns/mnt",
+                                         "--"};
         argv.insert(argv.end(), cmd.begin(), cmd.end());
         return run(argv);
     }
@@ -362,7 +364,8 @@ TEST_F(ViewsTest, TakingABindOffNeverUnmountsItsSourceOrTheHost) {
     ok({"unbind", "--ns", "p", data("dst")}, as_user);
     ok({"unbind", "--ns", "p", data("root")}, as_user);
     EXPECT_EQ(in_host({"/bin/cat", data("src/sub/f")}).out, "sub\n");
-    auto proc = in_host({"/bin/sh", "-c", "test -e /proc/self/mountinfo && test -e /dev/null && echo ok"});
+    auto proc =
+        in_host({"/bin/sh", "-c", "test -e /proc/self/mountinfo && test -e /dev/null && echo ok"});
     EXPECT_EQ(proc.out, "ok\n");
     EXPECT_EQ(in_host({"/bin/umount", data("src/sub")}).exit_code, 0);
 }

@@ -33,21 +33,28 @@ int main(int argc, char** argv) {
             break;
         }
         if (i + 1 >= argc) break;
-        if (strcmp(argv[i], "--user") == 0) user = argv[++i];
-        else if (strcmp(argv[i], "--mnt") == 0) mnt = argv[++i];
-        else if (strcmp(argv[i], "--uid") == 0) uid = strtol(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--gid") == 0) gid = strtol(argv[++i], NULL, 10);
-        else break;
+        if (strcmp(argv[i], "--user") == 0)
+            user = argv[++i];
+        else if (strcmp(argv[i], "--mnt") == 0)
+            mnt = argv[++i];
+        else if (strcmp(argv[i], "--uid") == 0)
+            uid = strtol(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--gid") == 0)
+            gid = strtol(argv[++i], NULL, 10);
+        else
+            break;
     }
     if (!mnt || i >= argc) {
-        fprintf(stderr, "usage: pns-test-enter [--uid U --gid G] [--user PIN] --mnt PIN -- CMD...\n");
+        fprintf(stderr,
+                "usage: pns-test-enter [--uid U --gid G] [--user PIN] --mnt PIN -- CMD...\n");
         return 125;
     }
     int user_fd = user ? open_ns(user) : -1;
     int mnt_fd = open_ns(mnt);
     if (uid >= 0) {
         if (gid < 0) gid = uid;
-        if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 || setresuid(uid, uid, uid) != 0) {
+        if (setgroups(0, NULL) != 0 || setresgid(gid, gid, gid) != 0 ||
+            setresuid(uid, uid, uid) != 0) {
             fprintf(stderr, "pns-test-enter: drop to %ld: %m\n", uid);
             return 125;
         }

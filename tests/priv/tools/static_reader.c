@@ -10,7 +10,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static long put(const char* s) { return syscall(SYS_write, 1, s, strlen(s)); }
+static long put(const char* s) {
+    return syscall(SYS_write, 1, s, strlen(s));
+}
 
 int main(int argc, char** argv) {
     if (argc != 3) return 2;
