@@ -16,23 +16,8 @@ for tool in "$pnsd" "$pnsctl"; do
 done
 command -v hyperfine >/dev/null || { echo "bench: hyperfine is not installed" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/pns-bench.XXXXXX)
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export PNS_SOCKET=$work/pnsd.sock
-# pnsd runs in a mount namespace of its own (a slave of this one), so its views and pins go
-# away with it and the machine's mount propagation is left as it is.
-unshare --mount --propagation slave \
-  "$pnsd" --socket "$PNS_SOCKET" --state-dir "$work/state" --runtime-dir "$work/run" \
-  --log-level warn 2>"$work/pnsd.log" &
-pid=$!
-for _ in $(seq 200); do [ -S "$PNS_SOCKET" ] && break; sleep 0.05; done
-[ -S "$PNS_SOCKET" ] || { echo "bench: pnsd did not start" >&2; cat "$work/pnsd.log"; exit 1; }
+source "$root/tests/bench/common.sh"
+bench_start_pnsd "$pnsd"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$pid/status"; }
 median_ms() { # hyperfine JSON -> median in ms

@@ -19,22 +19,8 @@ for tool in bwrap proot; do
   command -v $tool >/dev/null || { echo "bench: $tool is not installed" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/pns-bench.XXXXXX)
-chmod 755 "$work"
-pid=
-cleanup() {
-  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-export PNS_SOCKET=$work/pnsd.sock
-unshare --mount --propagation slave \
-  "$pnsd" --socket "$PNS_SOCKET" --state-dir "$work/state" --runtime-dir "$work/run" \
-  --log-level warn 2>"$work/pnsd.log" &
-pid=$!
-for _ in $(seq 200); do [ -S "$PNS_SOCKET" ] && break; sleep 0.05; done
-[ -S "$PNS_SOCKET" ] || { echo "bench: pnsd did not start" >&2; cat "$work/pnsd.log"; exit 1; }
+source "$root/tests/bench/common.sh"
+bench_start_pnsd "$pnsd"
 pin() { echo "/proc/$pid/root$work/run/views/$1/mnt"; }
 median() { sort -n | awk '{a[NR]=$1} END {printf "%.3f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 p99() { sort -n | awk '{a[NR]=$1} END {i=int(0.99*NR); if (i<1) i=1; printf "%.3f", a[i]}'; }

@@ -1,0 +1,25 @@
+# Shared by the bench scripts (sourced): a temporary work directory and a pnsd of the bench's
+# own, in a mount namespace of its own (a slave of this one), so its views and pins go away
+# with it and the machine's mount propagation is left as it is. Sets $work, $pid, PNS_SOCKET.
+
+# bench_start_pnsd PNSD
+bench_start_pnsd() {
+  work=$(mktemp -d /tmp/pns-bench.XXXXXX)
+  chmod 755 "$work"
+  pid=
+  trap bench_cleanup EXIT
+  export PNS_SOCKET=$work/pnsd.sock
+  unshare --mount --propagation slave \
+    "$1" --socket "$PNS_SOCKET" --state-dir "$work/state" --runtime-dir "$work/run" \
+    --log-level warn 2>"$work/pnsd.log" &
+  pid=$!
+  for _ in $(seq 200); do [ -S "$PNS_SOCKET" ] && return 0; sleep 0.05; done
+  echo "bench: pnsd did not start" >&2
+  cat "$work/pnsd.log" >&2
+  exit 1
+}
+
+bench_cleanup() {
+  [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  rm -rf "$work"
+}
