@@ -15,18 +15,15 @@ using nlohmann::json;
 
 constexpr uid_t kThirdUid = kOtherUid + 1;
 
-class Authorization : public PrivTest {
+class Authorization : public PnsdTest {
   protected:
     void SetUp() override {
-        PrivTest::SetUp();
+        PnsdTest::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
         // Sources every uid can reach (the test dir is 0755).
         src_ = make_dir(dir_.path() + "/src");
         dst_ = make_dir(dir_.path() + "/dst");
-        pnsd_.emplace(dir_.path());
-        ASSERT_TRUE(pnsd_->start());
     }
-    const Pnsd& pnsd() const { return *pnsd_; }
     std::string src(const std::string& name) { return make_dir(src_ + "/" + name); }
     std::string dst(const std::string& name) { return make_dir(dst_ + "/" + name); }
 
@@ -42,9 +39,7 @@ class Authorization : public PrivTest {
         EXPECT_NE(r.err.find("only its owner or root"), std::string::npos) << what << ": " << r.err;
     }
 
-    TempDir dir_;
     std::string src_, dst_;
-    std::optional<Pnsd> pnsd_;
 };
 
 TEST_F(Authorization, OtherUserSeesNamesButNotEntries) {

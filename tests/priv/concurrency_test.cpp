@@ -18,16 +18,13 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-class Concurrency : public PrivTest {
+class Concurrency : public PnsdTest {
   protected:
     void SetUp() override {
-        PrivTest::SetUp();
+        PnsdTest::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
-        pnsd_.emplace(dir_.path());
-        ASSERT_TRUE(pnsd_->start());
         ASSERT_EQ(pnsd_->ctl({"ns", "create", "dev"}).exit_code, 0);
     }
-    const Pnsd& pnsd() const { return *pnsd_; }
 
     // `n` fresh clients, all connected at once, each sends `ns.ls` and gets its answer.
     // Returns how long that took.
@@ -63,9 +60,6 @@ class Concurrency : public PrivTest {
         for (auto& t : threads) t.join();
         EXPECT_EQ(failures, 0);
     }
-
-    TempDir dir_;
-    std::optional<Pnsd> pnsd_;
 };
 
 TEST_F(Concurrency, ManyClientsConnectedAtOnce) {

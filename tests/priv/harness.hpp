@@ -192,6 +192,21 @@ class PrivTest : public ::testing::Test {
     std::vector<long> host_mounts_;
 };
 
+// A privileged test with a temporary directory and a pnsd started on it.
+class PnsdTest : public PrivTest {
+  protected:
+    void SetUp() override {
+        PrivTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        pnsd_.emplace(dir_.path());
+        ASSERT_TRUE(pnsd_->start());
+    }
+    const Pnsd& pnsd() const { return *pnsd_; }
+
+    TempDir dir_;
+    std::optional<Pnsd> pnsd_;
+};
+
 // The mount ID of the mount at `path` (exactly), as process `pid` sees it (0: this process);
 // -1 when nothing is mounted there.
 long mount_id(const std::string& path, pid_t pid = 0);

@@ -14,17 +14,14 @@ namespace {
 
 using nlohmann::json;
 
-class Lifecycle : public PrivTest {
+class Lifecycle : public PnsdTest {
   protected:
     void SetUp() override {
-        PrivTest::SetUp();
+        PnsdTest::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
         src_ = make_dir(dir_.path() + "/src");
         dst_ = make_dir(dir_.path() + "/dst");
-        pnsd_.emplace(dir_.path());
-        ASSERT_TRUE(pnsd_->start());
     }
-    const Pnsd& pnsd() const { return *pnsd_; }
 
     // A source directory that exists, and a target directory (made unless `exists` is false).
     std::string src(const std::string& name) { return make_dir(src_ + "/" + name); }
@@ -42,9 +39,7 @@ class Lifecycle : public PrivTest {
         return r;
     }
 
-    TempDir dir_;
     std::string src_, dst_;
-    std::optional<Pnsd> pnsd_;
 };
 
 TEST_F(Lifecycle, CreateListShowRemove) {

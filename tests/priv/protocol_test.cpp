@@ -25,16 +25,13 @@ constexpr int kInvalidArgument = 4;
 constexpr int kNotFound = 5;
 constexpr int kPermissionDenied = 7;
 
-class Protocol : public PrivTest {
+class Protocol : public PnsdTest {
   protected:
     void SetUp() override {
-        PrivTest::SetUp();
+        PnsdTest::SetUp();
         if (IsSkipped() || HasFatalFailure()) return;
-        pnsd_.emplace(dir_.path());
-        ASSERT_TRUE(pnsd_->start());
         ASSERT_EQ(pnsd_->ctl({"ns", "create", "dev"}).exit_code, 0);
     }
-    const Pnsd& pnsd() const { return *pnsd_; }
 
     // pnsd is alive and answers a fresh client correctly.
     void expect_serving() {
@@ -43,9 +40,6 @@ class Protocol : public PrivTest {
         EXPECT_EQ(r["ok"], true) << r;
         EXPECT_EQ(r["result"]["name"], "dev") << r;
     }
-
-    TempDir dir_;
-    std::optional<Pnsd> pnsd_;
 };
 
 void expect_error(const json& response, int code, const std::string& what) {

@@ -111,53 +111,52 @@ class Member {
     int to_ = -1, from_ = -1;
 };
 
-class ViewsTest : public PrivTest {
+class ViewsTest : public PnsdTest {
   protected:
     void SetUp() override {
-        PrivTest::SetUp();
-        if (IsSkipped()) return;
+        PnsdTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
         data_ = dir_.path() + "/data";
         std::filesystem::create_directories(data_);
         chmod(data_.c_str(), 0755);
-        ASSERT_TRUE(pnsd_.start());
     }
 
     std::string data(const std::string& rel) const { return data_ + "/" + rel; }
 
     void ok(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        auto r = pnsd_.ctl(args, options);
+        auto r = pnsd_->ctl(args, options);
         std::string command = "pnsctl";
         for (const auto& a : args) command += " " + a;
         ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
     }
 
     Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        return pnsd_.ctl(args, options);
+        return pnsd_->ctl(args, options);
     }
 
     // A path in pnsd's own mount namespace, as the test reaches it.
     std::string in_pnsd_ns(const std::string& path) const {
-        return "/proc/" + std::to_string(pnsd_.sandbox_pid()) + "/root" + path;
+        return "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/root" + path;
     }
 
     // Into the primary, as root.
     Way primary(const std::string& name) const {
         return Way{{enter_path(), "--mnt",
-                    in_pnsd_ns(pnsd_.runtime_dir() + "/views/" + name + "/mnt"), "--"}};
+                    in_pnsd_ns(pnsd_->runtime_dir() + "/views/" + name + "/mnt"), "--"}};
     }
 
     // Runs a command in pnsd's own mount namespace (to mount there, as a user would).
     Output in_host(const std::vector<std::string>& cmd) {
-        std::vector<std::string> argv = {enter_path(), "--mnt",
-                                         "/proc/" + std::to_string(pnsd_.sandbox_pid()) + "/ns/mnt",
-                                         "--"};
+        std::vector<std::string> argv = {
+            enter_path(), "--mnt", "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt",
+            "--"};
         argv.insert(argv.end(), cmd.begin(), cmd.end());
         return run(argv);
     }
 
     // Into the satellite of `uid` (made on demand by pnsd), as that uid.
     Way satellite(const std::string& name, uid_t uid) {
-        RawClient client(pnsd_.socket());
+        RawClient client(pnsd_->socket());
         json r = client.call(request("ns.view", {{"name", name}, {"uid", uid}}));
         EXPECT_TRUE(r.value("ok", false)) << r.dump();
         if (!r.value("ok", false)) return Way{{"/bin/false", "--"}};
@@ -173,8 +172,6 @@ class ViewsTest : public PrivTest {
         return run(argv);
     }
 
-    TempDir dir_;
-    Pnsd pnsd_{dir_.path()};
     std::string data_;
 };
 
@@ -403,9 +400,9 @@ TEST_F(ViewsTest, MembersKeepTheirViewWhenPnsdIsKilledAndEditsWorkAfter) {
     ok({"bind", "--ns", "k", data("alt.conf"), data("app.conf")});
     Member member(primary("k"));
     EXPECT_EQ(member.read(data("app.conf")), "alt\n");
-    pnsd_.kill9();
+    pnsd_->kill9();
     EXPECT_EQ(member.read(data("app.conf")), "alt\n");
-    ASSERT_TRUE(pnsd_.start());
+    ASSERT_TRUE(pnsd_->start());
     EXPECT_EQ(member.read(data("app.conf")), "alt\n");
     ok({"unbind", "--ns", "k", data("app.conf")});
     EXPECT_EQ(member.read(data("app.conf")), "orig\n");
@@ -423,7 +420,7 @@ TEST_F(ViewsTest, SourcesAreLookedUpWithTheCallersCredentials) {
     auto denied = ctl({"bind", "--ns", "c", secret + "/inner", data("target")}, as_user);
     EXPECT_NE(denied.exit_code, 0);
     EXPECT_NE(denied.err.find("Permission denied"), std::string::npos) << denied.err;
-    EXPECT_EQ(export_of(pnsd_, "c"), "");
+    EXPECT_EQ(export_of(*pnsd_, "c"), "");
     // Root may bind it into the same namespace: the lookup is the requester's.
     ok({"bind", "--ns", "c", secret + "/inner", data("target")});
 }
@@ -458,16 +455,16 @@ TEST_F(ViewsTest, AFailedEditLeavesViewAndTableAsTheyWere) {
     ok({"tmpfs", "--ns", "e", data_});
     Member member(primary("e"));
     EXPECT_EQ(in(primary("e"), "echo kept > " + data("kept")).exit_code, 0);
-    std::string before = export_of(pnsd_, "e");
-    auto generation = generation_of(pnsd_, "e");
+    std::string before = export_of(*pnsd_, "e");
+    auto generation = generation_of(*pnsd_, "e");
     // The second entry fails inside the view, after the first has been taken off and put
     // back in another order: everything must return to where it was.
     std::string table = "tmpfs " + data_ + "\nbind " + data("alt.conf") + " /etc/hostname/x\n";
     auto r = ctl({"apply", "--ns", "e", "-"}, {.stdin_data = table});
     EXPECT_NE(r.exit_code, 0);
     EXPECT_NE(r.err.find("/etc/hostname/x"), std::string::npos) << r.err;
-    EXPECT_EQ(export_of(pnsd_, "e"), before);
-    EXPECT_EQ(generation_of(pnsd_, "e"), generation);
+    EXPECT_EQ(export_of(*pnsd_, "e"), before);
+    EXPECT_EQ(generation_of(*pnsd_, "e"), generation);
     // The same tmpfs (its file kept) is on top again, the bind below it.
     EXPECT_EQ(member.read(data("kept")), "kept\n");
     EXPECT_EQ(member.read(data("app.conf")), "MISSING\n");
@@ -502,12 +499,12 @@ TEST_F(ViewsTest, NothingIsLeftMountedOnTheHost) {
     ok({"ns", "create", "u"}, {.uid = kOtherUid, .gid = kOtherGid});
     (void)satellite("u", kOtherUid);
     // Only pnsd's own pins live on its host: the views directory and one pin per view.
-    auto mounts = mounts_under(pnsd_.sandbox_pid(), dir_.path());
-    for (const auto& m : mounts) EXPECT_TRUE(m.starts_with(pnsd_.runtime_dir() + "/views")) << m;
+    auto mounts = mounts_under(pnsd_->sandbox_pid(), dir_.path());
+    for (const auto& m : mounts) EXPECT_TRUE(m.starts_with(pnsd_->runtime_dir() + "/views")) << m;
     ok({"ns", "rm", "l"});
     ok({"ns", "rm", "u"});
-    EXPECT_EQ(mounts_under(pnsd_.sandbox_pid(), dir_.path()),
-              std::vector<std::string>{pnsd_.runtime_dir() + "/views"});
+    EXPECT_EQ(mounts_under(pnsd_->sandbox_pid(), dir_.path()),
+              std::vector<std::string>{pnsd_->runtime_dir() + "/views"});
 }
 
 }  // namespace
