@@ -13,9 +13,11 @@
 #include <CLI/CLI.hpp>
 
 #include "agent/log.hpp"
+#include "agent/members.hpp"
 #include "agent/registry.hpp"
 #include "agent/server.hpp"
 #include "agent/store.hpp"
+#include "agent/tracer.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -35,58 +37,78 @@ struct Options {
 // Requests that change something are worth a line in the log at info; reads only at debug.
 bool is_change(std::string_view op) {
     return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
-           op == "entry.rm" || op == "ns.view";
+           op == "entry.rm" || op == "ns.view" || op == "proc.join" || op == "proc.detach";
 }
 
 class Daemon {
   public:
-    Daemon(Options options, Registry registry, std::unique_ptr<Server> server)
+    Daemon(Options options, Registry registry, Views& views, std::unique_ptr<Tracer> tracer,
+           std::unique_ptr<Server> server)
         : options_(std::move(options)),
           registry_(std::move(registry)),
-          server_(std::move(server)) {}
+          tracer_(std::move(tracer)),
+          server_(std::move(server)),
+          members_(registry_, views, *tracer_,
+                   [this](Server::Ticket ticket, const Result<json>& result) {
+                       server_->answer(ticket, result ? protocol::encode_success(*result)
+                                                      : protocol::encode_failure(result.error()));
+                   }) {}
 
-    std::string handle(const Caller& caller, std::string_view line) {
+    std::optional<std::string> handle(const Caller& caller, std::string_view line,
+                                      Server::Ticket ticket) {
         auto request = protocol::decode_request(line);
         if (!request) {
             spdlog::debug("server: uid {} pid {}: {}", caller.uid, caller.pid,
                           request.error().message);
             return protocol::encode_failure(request.error());
         }
-        auto result = dispatch(caller, *request);
-        if (!result) {
+        auto result = dispatch(caller, *request, ticket);
+        if (!result) return std::nullopt;  // answered when the tracer is done
+        if (!*result) {
             auto log_level =
-                result.error().code == EIO ||
-                        protocol::code_from_errno(result.error().code) == protocol::Code::kInternal
+                result->error().code == EIO ||
+                        protocol::code_from_errno(result->error().code) == protocol::Code::kInternal
                     ? spdlog::level::err
                     : spdlog::level::debug;
             spdlog::log(log_level, "server: uid {} pid {} {}: {}", caller.uid, caller.pid,
-                        quote(request->op), result.error().message);
-            return protocol::encode_failure(result.error());
+                        quote(request->op), result->error().message);
+            return protocol::encode_failure(result->error());
         }
         spdlog::log(is_change(request->op) ? spdlog::level::info : spdlog::level::debug,
                     "server: uid {} pid {} {} {}: ok", caller.uid, caller.pid, quote(request->op),
                     request->args.contains("name") && request->args["name"].is_string()
                         ? quote(request->args["name"].get<std::string>())
                         : "");
-        return protocol::encode_success(*result);
+        return protocol::encode_success(**result);
     }
 
     Status run() {
-        return server_->run(
-            [this](const Caller& caller, std::string_view line) { return handle(caller, line); },
-            [this] {
-                spdlog::info("pnsd: serving {} namespaces on '{}'", registry_.size(),
-                             server_->path());
-                sd_notifyf(0, "READY=1\nSTATUS=Serving %zu namespaces\nMAINPID=%d",
-                           registry_.size(), static_cast<int>(::getpid()));
-            });
+        if (auto st = server_->watch(tracer_->event_fd(), [this] { members_.on_tracer_events(); });
+            !st)
+            return st;
+        return server_->run([this](const Caller& caller, std::string_view line,
+                                   Server::Ticket ticket) { return handle(caller, line, ticket); },
+                            [this] {
+                                spdlog::info("pnsd: serving {} namespaces on '{}'",
+                                             registry_.size(), server_->path());
+                                sd_notifyf(0, "READY=1\nSTATUS=Serving %zu namespaces\nMAINPID=%d",
+                                           registry_.size(), static_cast<int>(::getpid()));
+                            });
     }
 
   private:
-    Result<json> dispatch(const Caller& caller, const protocol::Request& request) {
-        if (request.op == "status") return status(caller);
-        if (registry_.handles(request.op)) return registry_.handle(caller, request);
-        return Error{EOPNOTSUPP, "unknown operation " + quote(request.op)};
+    std::optional<Result<json>> dispatch(const Caller& caller, const protocol::Request& request,
+                                         Server::Ticket ticket) {
+        if (request.op == "status") return Result<json>(status(caller));
+        if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
+        if (registry_.handles(request.op)) {
+            auto result = registry_.handle(caller, request);
+            // `ns show` lists the members to those who may see the entries.
+            if (result && request.op == "ns.show" && result->contains("entries"))
+                (*result)["members"] = members_.list(caller, (*result)["name"].get<std::string>());
+            return result;
+        }
+        return Result<json>(Error{EOPNOTSUPP, "unknown operation " + quote(request.op)});
     }
 
     json status(const Caller& caller) const {
@@ -107,7 +129,9 @@ class Daemon {
 
     Options options_;
     Registry registry_;
+    std::unique_ptr<Tracer> tracer_;
     std::unique_ptr<Server> server_;
+    Members members_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
@@ -143,6 +167,8 @@ int serve(const Options& options) {
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    // SIGCHLD: tracee stops and helpers' exits are read by the tracer thread alone.
+    sigaddset(&mask, SIGCHLD);
     sigprocmask(SIG_BLOCK, &mask, nullptr);
     signal(SIGPIPE, SIG_IGN);
     umask(022);
@@ -180,7 +206,12 @@ int serve(const Options& options) {
         spdlog::error("pnsd: {}", server.error().message);
         return 1;
     }
-    Daemon daemon(options, std::move(registry), std::move(*server));
+    auto tracer = Tracer::start();
+    if (!tracer) {
+        spdlog::error("tracer: {}", tracer.error().message);
+        return 1;
+    }
+    Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(*server));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
     if (!st) {

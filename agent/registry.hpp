@@ -36,6 +36,11 @@ class Registry {
     bool handles(std::string_view op) const;
 
     std::size_t size() const { return namespaces_.size(); }
+    // The namespace called `name`, or nullptr.
+    const Namespace* lookup(const std::string& name) const {
+        auto it = namespaces_.find(name);
+        return it == namespaces_.end() ? nullptr : &it->second;
+    }
     const Store& store() const { return store_; }
 
   private:

@@ -68,10 +68,12 @@ struct Server::Connection {
     std::string in;
     std::string out;
     std::size_t out_sent = 0;
-    std::size_t scanned = 0;     // bytes of `in` known to hold no '\n'
-    bool eof = false;            // the client has finished sending
-    bool fatal = false;          // stop serving; close once `out` is sent
-    bool backlog = false;        // in backlogged_: `in` holds requests its turn did not reach
+    std::size_t scanned = 0;  // bytes of `in` known to hold no '\n'
+    bool eof = false;         // the client has finished sending
+    bool fatal = false;       // stop serving; close once `out` is sent
+    bool backlog = false;     // in backlogged_: `in` holds requests its turn did not reach
+    bool waiting = false;     // a deferred request is outstanding: serve nothing more
+    std::uint64_t serial = 0;
     std::uint32_t interest = 0;  // events registered with epoll
     Clock::time_point last_activity = Clock::now();
 
@@ -160,9 +162,17 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
                 if (::read(signals_.get(), &info, sizeof info) == sizeof info) return {};
                 continue;
             }
+            if (auto w = watched_.find(fd); w != watched_.end()) {
+                w->second();
+                continue;
+            }
             auto it = connections_.find(fd);
             if (it == connections_.end()) continue;
             Connection& conn = *it->second;
+            if (conn.waiting && (events[i].events & (EPOLLHUP | EPOLLERR))) {
+                close_connection(fd);  // gone before its answer came; the answer is dropped
+                continue;
+            }
             if (events[i].events & EPOLLOUT) flush(conn);
             if (!connections_.contains(fd)) continue;
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(conn);
@@ -205,6 +215,7 @@ void Server::accept_all() {
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
         auto conn = std::make_unique<Connection>();
         conn->caller = Caller{cred.uid, cred.gid, cred.pid};
+        conn->serial = ++serial_;
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.fd = fd.get();
@@ -220,7 +231,7 @@ void Server::serve_lines(Connection& conn) {
     std::size_t start = 0;
     std::size_t served = 0;
     bool all_served = false;
-    while (!conn.fatal && conn.pending_output() < kOutputHighWater) {
+    while (!conn.fatal && !conn.waiting && conn.pending_output() < kOutputHighWater) {
         std::size_t newline = conn.in.find('\n', std::max(start, conn.scanned));
         if (newline == std::string::npos) {
             all_served = true;
@@ -235,14 +246,19 @@ void Server::serve_lines(Connection& conn) {
             break;
         }
         std::string_view line(conn.in.data() + start, newline - start);
-        conn.out += (*handler_)(conn.caller, line);
+        auto response = (*handler_)(conn.caller, line, Ticket{conn.fd.get(), conn.serial});
         ++requests_;
         start = newline + 1;
+        if (!response) {
+            conn.waiting = true;
+            break;
+        }
+        conn.out += *response;
     }
     conn.in.erase(0, start);
     // Remember how far `in` is known to hold no '\n', so a client trickling a long line in
     // small pieces costs linear time, not quadratic.
-    conn.scanned = all_served ? conn.in.size() : 0;
+    conn.scanned = all_served && !conn.waiting ? conn.in.size() : 0;
     // Only an unfinished request can be too large: complete ones are served or backlogged,
     // and nothing more is read from a connection while it has either.
     if (all_served && conn.in.size() > protocol::kMaxMessageBytes) {
@@ -288,9 +304,9 @@ void Server::flush(Connection& conn) {
         conn.out_sent = 0;
         // Output drained: serve requests held back by the high-water mark, if any (those
         // held back for another's turn wait for serve_backlog).
-        if (!conn.fatal && !conn.backlog && !conn.in.empty()) serve_lines(conn);
+        if (!conn.fatal && !conn.backlog && !conn.waiting && !conn.in.empty()) serve_lines(conn);
         if (conn.pending_output() > 0) continue;
-        if (conn.fatal || (conn.eof && !conn.backlog)) {
+        if (conn.fatal || (conn.eof && !conn.backlog && !conn.waiting)) {
             close_connection(fd);
             return;
         }
@@ -302,7 +318,8 @@ void Server::flush(Connection& conn) {
 void Server::update_interest(Connection& conn) {
     std::uint32_t want = 0;
     if (conn.pending_output() > 0) want |= EPOLLOUT;
-    if (!conn.eof && !conn.fatal && !conn.backlog && conn.pending_output() < kOutputHighWater)
+    if (!conn.eof && !conn.fatal && !conn.backlog && !conn.waiting &&
+        conn.pending_output() < kOutputHighWater)
         want |= EPOLLIN;
     if (want == conn.interest) return;
     epoll_event ev{};
@@ -336,11 +353,31 @@ void Server::serve_backlog() {
     }
 }
 
+void Server::answer(Ticket ticket, std::string response) {
+    auto it = connections_.find(ticket.fd);
+    if (it == connections_.end() || it->second->serial != ticket.connection) return;
+    Connection& conn = *it->second;
+    conn.waiting = false;
+    conn.out += response;
+    conn.last_activity = Clock::now();
+    if (!conn.fatal && !conn.backlog && !conn.in.empty()) serve_lines(conn);
+    flush(conn);
+}
+
+Status Server::watch(int fd, std::function<void()> on_readable) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0) return sys_error("epoll_ctl");
+    watched_[fd] = std::move(on_readable);
+    return {};
+}
+
 void Server::close_idle() {
     auto now = Clock::now();
     std::vector<int> idle;
     for (const auto& [fd, conn] : connections_) {
-        if (now - conn->last_activity >= kIdleTimeout) idle.push_back(fd);
+        if (!conn->waiting && now - conn->last_activity >= kIdleTimeout) idle.push_back(fd);
     }
     for (int fd : idle) close_connection(fd);
 }

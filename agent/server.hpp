@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,8 +21,16 @@ namespace pns::agent {
 
 class Server {
   public:
-    // Takes one complete request line, returns one complete response line (with '\n').
-    using Handler = std::function<std::string(const Caller&, std::string_view request)>;
+    // Names a request whose answer comes later (Server::answer). A connection with such a
+    // request outstanding serves none of its later ones until then, so answers stay in order.
+    struct Ticket {
+        int fd = -1;
+        std::uint64_t connection = 0;  // serial number: the fd may be reused meanwhile
+    };
+    // Takes one complete request line, returns one complete response line (with '\n'), or
+    // nothing when the answer will be given later with answer(ticket, ...).
+    using Handler =
+        std::function<std::optional<std::string>(const Caller&, std::string_view request, Ticket)>;
 
     // Most connections served at once; further clients are told so and closed.
     static constexpr std::size_t kMaxConnections = 4096;
@@ -39,6 +48,13 @@ class Server {
     // Serves until SIGTERM or SIGINT arrives (the caller blocks them in every thread first).
     // `on_ready` runs once, just before the first wait.
     Status run(const Handler& handler, const std::function<void()>& on_ready);
+
+    // Gives the answer to a request the handler deferred; dropped if its client is gone.
+    // Main thread only (the one in run()).
+    void answer(Ticket ticket, std::string response);
+
+    // Calls `on_readable` in the event loop whenever `fd` is readable.
+    Status watch(int fd, std::function<void()> on_readable);
 
     std::size_t connections() const { return connections_.size(); }
     std::uint64_t requests_served() const { return requests_; }
@@ -67,7 +83,9 @@ class Server {
     // Connections holding complete requests that their turn did not reach, in turn order.
     std::vector<int> backlogged_;
     std::uint64_t requests_ = 0;
+    std::uint64_t serial_ = 0;
     const Handler* handler_ = nullptr;
+    std::unordered_map<int, std::function<void()>> watched_;
 };
 
 }  // namespace pns::agent

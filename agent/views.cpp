@@ -478,6 +478,29 @@ Result<std::vector<ino_t>> Views::namespace_inodes(const std::string& name) cons
     return inodes;
 }
 
+Views::Index Views::index() const {
+    Index index;
+    auto names = pinned();
+    if (!names) return index;
+    struct stat st {};
+    for (const auto& name : *names) {
+        std::string view = view_dir(name);
+        if (::stat((view + "/mnt").c_str(), &st) == 0) index.mnt[st.st_ino] = Location{name, 0};
+        DIR* d = ::opendir((view + "/users").c_str());
+        if (!d) continue;
+        while (struct dirent* e = ::readdir(d)) {
+            if (e->d_name[0] == '.') continue;
+            auto uid = static_cast<uid_t>(std::strtoul(e->d_name, nullptr, 10));
+            std::string users = view + "/users/" + e->d_name;
+            if (::stat((users + "/mnt").c_str(), &st) == 0) index.mnt[st.st_ino] = Location{name, uid};
+            if (::stat((users + "/user").c_str(), &st) == 0)
+                index.user[st.st_ino] = Location{name, uid};
+        }
+        ::closedir(d);
+    }
+    return index;
+}
+
 Result<std::vector<std::string>> Views::pinned() const {
     std::vector<std::string> names;
     DIR* d = ::opendir(dir_.c_str());

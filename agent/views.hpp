@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -70,6 +71,17 @@ class Views {
     // The inode numbers of the view's mount namespaces (primary and satellites), by which
     // its members are found in /proc.
     Result<std::vector<ino_t>> namespace_inodes(const std::string& name) const;
+
+    // Every view's namespaces by inode: which view, and whose satellite (uid 0: the primary).
+    struct Location {
+        std::string name;
+        uid_t uid = 0;
+    };
+    struct Index {
+        std::map<ino_t, Location> mnt;   // mount namespaces: primaries and satellites
+        std::map<ino_t, Location> user;  // the satellites' user namespaces
+    };
+    Index index() const;
 
     // Which entry serves `path` in the view, and what it resolves to.
     Result<nlohmann::json> explain(const Namespace& ns, const std::string& path);

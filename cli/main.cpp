@@ -1,6 +1,7 @@
 // pnsctl: the command-line client of pnsd. Every command is one request over pnsd's socket;
 // pnsctl itself holds no privilege and decides nothing: pnsd authorizes from SO_PEERCRED.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -161,6 +162,57 @@ Result<Entry> make_entry(EntryKind kind, const std::string& dst) {
     Entry entry{kind, UnionMode::kReplace, false, {}, std::move(*target)};
     if (auto st = validate_entry(entry); !st) return st.error();
     return entry;
+}
+
+Result<ino_t> own_mount_namespace() {
+    struct stat st {};
+    if (::stat("/proc/self/ns/mnt", &st) != 0) return sys_error("stat /proc/self/ns/mnt");
+    return st.st_ino;
+}
+
+// pnsctl run: pnsd makes this very process join the view (it is single-threaded, so it joins
+// at once), then it becomes COMMAND by exec: exit status, signals, terminal and job control
+// are COMMAND's own.
+int run_command(const Globals& globals, const std::string& ns, std::vector<std::string> command) {
+    auto before = own_mount_namespace();
+    if (!before) return fail(globals, before.error());
+    json result;
+    {
+        auto client = cli::Client::connect(globals.socket);
+        if (!client) return fail(globals, client.error());
+        auto response = client->call(protocol::Request{"proc.join", {{"name", ns}}});
+        if (!response) return fail(globals, response.error());
+        if (!response->ok())
+            return fail(globals,
+                        Error{protocol::errno_from_code(response->code), response->message});
+        result = response->result;
+    }  // the connection is closed before COMMAND starts
+    auto after = own_mount_namespace();
+    if (!after) return fail(globals, after.error());
+    if (*after == *before && !result.value("already", false))
+        return fail(globals, Error{EIO, "pnsd answered, but pnsctl is not in the view of " +
+                                            quote(ns) + "; not running " + quote(command[0])});
+    if (auto w = result.find("warning"); w != result.end() && w->is_string())
+        std::fprintf(stderr, "pnsctl: warning: %s\n", w->get<std::string>().c_str());
+    std::vector<char*> argv;
+    for (auto& arg : command) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    std::fflush(nullptr);
+    ::execvp(argv[0], argv.data());
+    int err = errno;
+    // As a shell says it: 127 when there is no such command, 126 when it cannot run.
+    std::fprintf(stderr, "pnsctl: cannot run %s in %s: %s\n", quote(command[0]).c_str(),
+                 quote(ns).c_str(), std::strerror(err));
+    return err == ENOENT ? 127 : 126;
+}
+
+Result<json> pid_argument(const std::string& text) {
+    char* end = nullptr;
+    errno = 0;
+    long value = std::strtol(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno != 0 || value <= 0 || value > INT32_MAX)
+        return Error::invalid("PID " + quote(text) + " is not a process id");
+    return json(value);
 }
 
 }  // namespace
@@ -359,6 +411,49 @@ int main(int argc, char** argv) {
         }
         status = request(globals, "ns.explain", {{"name", edit.ns}, {"path", *path}},
                          cli::print_explanation);
+    });
+
+    // run --ns NAME -- COMMAND [ARGS...]
+    std::vector<std::string> command;
+    std::string ns_name;
+    auto* run = app.add_subcommand("run", "run COMMAND in a namespace's view");
+    run->add_option("--ns", ns_name, "namespace whose view COMMAND runs in")->required();
+    run->add_option("COMMAND", command, "the command and its arguments (after '--')")->required();
+    run->callback([&] { status = run_command(globals, ns_name, command); });
+
+    // attach [--ns NAME] PID, detach PID
+    std::string pid_text;
+    auto* attach = app.add_subcommand("attach", "move a running process into a namespace's view");
+    attach->add_option("--ns", ns_name, "namespace (default: the one pnsctl runs in)");
+    attach->add_option("PID", pid_text, "the process")->required();
+    attach->callback([&] {
+        auto pid = pid_argument(pid_text);
+        if (!pid) {
+            status = fail(globals, pid.error(), kExitUsage);
+            return;
+        }
+        json args = {{"pid", *pid}};
+        if (!ns_name.empty()) args["name"] = ns_name;
+        status = request(globals, "proc.join", std::move(args), cli::print_join);
+    });
+    auto* detach = app.add_subcommand("detach", "move a root process back to the host's view");
+    detach->add_option("PID", pid_text, "the process")->required();
+    detach->callback([&] {
+        auto pid = pid_argument(pid_text);
+        if (!pid) {
+            status = fail(globals, pid.error(), kExitUsage);
+            return;
+        }
+        status = request(globals, "proc.detach", {{"pid", *pid}}, cli::print_join);
+    });
+
+    // ps [--ns NAME]
+    auto* ps = app.add_subcommand("ps", "list the processes in views, and those pnsd supervises");
+    ps->add_option("--ns", ns_name, "only this namespace's");
+    ps->callback([&] {
+        json args = json::object();
+        if (!ns_name.empty()) args["name"] = ns_name;
+        status = request(globals, "proc.ls", std::move(args), cli::print_processes);
     });
 
     try {

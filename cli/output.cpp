@@ -1,6 +1,7 @@
 #include "cli/output.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <string>
 
 #include "pns/protocol.hpp"
@@ -82,6 +83,62 @@ void print_namespace(std::FILE* out, const json& ns) {
         std::string line = entry ? format_entry(*entry) : "(unreadable: " + e.dump() + ")";
         std::fprintf(out, "  %*zu  %s\n", width, n, line.c_str());
     }
+    auto members = ns.find("members");
+    if (members == ns.end() || !members->is_array()) return;
+    std::fprintf(out, "members:    %zu\n", members->size());
+    for (const auto& m : *members)
+        std::fprintf(out, "  %s (%s), %s, %s\n", str(m, "pid").c_str(), str(m, "comm").c_str(),
+                     str(m, "state").c_str(),
+                     m.contains("view") && m["view"].is_string()
+                         ? ("view: " + m["view"].get<std::string>()).c_str()
+                         : "not in the view yet");
+}
+
+namespace {
+std::string since(const json& row) {
+    auto it = row.find("since");
+    if (it == row.end() || !it->is_number_integer()) return "-";
+    auto t = static_cast<std::time_t>(it->get<std::int64_t>());
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    return buf;
+}
+}  // namespace
+
+void print_processes(std::FILE* out, const json& list) {
+    auto it = list.find("processes");
+    if (it == list.end() || !it->is_array()) return;
+    std::size_t ns_width = 9, view_width = 7;
+    for (const auto& row : *it) {
+        ns_width = std::max(ns_width, str(row, "namespace").size());
+        view_width = std::max(view_width, str(row, "view").size());
+    }
+    std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %s\n", "PID", static_cast<int>(ns_width),
+                 "NAMESPACE", static_cast<int>(view_width), "VIEW", "STATE", "SINCE", "COMMAND");
+    for (const auto& row : *it) {
+        std::string view = row.contains("view") && row["view"].is_string() ? str(row, "view") : "-";
+        std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %s\n", str(row, "pid").c_str(),
+                     static_cast<int>(ns_width), str(row, "namespace").c_str(),
+                     static_cast<int>(view_width), view.c_str(), str(row, "state").c_str(),
+                     since(row).c_str(), str(row, "comm").c_str());
+    }
+}
+
+void print_join(std::FILE* out, const json& result) {
+    std::string state = str(result, "state");
+    if (state == "supervised")
+        std::fprintf(out,
+                     "%s is multithreaded: every process it starts joins %s, and it joins "
+                     "itself at its next exec\n",
+                     str(result, "pid").c_str(), str(result, "name").c_str());
+    else if (state == "pending")
+        std::fprintf(out, "%s: joining %s when it stops\n", str(result, "pid").c_str(),
+                     str(result, "name").c_str());
+    if (auto w = result.find("warning"); w != result.end() && w->is_string())
+        std::fprintf(stderr, "pnsctl: warning: %s: %s\n", str(result, "pid").c_str(),
+                     w->get<std::string>().c_str());
 }
 
 void print_explanation(std::FILE* out, const json& e) {

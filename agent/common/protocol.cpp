@@ -50,6 +50,10 @@ std::string_view code_name(Code code) {
             return "conflict";
         case Code::kInternal:
             return "internal";
+        case Code::kBusy:
+            return "busy";
+        case Code::kNoProcess:
+            return "no-such-process";
     }
     return "unknown";
 }
@@ -79,6 +83,10 @@ Code code_from_errno(int err) {
             return Code::kLimitExceeded;
         case ESTALE:
             return Code::kConflict;
+        case EBUSY:
+            return Code::kBusy;
+        case ESRCH:
+            return Code::kNoProcess;
         default:
             return Code::kInternal;
     }
@@ -108,6 +116,10 @@ int errno_from_code(Code code) {
             return ESTALE;
         case Code::kInternal:
             return EIO;
+        case Code::kBusy:
+            return EBUSY;
+        case Code::kNoProcess:
+            return ESRCH;
     }
     return EIO;
 }

@@ -40,6 +40,8 @@ enum class Code : int {
     kLimitExceeded = 8,       // a quota or size limit
     kConflict = 9,            // the namespace changed since the generation the client named
     kInternal = 10,           // pnsd could not do it (I/O error, ...); nothing was changed
+    kBusy = 11,               // not now: members inside, traced by another, being joined
+    kNoProcess = 12,          // no such process (or it exited meanwhile)
 };
 
 std::string_view code_name(Code code);

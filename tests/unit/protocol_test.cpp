@@ -26,6 +26,8 @@ constexpr Code kAllCodes[] = {
     Code::kLimitExceeded,
     Code::kConflict,
     Code::kInternal,
+    Code::kBusy,
+    Code::kNoProcess,
 };
 
 // ---------------------------------------------------------------- decode_request
@@ -195,7 +197,9 @@ TEST(Codes, ErrnoMapping) {
     EXPECT_EQ(code_from_errno(ESTALE), Code::kConflict);
     EXPECT_EQ(code_from_errno(EIO), Code::kInternal);
     EXPECT_EQ(code_from_errno(ENOMEM), Code::kInternal);
-    EXPECT_EQ(code_from_errno(EBUSY), Code::kInternal);
+    EXPECT_EQ(code_from_errno(EBUSY), Code::kBusy);
+    EXPECT_EQ(code_from_errno(ESRCH), Code::kNoProcess);
+    EXPECT_EQ(code_from_errno(ETIMEDOUT), Code::kInternal);
     EXPECT_EQ(code_from_errno(-1), Code::kInternal);
     EXPECT_EQ(code_from_errno(123456), Code::kInternal);
 }

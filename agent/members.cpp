@@ -1,0 +1,448 @@
+#include "agent/members.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/proc.hpp"
+#include "pns/text.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using nlohmann::json;
+
+// What pnsd found out about a process it is asked to move.
+struct Target {
+    pid_t pid = 0;
+    proc::Status status;
+    proc::Stat stat;
+    bool root = false;  // uid 0 among its ids
+    uid_t uid = 0;
+    gid_t gid = 0;
+    ino_t mnt = 0;
+    ino_t user = 0;
+    std::string label;  // "PID (comm)" for messages
+};
+
+gid_t primary_gid(uid_t uid) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    std::vector<char> buf(16384);
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
+    return static_cast<gid_t>(uid);
+}
+
+std::string hex(std::uint64_t value) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016" PRIx64, value);
+    return buf;
+}
+
+template <typename T, std::size_t N>
+bool all_equal(const std::array<T, N>& ids, T value) {
+    for (T id : ids)
+        if (id != value) return false;
+    return true;
+}
+
+// The rules of members.hpp that concern the process itself and the caller's right to it.
+Result<Target> inspect(const Caller& caller, pid_t pid) {
+    if (pid <= 0) return Error::invalid("no process " + std::to_string(pid));
+    if (pid == 1) return Error{EPERM, "PID 1 (init) is never moved"};
+    std::string name = std::to_string(pid);
+    auto stat = proc::read_stat(pid);
+    if (!stat) {
+        if (stat.error().code == ESRCH) return Error{ESRCH, "no process " + name};
+        return Error(std::move(stat).error());
+    }
+    if (proc::is_kernel_thread(*stat)) return Error{EPERM, name + " is a kernel thread"};
+    auto status = proc::read_status(pid);
+    if (!status) {
+        if (status.error().code == ESRCH) return Error{ESRCH, "no process " + name};
+        return Error(std::move(status).error());
+    }
+    Target t;
+    t.pid = pid;
+    t.stat = *stat;
+    t.status = *status;
+    t.label = name + " (" + status->name + ")";
+    if (status->tgid != pid)
+        return Error::invalid(t.label + " is a thread of process " + std::to_string(status->tgid) +
+                              "; name the process");
+    if (status->state == 'Z' || status->state == 'X')
+        return Error{ESRCH, t.label + " has exited (a zombie)"};
+    if (pid == ::getpid()) return Error{EPERM, t.label + " is pnsd itself"};
+    if (status->ppid == ::getpid()) return Error{EPERM, t.label + " is one of pnsd's helpers"};
+
+    if (!caller.is_root()) {
+        if (!all_equal(status->uids, caller.uid) || !all_equal(status->gids, caller.gid))
+            return Error{EACCES, t.label + " belongs to uid " + std::to_string(status->uids[1]) +
+                                     "; you may move only your own processes"};
+        // A process that changed its privileges is not dumpable: /proc/PID is then root's,
+        // and the kernel would not let this user ptrace it either.
+        struct stat st {};
+        if (::stat(("/proc/" + name).c_str(), &st) != 0 || st.st_uid != caller.uid)
+            return Error{EACCES, t.label +
+                                     " is not dumpable (it changed its privileges); only root "
+                                     "may move it"};
+    }
+    if (status->tracer != 0) {
+        auto tracer = proc::read_status(status->tracer);
+        return Error{EBUSY, t.label + " is traced by " + std::to_string(status->tracer) +
+                                (tracer ? " (" + tracer->name + ")" : std::string()) +
+                                "; pns cannot move it while it is"};
+    }
+    if (status->seccomp == 2)
+        return Error{EPERM, t.label +
+                                " runs under a seccomp filter: a system call pnsd made it run "
+                                "could be refused or kill it, so pns leaves it alone"};
+    auto own_pid_ns = proc::namespace_inode(::getpid(), "pid");
+    auto pid_ns = proc::namespace_inode(pid, "pid");
+    if (!pid_ns) return Error{ESRCH, "no process " + name};
+    if (!own_pid_ns || *own_pid_ns != *pid_ns)
+        return Error{EPERM, t.label + " is in another pid namespace (a container?)"};
+    auto root = proc::read_link(pid, "root");
+    if (!root) return Error{ESRCH, "no process " + name};
+    if (*root != "/") return Error{EPERM, t.label + " is chrooted (to " + quote(*root) + ")"};
+
+    t.uid = status->uids[1];
+    t.gid = status->gids[1];
+    for (uid_t id : status->uids)
+        if (id == 0) t.root = true;
+    if (!t.root) {
+        if (!all_equal(status->uids, t.uid))
+            return Error{EPERM, t.label +
+                                    " has several user ids; pns moves only processes "
+                                    "whose user ids are all the same"};
+        if (status->cap_permitted != 0 || status->cap_ambient != 0)
+            return Error{EPERM, t.label + " holds capabilities (CapPrm " +
+                                    hex(status->cap_permitted) +
+                                    "), which the user namespace of a view would take away"};
+    }
+    auto mnt = proc::namespace_inode(pid, "mnt");
+    auto user = proc::namespace_inode(pid, "user");
+    if (!mnt || !user) return Error{ESRCH, "no process " + name};
+    t.mnt = *mnt;
+    t.user = *user;
+    return t;
+}
+
+std::string describe_location(const Views::Location& loc) {
+    return loc.uid == 0 ? "the view of " + quote(loc.name)
+                        : "the view of " + quote(loc.name) + " for uid " + std::to_string(loc.uid);
+}
+
+std::int64_t unix_seconds(std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+Members::Members(const Registry& registry, Views& views, Tracer& tracer, Answer answer)
+    : registry_(registry), views_(views), tracer_(tracer), answer_(std::move(answer)) {}
+
+std::optional<Result<json>> Members::handle(const Caller& caller, const protocol::Request& request,
+                                            Server::Ticket ticket) {
+    const auto& op = request.op;
+    prune();
+    if (op == "proc.ls") {
+        if (auto it = request.args.find("name"); it != request.args.end() && !it->is_null()) {
+            auto name = protocol::get_string(request.args, "name");
+            if (!name) return Result<json>(Error(std::move(name).error()));
+            if (!registry_.lookup(*name))
+                return Result<json>(Error{ENOENT, "no namespace " + quote(*name)});
+            return Result<json>(json{{"processes", processes(caller, &*name)}});
+        }
+        return Result<json>(json{{"processes", processes(caller, nullptr)}});
+    }
+    Result<json> result = Error{EOPNOTSUPP, "unknown operation " + quote(op)};
+    if (op == "proc.join")
+        result = join(caller, request.args, ticket);
+    else if (op == "proc.detach")
+        result = detach(caller, request.args, ticket);
+    // A null result means: answered later, when the tracer is done.
+    if (result && result->is_null()) return std::nullopt;
+    return result;
+}
+
+Result<json> Members::join(const Caller& caller, const json& args, Server::Ticket ticket) {
+    pid_t pid = caller.pid;
+    if (auto it = args.find("pid"); it != args.end() && !it->is_null()) {
+        if (!it->is_number_integer()) return Error{EPROTO, "\"pid\" is not a number"};
+        auto value = it->get<std::int64_t>();
+        if (value <= 0 || value > INT32_MAX) return Error::invalid("no process " + it->dump());
+        pid = static_cast<pid_t>(value);
+    }
+    auto target = inspect(caller, pid);
+    if (!target) return Error(std::move(target).error());
+    const Target& t = *target;
+
+    auto index = views_.index();
+    std::string name;
+    if (auto it = args.find("name"); it != args.end() && !it->is_null()) {
+        auto given = protocol::get_string(args, "name");
+        if (!given) return Error(std::move(given).error());
+        name = *given;
+    } else {
+        // Without a name: the namespace the caller itself is in.
+        auto own = proc::namespace_inode(caller.pid, "mnt");
+        auto loc = own ? index.mnt.find(*own) : index.mnt.end();
+        if (loc == index.mnt.end())
+            return Error::invalid("the caller is not in a pns namespace; name one (--ns NAME)");
+        name = loc->second.name;
+    }
+    if (auto st = validate_name(name); !st) return st.error();
+    const Namespace* ns = registry_.lookup(name);
+    if (!ns) return Error{ENOENT, "no namespace " + quote(name)};
+    if (!caller.is_root() && caller.uid != ns->owner)
+        return Error{EACCES, "namespace " + quote(name) + " belongs to uid " +
+                                 std::to_string(ns->owner) +
+                                 "; only its owner and root move processes into it"};
+    if (t.root && ns->owner != 0)
+        return Error{EPERM, t.label +
+                                " runs as root; root processes join only namespaces owned "
+                                "by root, and " +
+                                quote(name) + " belongs to uid " + std::to_string(ns->owner)};
+
+    uid_t view_uid = t.root ? 0 : t.uid;
+    auto own_user = proc::namespace_inode(::getpid(), "user");
+    if (own_user && t.user != *own_user) {
+        auto sat = index.user.find(t.user);
+        if (sat == index.user.end())
+            return Error{EPERM, t.label + " is in a user namespace pns did not make"};
+        if (sat->second.name != name || sat->second.uid != view_uid)
+            return Error{EPERM, t.label + " is in " + describe_location(sat->second) +
+                                    ", a user namespace of its own, which the kernel lets no "
+                                    "process leave; start it anew with 'pnsctl run --ns " +
+                                    name + " -- ...'"};
+    }
+    if (auto loc = index.mnt.find(t.mnt);
+        loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
+        set_record(pid, name, "member");
+        return json{{"pid", pid}, {"name", name}, {"state", "member"}, {"already", true}};
+    }
+    if (!t.root && t.gid != primary_gid(t.uid))
+        return Error{EPERM, t.label + " runs with group " + std::to_string(t.gid) +
+                                ", not its user's primary group " +
+                                std::to_string(primary_gid(t.uid)) +
+                                ", the only group a view maps"};
+
+    auto dest = std::make_shared<Destination>();
+    dest->ns = name;
+    if (t.root) {
+        auto mnt = views_.primary(name);
+        if (!mnt) return Error(std::move(mnt).error());
+        dest->mnt = std::move(*mnt);
+    } else {
+        auto sat = views_.satellite(name, t.uid, t.gid);
+        if (!sat) return Error(std::move(sat).error());
+        dest->user = std::move(sat->user);
+        dest->mnt = std::move(sat->mnt);
+    }
+    std::uint64_t request = ++next_request_;
+    outstanding_[request] = Outstanding{ticket, pid, name, false, false};
+    tracer_.join(request, pid, t.stat.start_time, std::move(dest));
+    return json(nullptr);
+}
+
+Result<json> Members::detach(const Caller& caller, const json& args, Server::Ticket ticket) {
+    auto it = args.find("pid");
+    if (it == args.end() || !it->is_number_integer()) return Error{EPROTO, "\"pid\" is missing"};
+    auto value = it->get<std::int64_t>();
+    if (value <= 0 || value > INT32_MAX) return Error::invalid("no process " + it->dump());
+    auto pid = static_cast<pid_t>(value);
+    auto target = inspect(caller, pid);
+    if (!target) return Error(std::move(target).error());
+    const Target& t = *target;
+
+    if (auto rec = records_.find(pid); rec != records_.end() && rec->second.state != "member") {
+        // Not in the view yet: supervision ends, the process goes on where it is.
+        tracer_.release(pid);
+        records_.erase(rec);
+        return json{{"pid", pid}, {"state", "released"}};
+    }
+    auto index = views_.index();
+    auto loc = index.mnt.find(t.mnt);
+    if (loc == index.mnt.end()) return Error{ENOENT, t.label + " is not in a pns namespace"};
+    if (!t.root)
+        return Error{EPERM, t.label + " is in " + describe_location(loc->second) +
+                                ", inside a user namespace of its own, which the kernel lets "
+                                "no process leave; start the program again outside the "
+                                "namespace instead"};
+    auto dest = std::make_shared<Destination>();
+    dest->ns = "(host)";
+    dest->mnt.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
+    if (!dest->mnt) return sys_error("open pnsd's mount namespace");
+    std::uint64_t request = ++next_request_;
+    outstanding_[request] = Outstanding{ticket, pid, loc->second.name, true, false};
+    tracer_.join(request, pid, t.stat.start_time, std::move(dest));
+    return json(nullptr);
+}
+
+void Members::answer(std::uint64_t request, const Result<json>& result) {
+    auto it = outstanding_.find(request);
+    if (it == outstanding_.end() || it->second.answered) return;
+    it->second.answered = true;
+    answer_(it->second.ticket, result);
+}
+
+void Members::prune() {
+    std::erase_if(records_, [](const auto& entry) {
+        auto stat = proc::read_stat(entry.first);
+        return !stat || stat->start_time != entry.second.start_time;
+    });
+}
+
+void Members::set_record(pid_t pid, const std::string& ns, const std::string& state) {
+    auto stat = proc::read_stat(pid);
+    Record& rec = records_[pid];
+    if (rec.ns != ns || rec.state != state) rec.since = std::chrono::system_clock::now();
+    rec.ns = ns;
+    rec.state = state;
+    rec.start_time = stat ? stat->start_time : 0;
+}
+
+void Members::on_tracer_events() {
+    using Kind = TraceEvent::Kind;
+    for (auto& ev : tracer_.take_events()) {
+        auto it = outstanding_.find(ev.request);
+        Outstanding* out = it == outstanding_.end() ? nullptr : &it->second;
+        std::string ns = out ? out->ns : std::string();
+        if (ns.empty())
+            if (auto rec = records_.find(ev.pid); rec != records_.end()) ns = rec->second.ns;
+        std::string label = std::to_string(ev.pid);
+        if (auto st = proc::read_status(ev.pid); st) label += " (" + st->name + ")";
+        switch (ev.kind) {
+            case Kind::kJoined: {
+                json result = {{"pid", ev.pid}, {"name", ns}};
+                if (out && out->detach) {
+                    records_.erase(ev.pid);
+                    result["state"] = "detached";
+                    spdlog::info("members: {} left {} for the host view", label, quote(ns));
+                } else {
+                    set_record(ev.pid, ns, "member");
+                    result["state"] = "member";
+                    spdlog::info("members: {} joined {}", label, quote(ns));
+                }
+                if (!ev.message.empty()) {
+                    result["warning"] = ev.message;
+                    spdlog::warn("members: {}: {}", label, ev.message);
+                }
+                answer(ev.request, result);
+                outstanding_.erase(ev.request);
+                break;
+            }
+            case Kind::kSupervising:
+                set_record(ev.pid, ns, "supervised");
+                spdlog::info(
+                    "members: {} is multithreaded: supervised for {}; it joins at its "
+                    "next exec",
+                    label, quote(ns));
+                answer(ev.request, json{{"pid", ev.pid}, {"name", ns}, {"state", "supervised"}});
+                break;
+            case Kind::kPending:
+                set_record(ev.pid, ns, "pending");
+                answer(ev.request, json{{"pid", ev.pid},
+                                        {"name", ns},
+                                        {"state", "pending"},
+                                        {"warning", ev.message}});
+                break;
+            case Kind::kFailed:
+                if (auto rec = records_.find(ev.pid);
+                    rec != records_.end() && rec->second.state != "member")
+                    records_.erase(rec);
+                spdlog::info("members: {} did not join {}: {}", label, quote(ns), ev.message);
+                answer(ev.request, Error{ev.code ? ev.code : EIO, label + ": " + ev.message});
+                outstanding_.erase(ev.request);
+                break;
+            case Kind::kExecJoined:
+                set_record(ev.pid, ns, "member");
+                spdlog::info("members: {} joined {} at its exec", label, quote(ns));
+                outstanding_.erase(ev.request);
+                break;
+            case Kind::kEnded:
+                records_.erase(ev.pid);
+                spdlog::info("members: supervision of {} for {} ended: {}", label, quote(ns),
+                             ev.message);
+                outstanding_.erase(ev.request);
+                break;
+            case Kind::kChildJoined:
+                if (!ev.message.empty())
+                    spdlog::warn("members: {}: {}", label, ev.message);
+                else
+                    spdlog::debug("members: child {} joined {}", label, quote(ns));
+                break;
+            case Kind::kChildFailed:
+                spdlog::warn("members: child {} could not join {}: {}", label, quote(ns),
+                             ev.message);
+                break;
+        }
+    }
+}
+
+json Members::processes(const Caller& caller, const std::string* only) const {
+    auto index = views_.index();
+    json rows = json::array();
+    std::map<pid_t, bool> seen;
+    DIR* d = ::opendir("/proc");
+    if (!d) return rows;
+    auto visible = [&](const std::string& ns, uid_t uid) {
+        if (only && ns != *only) return false;
+        if (caller.is_root() || uid == caller.uid) return true;
+        const Namespace* n = registry_.lookup(ns);
+        return n && n->owner == caller.uid;
+    };
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        auto pid = static_cast<pid_t>(std::atoi(e->d_name));
+        auto mnt = proc::namespace_inode(pid, "mnt");
+        if (!mnt) continue;
+        auto loc = index.mnt.find(*mnt);
+        auto rec = records_.find(pid);
+        bool recorded = rec != records_.end();
+        if (loc == index.mnt.end() && !recorded) continue;
+        auto status = proc::read_status(pid);
+        auto stat = proc::read_stat(pid);
+        if (!status || !stat) continue;
+        if (recorded && rec->second.start_time != stat->start_time) recorded = false;
+        if (loc == index.mnt.end() && !recorded) continue;
+        std::string ns = loc != index.mnt.end() ? loc->second.name : rec->second.ns;
+        if (!visible(ns, status->uids[1])) continue;
+        json row = {
+            {"pid", pid}, {"comm", status->name}, {"uid", status->uids[1]}, {"namespace", ns}};
+        if (loc != index.mnt.end()) {
+            row["view"] = loc->second.uid == 0 ? std::string("primary")
+                                               : "uid " + std::to_string(loc->second.uid);
+            row["state"] = "member";
+        } else {
+            row["view"] = nullptr;
+            row["state"] = rec->second.state;
+        }
+        if (recorded) {
+            if (loc == index.mnt.end() || rec->second.ns == ns)
+                row["since"] = unix_seconds(rec->second.since);
+            row["joined_by_pnsd"] = true;
+        } else {
+            row["joined_by_pnsd"] = false;  // inherited the view from its parent
+        }
+        rows.push_back(std::move(row));
+        seen[pid] = true;
+    }
+    ::closedir(d);
+    return rows;
+}
+
+json Members::list(const Caller& caller, const std::string& name) const {
+    return processes(caller, &name);
+}
+
+}  // namespace pns::agent

@@ -1,0 +1,1089 @@
+#include "agent/tracer.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/arch/arch.hpp"
+#include "agent/proc.hpp"
+
+namespace pns::agent {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// An attach answers "pending" when the process has not stopped by then.
+constexpr auto kPendingAfter = std::chrono::seconds(1);
+// How long pnsd waits, when it stops, for injections in progress to finish.
+constexpr auto kStopGrace = std::chrono::seconds(3);
+constexpr long kSupervisionOptions =
+    PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC;
+// The scratch page: the working directory at 0, capset's arguments at kCapsOffset.
+constexpr std::size_t kScratchSize = 8192;
+constexpr std::size_t kCapsOffset = 4096;
+constexpr std::size_t kMaxCwd = kCapsOffset - 1;
+
+int event_of(int status) {
+    return status >> 16;
+}
+
+void wake(int fd) {
+    std::uint64_t one = 1;
+    (void)!::write(fd, &one, sizeof one);
+}
+
+void drain(int fd) {
+    std::uint64_t n;
+    (void)!::read(fd, &n, sizeof n);
+}
+
+bool is_stop_signal(int sig) {
+    return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
+}
+
+std::string describe(pid_t pid) {
+    auto status = proc::read_status(pid);
+    return std::to_string(pid) + (status ? " (" + status->name + ")" : std::string());
+}
+
+// A process sitting in the destination's namespaces, with the target's uid and gid, so that
+// the target can name those namespaces with pidfd_open and enter both with one setns (which
+// checks that the target may ptrace-read the process it names). It lives until its pipe
+// closes, and dies with the tracer thread.
+class Holder {
+  public:
+    static Result<std::shared_ptr<Holder>> make(const Destination& dest, uid_t uid, gid_t gid);
+    ~Holder() = default;  // closing `release_` ends the holder; the tracer loop reaps it
+    pid_t pid() const { return pid_; }
+
+  private:
+    Holder(pid_t pid, UniqueFd release) : pid_(pid), release_(std::move(release)) {}
+    pid_t pid_;
+    UniqueFd release_;
+};
+
+Result<std::shared_ptr<Holder>> Holder::make(const Destination& dest, uid_t uid, gid_t gid) {
+    int ready[2], release[2];
+    if (::pipe2(ready, O_CLOEXEC) != 0) return sys_error("pipe");
+    if (::pipe2(release, O_CLOEXEC) != 0) {
+        ::close(ready[0]);
+        ::close(ready[1]);
+        return sys_error("pipe");
+    }
+    UniqueFd ready_r(ready[0]), ready_w(ready[1]), release_r(release[0]), release_w(release[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) return sys_error("fork a holder");
+    if (pid == 0) {
+        // Raw system calls only: pnsd is multithreaded.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        char code = 1;
+        if (uid != 0) {
+            // The target's own ids, dumpable: a target of that uid may then name it.
+            if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+                ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+                ::syscall(SYS_setresuid, uid, uid, uid) != 0 || ::prctl(PR_SET_DUMPABLE, 1) != 0)
+                ::_exit(2);
+        }
+        if (dest.user && ::setns(dest.user.get(), CLONE_NEWUSER) != 0) ::_exit(3);
+        if (::setns(dest.mnt.get(), CLONE_NEWNS) != 0) ::_exit(4);
+        if (::write(ready_w.get(), &code, 1) != 1) ::_exit(5);
+        // Nothing else of pnsd's stays open here, least of all other holders' pipes.
+        ::dup2(release_r.get(), 0);
+        ::syscall(SYS_close_range, 1, ~0U, 0);
+        while (::read(0, &code, 1) < 0 && errno == EINTR) {
+        }
+        ::_exit(0);
+    }
+    ready_w.reset();
+    release_r.reset();
+    char code;
+    ssize_t n;
+    while ((n = ::read(ready_r.get(), &code, 1)) < 0 && errno == EINTR) {
+    }
+    if (n != 1) {
+        int status = 0;
+        ::waitpid(pid, &status, __WALL);
+        return Error{EPERM, "cannot enter the view of " + dest.ns + " (holder exit code " +
+                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")"};
+    }
+    return std::shared_ptr<Holder>(new Holder(pid, std::move(release_w)));
+}
+
+// The address of a syscall instruction in the tracee: its vDSO has some, else its code.
+Result<std::uint64_t> find_syscall_instruction(pid_t tid) {
+    auto insn = arch::syscall_instruction();
+    FILE* maps = std::fopen(("/proc/" + std::to_string(tid) + "/maps").c_str(), "re");
+    if (!maps) return Error{ESRCH, "no such process"};
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> vdso, code;
+    char line[512];
+    while (std::fgets(line, sizeof line, maps)) {
+        unsigned long long begin = 0, end = 0;
+        char perms[8] = {};
+        if (std::sscanf(line, "%llx-%llx %7s", &begin, &end, perms) != 3) continue;
+        if (std::strstr(line, "[vdso]"))
+            vdso.emplace_back(begin, end);
+        else if (perms[2] == 'x' && perms[0] == 'r')
+            code.emplace_back(begin, end);
+    }
+    std::fclose(maps);
+    vdso.insert(vdso.end(), code.begin(), code.end());
+    std::vector<std::uint8_t> buf;
+    for (auto [begin, end] : vdso) {
+        buf.resize(std::min<std::uint64_t>(end - begin, 1u << 20));
+        iovec local{buf.data(), buf.size()};
+        iovec remote{reinterpret_cast<void*>(begin), buf.size()};
+        ssize_t n = ::process_vm_readv(tid, &local, 1, &remote, 1, 0);
+        if (n <= 0) continue;
+        auto found = std::search(buf.begin(), buf.begin() + n, insn.begin(), insn.end());
+        if (found != buf.begin() + n)
+            return begin + static_cast<std::uint64_t>(found - buf.begin());
+    }
+    return Error{ENOEXEC, "no syscall instruction found in its code"};
+}
+
+std::uint64_t all_signals() {
+    return ~0ULL;
+}
+
+}  // namespace
+
+// ---- The tracer thread ----------------------------------------------------------------
+
+class Tracer::Loop {
+  public:
+    Loop(Tracer& owner, UniqueFd sigchld) : owner_(owner), sigchld_(std::move(sigchld)) {}
+    void run();
+
+  private:
+    struct Supervision;
+
+    // One process being made to join: the steps of the injection, one stop at a time.
+    struct Job {
+        enum class Origin { kAttach, kChild, kExec } origin;
+        enum class Phase { kWaitStop, kSettle, kSteps } phase = Phase::kWaitStop;
+        // In this order: capabilities go back before the working directory is looked up, so
+        // that lookup is made with exactly the process's own rights.
+        enum class Step { kMmap, kPidfd, kSetns, kClose, kBset, kCapset, kChdir, kMunmap, kDone };
+
+        pid_t tid = 0;
+        std::uint64_t request = 0;
+        std::uint64_t start_time = 0;  // checked at the first stop (kAttach)
+        std::shared_ptr<const Destination> dest;
+        std::shared_ptr<Supervision> sup;  // the supervision it belongs to, if any
+        std::shared_ptr<Holder> holder;
+        Clock::time_point started = Clock::now();
+        bool reported_pending = false;
+
+        // What is saved at the first stop and put back at the end.
+        arch::Registers saved{};
+        std::uint64_t saved_mask = 0;
+        bool saved_valid = false;
+        std::vector<int> held_signals;  // arrived during the steps, delivered at the end
+        bool at_signal_stop = false;    // the current stop is a signal-delivery-stop
+        int first_stop_signal = 0;      // WSTOPSIG of the first stop (a group stop's signal)
+
+        // The plan, made at the first stop.
+        std::uint64_t insn = 0;
+        int ns_flags = CLONE_NEWNS;
+        std::string cwd;  // empty: stays at the view's root
+        std::string warning;
+        bool restore_caps = false;
+        std::uint64_t cap_inheritable = 0;
+        std::uint64_t bounding = ~0ULL;
+        int last_cap = 40;
+
+        // Progress.
+        Step step = Step::kMmap;
+        std::uint64_t scratch = 0;
+        long pidfd = -1;
+        int bset_next = 0;
+        std::optional<Error> error;  // the first failure; the cleanup steps still run
+    };
+
+    struct Supervision {
+        pid_t tgid = 0;
+        std::uint64_t request = 0;
+        std::shared_ptr<const Destination> dest;
+        std::shared_ptr<Holder> holder;
+        std::set<pid_t> threads;
+        bool ending = false;
+        std::string end_reason;
+    };
+
+    void handle_commands();
+    void reap();
+    void on_status(pid_t tid, int status);
+    void check_deadlines();
+    int poll_timeout() const;
+
+    void start_attach(const Command& command);
+    void release(pid_t pid, const std::string& why);
+    void begin(Job& job);
+    void run_step(Job& job);
+    void on_step_done(Job& job, long result);
+    void finish(Job& job);
+    void conclude(Job& job, bool alive);
+    void job_status(Job& job, int status);
+    void drop_job(pid_t tid);
+
+    // `leader` is already seized and stopped; it resumes with `signal` (or stays in its
+    // group stop).
+    Status start_supervision(const std::shared_ptr<Supervision>& sup, pid_t leader, int signal,
+                             bool group_stop);
+    void supervised_status(const std::shared_ptr<Supervision>& sup, pid_t tid, int status);
+    void on_new_task(const std::shared_ptr<Supervision>& sup, pid_t parent, pid_t child);
+    void end_supervision(const std::shared_ptr<Supervision>& sup);
+    void detach_thread(const std::shared_ptr<Supervision>& sup, pid_t tid, int sig);
+
+    void emit(TraceEvent::Kind kind, std::uint64_t request, pid_t pid, std::string message = {},
+              int code = 0) {
+        owner_.emit(TraceEvent{kind, request, pid, code, std::move(message)});
+    }
+    void fail(Job& job, Error error);
+
+    Tracer& owner_;
+    UniqueFd sigchld_;
+    bool stopping_ = false;
+    Clock::time_point stop_deadline_{};
+    std::map<pid_t, Job> jobs_;                                   // by tid
+    std::map<pid_t, std::shared_ptr<Supervision>> supervised_;    // by tid of each thread
+    std::map<pid_t, std::shared_ptr<Supervision>> supervisions_;  // by tgid
+    std::map<pid_t, int> early_stops_;  // stops of new tasks reported before their parent's event
+};
+
+void Tracer::Loop::run() {
+    for (;;) {
+        pollfd fds[2] = {{owner_.commands_fd_.get(), POLLIN, 0}, {sigchld_.get(), POLLIN, 0}};
+        int n = ::poll(fds, 2, poll_timeout());
+        if (n < 0 && errno != EINTR) {
+            spdlog::error("tracer: poll: {}", std::strerror(errno));
+            return;
+        }
+        if (fds[1].revents & POLLIN) {
+            signalfd_siginfo info;
+            while (::read(sigchld_.get(), &info, sizeof info) == sizeof info) {
+            }
+        }
+        if (fds[0].revents & POLLIN) {
+            drain(owner_.commands_fd_.get());
+            handle_commands();
+        }
+        reap();
+        check_deadlines();
+        if (stopping_ && (jobs_.empty() || Clock::now() >= stop_deadline_)) {
+            for (auto& [tid, job] : jobs_)
+                spdlog::warn("tracer: stopping with {} still joining", describe(tid));
+            return;  // the kernel lets every remaining tracee go when this thread exits
+        }
+    }
+}
+
+int Tracer::Loop::poll_timeout() const {
+    if (stopping_) return 50;
+    for (const auto& [tid, job] : jobs_)
+        if (job.origin == Job::Origin::kAttach && !job.reported_pending) return 100;
+    return -1;
+}
+
+void Tracer::Loop::handle_commands() {
+    for (auto& command : owner_.take_commands()) {
+        switch (command.kind) {
+            case Command::Kind::kJoin:
+                start_attach(command);
+                break;
+            case Command::Kind::kRelease:
+                release(command.pid, "released");
+                break;
+            case Command::Kind::kStop: {
+                stopping_ = true;
+                stop_deadline_ = Clock::now() + kStopGrace;
+                std::vector<pid_t> all;
+                for (const auto& [tgid, sup] : supervisions_) all.push_back(tgid);
+                for (pid_t tgid : all) release(tgid, "pnsd stopped");
+                break;
+            }
+        }
+    }
+}
+
+void Tracer::Loop::reap() {
+    for (;;) {
+        int status = 0;
+        pid_t tid = ::waitpid(-1, &status, WNOHANG | __WALL | __WNOTHREAD);
+        if (tid <= 0) return;
+        on_status(tid, status);
+    }
+}
+
+void Tracer::Loop::on_status(pid_t tid, int status) {
+    if (auto it = jobs_.find(tid); it != jobs_.end()) return job_status(it->second, status);
+    if (auto it = supervised_.find(tid); it != supervised_.end()) {
+        auto sup = it->second;
+        return supervised_status(sup, tid, status);
+    }
+    // A holder's exit, or a new task's first stop reported before its parent's event.
+    if (WIFSTOPPED(status))
+        early_stops_[tid] = status;
+    else
+        early_stops_.erase(tid);
+}
+
+void Tracer::Loop::check_deadlines() {
+    auto now = Clock::now();
+    for (auto& [tid, job] : jobs_) {
+        if (job.origin != Job::Origin::kAttach || job.reported_pending ||
+            job.phase != Job::Phase::kWaitStop || now - job.started < kPendingAfter)
+            continue;
+        job.reported_pending = true;
+        auto status = proc::read_status(tid);
+        emit(TraceEvent::Kind::kPending, job.request, tid,
+             "has not stopped yet (state " + std::string(1, status ? status->state : '?') +
+                 ", busy in the kernel); it joins as soon as it returns");
+    }
+}
+
+// ---- Joining one process ----------------------------------------------------------------
+
+void Tracer::Loop::start_attach(const Command& command) {
+    pid_t pid = command.pid;
+    if (stopping_) {
+        emit(TraceEvent::Kind::kFailed, command.request, pid, "pnsd is stopping", ESHUTDOWN);
+        return;
+    }
+    if (jobs_.contains(pid) || supervised_.contains(pid)) {
+        emit(TraceEvent::Kind::kFailed, command.request, pid, "is already being joined", EBUSY);
+        return;
+    }
+    if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
+        int err = errno;
+        std::string why =
+            err == ESRCH ? "is gone" : std::string("cannot be traced: ") + std::strerror(err);
+        if (err == EPERM) {
+            auto status = proc::read_status(pid);
+            if (status && status->tracer != 0)
+                why = "is traced by " + describe(status->tracer) + "; pns cannot join it meanwhile";
+        }
+        emit(TraceEvent::Kind::kFailed, command.request, pid, why, err);
+        return;
+    }
+    if (::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) {
+        int err = errno;
+        emit(TraceEvent::Kind::kFailed, command.request, pid,
+             std::string("cannot be stopped: ") + std::strerror(err), err);
+        return;  // a running tracee cannot be detached; the kernel lets it go when it exits
+    }
+    Job job;
+    job.origin = Job::Origin::kAttach;
+    job.tid = pid;
+    job.request = command.request;
+    job.start_time = command.start_time;
+    job.dest = command.destination;
+    jobs_.emplace(pid, std::move(job));
+}
+
+void Tracer::Loop::job_status(Job& job, int status) {
+    pid_t tid = job.tid;
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        // Killed by someone else while it was being joined: nothing left to restore.
+        fail(job, Error{ESRCH, "exited while joining"});
+        conclude(job, false);
+        return;
+    }
+    if (!WIFSTOPPED(status)) return;
+    int sig = WSTOPSIG(status);
+    int event = event_of(status);
+    job.at_signal_stop = event == 0;
+
+    switch (job.phase) {
+        case Job::Phase::kWaitStop:
+            // The interrupt (or a new child's first stop, or a group stop): outside any system
+            // call, before the kernel decides on restarting the one it interrupted. A signal
+            // taken first is held and delivered at the end, as it would have been.
+            if (event == 0) job.held_signals.push_back(sig);
+            if (event == 0 || event == PTRACE_EVENT_STOP) {
+                job.first_stop_signal = sig;
+                return begin(job);
+            }
+            ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+            return;
+        case Job::Phase::kSettle:
+            // Stepped out of execve to its syscall-exit trap: not one instruction has run yet.
+            if (event == 0 && sig == SIGTRAP) return begin(job);
+            if (event == 0) job.held_signals.push_back(sig);
+            ::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr);
+            return;
+        case Job::Phase::kSteps:
+            if (event == 0 && sig == SIGTRAP) {
+                auto regs = arch::get_registers(tid);
+                if (!regs) {
+                    fail(job, regs.error());
+                    return finish(job);
+                }
+                if (arch::instruction_pointer(*regs) !=
+                    job.insn + arch::syscall_instruction().size()) {
+                    // The trap came before the instruction ran: step again.
+                    ::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr);
+                    return;
+                }
+                return on_step_done(job, arch::syscall_result(*regs));
+            }
+            // A group stop, or a signal that cannot be blocked (SIGSTOP): held for the end.
+            if (event == 0) job.held_signals.push_back(sig);
+            ::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr);
+            return;
+    }
+}
+
+void Tracer::Loop::fail(Job& job, Error error) {
+    if (!job.error) job.error = std::move(error);
+}
+
+// At the first stop: check, save, plan, and start the steps.
+void Tracer::Loop::begin(Job& job) {
+    pid_t tid = job.tid;
+    auto status = proc::read_status(tid);
+    if (!status) {
+        fail(job, status.error());
+        return finish(job);
+    }
+    if (job.origin == Job::Origin::kAttach) {
+        auto stat = proc::read_stat(tid);
+        if (!stat || stat->start_time != job.start_time) {
+            fail(job, Error{ESRCH, "is gone (its pid now names another process)"});
+            return finish(job);
+        }
+        if (status->threads > 1) {
+            // Threads appeared since pnsd looked: supervise it instead.
+            auto sup = std::make_shared<Supervision>();
+            sup->tgid = tid;
+            sup->request = job.request;
+            sup->dest = job.dest;
+            std::uint64_t request = job.request;
+            int held = job.held_signals.empty() ? 0 : job.held_signals.front();
+            bool group_stop = !job.at_signal_stop && is_stop_signal(job.first_stop_signal);
+            jobs_.erase(tid);
+            if (auto st = start_supervision(sup, tid, held, group_stop); !st) {
+                emit(TraceEvent::Kind::kFailed, request, tid, st.error().message, st.error().code);
+                return;
+            }
+            emit(TraceEvent::Kind::kSupervising, request, tid);
+            return;
+        }
+    }
+
+    auto regs = arch::get_registers(tid);
+    if (!regs) {
+        fail(job, regs.error());
+        return finish(job);
+    }
+    if (!arch::native_abi(*regs)) {
+        fail(job, Error{ENOEXEC, "is a 32-bit process; pns joins only native 64-bit ones"});
+        return finish(job);
+    }
+    std::uint64_t mask = 0;
+    if (::ptrace(PTRACE_GETSIGMASK, tid, sizeof mask, &mask) != 0) {
+        fail(job, sys_error("read its signal mask"));
+        return finish(job);
+    }
+    job.saved = *regs;
+    job.saved_mask = mask;
+    job.saved_valid = true;
+    // Nothing that arrives now is delivered before everything is as it was.
+    std::uint64_t block = all_signals();
+    if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof block, &block) != 0) {
+        fail(job, sys_error("block its signals"));
+        return finish(job);
+    }
+
+    auto insn = find_syscall_instruction(tid);
+    if (!insn) {
+        fail(job, insn.error());
+        return finish(job);
+    }
+    job.insn = *insn;
+
+    // Holder: one per supervision (shared by its children), else one for this join.
+    uid_t uid = status->uids[1];
+    gid_t gid = status->gids[1];
+    if (job.sup && job.sup->holder) {
+        job.holder = job.sup->holder;
+    } else {
+        auto holder = Holder::make(*job.dest, uid, gid);
+        if (!holder) {
+            fail(job, holder.error());
+            return finish(job);
+        }
+        job.holder = *holder;
+        if (job.sup) job.sup->holder = job.holder;
+    }
+
+    job.ns_flags = CLONE_NEWNS;
+    if (job.dest->user) {
+        struct stat dest_user {};
+        auto own_user = proc::namespace_inode(tid, "user");
+        if (::fstat(job.dest->user.get(), &dest_user) == 0 && own_user &&
+            *own_user != dest_user.st_ino) {
+            job.ns_flags |= CLONE_NEWUSER;
+            // setns gives full capabilities in the user namespace: they are set back to what
+            // the process had (none: pnsd does not move non-root processes holding any).
+            job.restore_caps = true;
+            job.cap_inheritable = status->cap_inheritable;
+            job.bounding = status->cap_bounding;
+        }
+    }
+    std::FILE* last = std::fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (last) {
+        if (std::fscanf(last, "%d", &job.last_cap) != 1) job.last_cap = 40;
+        std::fclose(last);
+    }
+
+    auto cwd = proc::read_link(tid, "cwd");
+    if (!cwd || cwd->empty() || cwd->front() != '/' || cwd->ends_with(" (deleted)") ||
+        cwd->size() > kMaxCwd) {
+        job.warning = "its working directory " +
+                      (cwd ? "'" + *cwd + "'" : std::string("(unreadable)")) +
+                      " cannot be followed into the view; it is now at '/'";
+        job.cwd.clear();
+    } else if (*cwd != "/") {
+        job.cwd = *cwd;
+    }
+
+    job.phase = Job::Phase::kSteps;
+    job.step = Job::Step::kMmap;
+    run_step(job);
+}
+
+void Tracer::Loop::run_step(Job& job) {
+    pid_t tid = job.tid;
+    // Skip the steps that do not apply.
+    for (;;) {
+        using S = Job::Step;
+        bool skip = false;
+        switch (job.step) {
+            case S::kMmap:
+                skip = false;
+                break;
+            case S::kPidfd:
+                skip = job.error.has_value();
+                break;
+            case S::kSetns:
+                skip = job.error.has_value() || job.pidfd < 0;
+                break;
+            case S::kClose:
+                skip = job.pidfd < 0;
+                break;
+            case S::kChdir:
+                skip = job.error.has_value() || job.cwd.empty();
+                break;
+            case S::kCapset:
+                skip = job.error.has_value() || !job.restore_caps;
+                break;
+            case S::kBset: {
+                skip = job.error.has_value() || !job.restore_caps;
+                if (!skip) {
+                    while (job.bset_next <= job.last_cap && (job.bounding >> job.bset_next & 1))
+                        ++job.bset_next;
+                    skip = job.bset_next > job.last_cap;
+                }
+                break;
+            }
+            case S::kMunmap:
+                skip = job.scratch == 0;
+                break;
+            case S::kDone:
+                return finish(job);
+        }
+        if (!skip) break;
+        job.step = static_cast<S>(static_cast<int>(job.step) + 1);
+    }
+
+    long nr = 0;
+    std::array<std::uint64_t, 6> args{};
+    switch (job.step) {
+        case Job::Step::kMmap:
+            nr = SYS_mmap;
+            args = {0, kScratchSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, ~0ULL, 0};
+            break;
+        case Job::Step::kPidfd:
+            nr = SYS_pidfd_open;
+            args = {static_cast<std::uint64_t>(job.holder->pid()), 0, 0, 0, 0, 0};
+            break;
+        case Job::Step::kSetns:
+            nr = SYS_setns;
+            args = {static_cast<std::uint64_t>(job.pidfd),
+                    static_cast<std::uint64_t>(job.ns_flags),
+                    0,
+                    0,
+                    0,
+                    0};
+            break;
+        case Job::Step::kClose:
+            nr = SYS_close;
+            args = {static_cast<std::uint64_t>(job.pidfd), 0, 0, 0, 0, 0};
+            break;
+        case Job::Step::kChdir:
+            nr = SYS_chdir;
+            args = {job.scratch, 0, 0, 0, 0, 0};
+            break;
+        case Job::Step::kCapset:
+            nr = SYS_capset;
+            args = {job.scratch + kCapsOffset, job.scratch + kCapsOffset + 8, 0, 0, 0, 0};
+            break;
+        case Job::Step::kBset:
+            nr = SYS_prctl;
+            args = {PR_CAPBSET_DROP, static_cast<std::uint64_t>(job.bset_next), 0, 0, 0, 0};
+            break;
+        case Job::Step::kMunmap:
+            nr = SYS_munmap;
+            args = {job.scratch, kScratchSize, 0, 0, 0, 0};
+            break;
+        case Job::Step::kDone:
+            return;
+    }
+    arch::Registers regs = job.saved;
+    arch::prepare_syscall(regs, job.insn, nr, args);
+    if (auto st = arch::set_registers(tid, regs); !st) {
+        fail(job, st.error());
+        return finish(job);
+    }
+    if (::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
+        fail(job, sys_error("step"));
+        return finish(job);
+    }
+}
+
+void Tracer::Loop::on_step_done(Job& job, long result) {
+    using S = Job::Step;
+    bool failed = result < 0 && result > -4096;
+    int err = failed ? static_cast<int>(-result) : 0;
+    switch (job.step) {
+        case S::kMmap: {
+            if (failed) {
+                fail(job, Error::from_errno(err, "map a scratch page in it"));
+                break;
+            }
+            job.scratch = static_cast<std::uint64_t>(result);
+            // The strings the next calls read: the working directory, capset's arguments.
+            std::vector<char> page(kScratchSize, 0);
+            std::memcpy(page.data(), job.cwd.c_str(), job.cwd.size() + 1);
+            __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+            __user_cap_data_struct data[2] = {};
+            data[0].inheritable = static_cast<std::uint32_t>(job.cap_inheritable);
+            data[1].inheritable = static_cast<std::uint32_t>(job.cap_inheritable >> 32);
+            std::memcpy(page.data() + kCapsOffset, &header, sizeof header);
+            std::memcpy(page.data() + kCapsOffset + 8, data, sizeof data);
+            iovec local{page.data(), page.size()};
+            iovec remote{reinterpret_cast<void*>(job.scratch), page.size()};
+            if (::process_vm_writev(job.tid, &local, 1, &remote, 1, 0) !=
+                static_cast<ssize_t>(page.size()))
+                fail(job, sys_error("write into its scratch page"));
+            break;
+        }
+        case S::kPidfd:
+            if (failed)
+                fail(job, Error::from_errno(err, err == ESRCH
+                                                     ? "find pnsd's holder (is it in another pid "
+                                                       "namespace?)"
+                                                     : "open a pidfd"));
+            else
+                job.pidfd = result;
+            break;
+        case S::kSetns:
+            if (failed) {
+                std::string why = "enter the view";
+                if (err == EINVAL)
+                    why +=
+                        " (it shares its file system context with another process, or is "
+                        "already in that user namespace)";
+                fail(job, Error::from_errno(err, why));
+            }
+            break;
+        case S::kClose:
+            job.pidfd = -1;
+            break;
+        case S::kChdir:
+            if (failed)
+                job.warning = "its working directory '" + job.cwd + "' is not there in the view (" +
+                              std::strerror(err) + "); it is now at '/'";
+            break;
+        case S::kCapset:
+            if (failed) fail(job, Error::from_errno(err, "set its capabilities back"));
+            break;
+        case S::kBset:
+            if (failed) fail(job, Error::from_errno(err, "set its bounding set back"));
+            ++job.bset_next;
+            run_step(job);  // the same step, for the next capability
+            return;
+        case S::kMunmap:
+            job.scratch = 0;
+            break;
+        case S::kDone:
+            return;
+    }
+    job.step = static_cast<S>(static_cast<int>(job.step) + 1);
+    run_step(job);
+}
+
+// Puts everything back and lets the process go.
+void Tracer::Loop::finish(Job& job) {
+    pid_t tid = job.tid;
+    if (job.saved_valid) {
+        if (auto st = arch::set_registers(tid, job.saved); !st)
+            spdlog::error("tracer: {}: restore registers: {}", describe(tid), st.error().message);
+        if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof job.saved_mask, &job.saved_mask) != 0)
+            spdlog::error("tracer: {}: restore signal mask: {}", describe(tid),
+                          std::strerror(errno));
+    }
+    // PTRACE_DETACH delivers a signal only from a signal-delivery-stop; any other held signal
+    // is sent again (its siginfo becomes the kernel's).
+    std::size_t first_resent = 0;
+    int deliver = 0;
+    if (job.at_signal_stop && !job.held_signals.empty()) {
+        deliver = job.held_signals.front();
+        first_resent = 1;
+    }
+    ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(deliver)));
+    for (std::size_t i = first_resent; i < job.held_signals.size(); ++i)
+        ::syscall(SYS_tgkill, tid, tid, job.held_signals[i]);
+    conclude(job, true);
+}
+
+// Reports the outcome and forgets the job (and, after an exec, the supervision).
+void Tracer::Loop::conclude(Job& job, bool alive) {
+    pid_t tid = job.tid;
+    auto origin = job.origin;
+    auto sup = job.sup;
+    std::uint64_t request = job.request;
+    std::optional<Error> error = job.error;
+    std::string warning = job.warning;
+    drop_job(tid);
+    switch (origin) {
+        case Job::Origin::kAttach:
+            if (error)
+                emit(TraceEvent::Kind::kFailed, request, tid, error->message, error->code);
+            else
+                emit(TraceEvent::Kind::kJoined, request, tid, warning);
+            break;
+        case Job::Origin::kChild:
+            if (error)
+                emit(TraceEvent::Kind::kChildFailed, request, tid, error->message, error->code);
+            else
+                emit(TraceEvent::Kind::kChildJoined, request, tid, warning);
+            break;
+        case Job::Origin::kExec:
+            sup->threads.erase(tid);
+            supervised_.erase(tid);
+            if (!alive)
+                sup->end_reason = "exited";
+            else if (error)
+                sup->end_reason = "its exec could not join: " + error->message;
+            else {
+                emit(TraceEvent::Kind::kExecJoined, request, tid, warning);
+                sup->end_reason.clear();
+            }
+            sup->ending = true;
+            end_supervision(sup);
+            break;
+    }
+}
+
+void Tracer::Loop::drop_job(pid_t tid) {
+    jobs_.erase(tid);
+}
+
+// ---- Supervision ------------------------------------------------------------------------
+
+Status Tracer::Loop::start_supervision(const std::shared_ptr<Supervision>& sup, pid_t leader,
+                                       int signal, bool group_stop) {
+    pid_t stopped_leader = leader;
+    supervisions_[sup->tgid] = sup;
+    if (stopped_leader) {
+        // Already seized and stopped by an attach that found threads.
+        if (::ptrace(PTRACE_SETOPTIONS, stopped_leader, nullptr,
+                     reinterpret_cast<void*>(kSupervisionOptions)) != 0) {
+            Error error = sys_error("set ptrace options");
+            ::ptrace(PTRACE_DETACH, stopped_leader, nullptr, nullptr);
+            supervisions_.erase(sup->tgid);
+            return error;
+        }
+        sup->threads.insert(stopped_leader);
+        supervised_[stopped_leader] = sup;
+        if (group_stop)
+            ::ptrace(PTRACE_LISTEN, stopped_leader, nullptr, nullptr);
+        else
+            ::ptrace(PTRACE_CONT, stopped_leader, nullptr,
+                     reinterpret_cast<void*>(static_cast<long>(signal)));
+    }
+    // Every thread, including those started while this runs (a traced thread's new threads
+    // are traced by the kernel; an untraced one's are found by the next pass).
+    std::string dir = "/proc/" + std::to_string(sup->tgid) + "/task";
+    for (bool found_new = true; found_new;) {
+        found_new = false;
+        DIR* d = ::opendir(dir.c_str());
+        if (!d) break;
+        while (struct dirent* e = ::readdir(d)) {
+            pid_t tid = std::atoi(e->d_name);
+            if (tid <= 0 || sup->threads.contains(tid)) continue;
+            if (::ptrace(PTRACE_SEIZE, tid, nullptr,
+                         reinterpret_cast<void*>(kSupervisionOptions)) == 0) {
+                sup->threads.insert(tid);
+                supervised_[tid] = sup;
+                found_new = true;
+            } else if (errno == EPERM && !supervised_.contains(tid)) {
+                auto status = proc::read_status(tid);
+                if (status && status->tracer != 0 && status->tracer != ::getpid()) {
+                    ::closedir(d);
+                    sup->end_reason = "thread " + std::to_string(tid) + " is traced by " +
+                                      describe(status->tracer);
+                    Error error{EBUSY, sup->end_reason};
+                    release(sup->tgid, sup->end_reason);
+                    return error;
+                }
+            }
+        }
+        ::closedir(d);
+    }
+    if (sup->threads.empty()) {
+        supervisions_.erase(sup->tgid);
+        return Error{ESRCH, "is gone"};
+    }
+    // Threads whose first stop (as auto-attached clones) came in before they were known.
+    for (pid_t tid : std::vector<pid_t>(sup->threads.begin(), sup->threads.end())) {
+        if (auto it = early_stops_.find(tid); it != early_stops_.end()) {
+            int status = it->second;
+            early_stops_.erase(it);
+            supervised_status(sup, tid, status);
+        }
+    }
+    return {};
+}
+
+void Tracer::Loop::supervised_status(const std::shared_ptr<Supervision>& sup, pid_t tid,
+                                     int status) {
+    if (WIFEXITED(status) || WIFSIGNALED(status)) {
+        sup->threads.erase(tid);
+        supervised_.erase(tid);
+        if (sup->threads.empty()) {
+            if (sup->end_reason.empty() && !sup->ending) sup->end_reason = "exited";
+            end_supervision(sup);
+        }
+        return;
+    }
+    if (!WIFSTOPPED(status)) return;
+    int sig = WSTOPSIG(status);
+    int event = event_of(status);
+    if (sup->ending) {
+        // Being let go: at its first stop, a thread is detached (a group stop stays in force).
+        detach_thread(sup, tid, event == 0 ? sig : 0);
+        return;
+    }
+    switch (event) {
+        case PTRACE_EVENT_FORK:
+        case PTRACE_EVENT_VFORK:
+        case PTRACE_EVENT_CLONE: {
+            unsigned long child = 0;
+            ::ptrace(PTRACE_GETEVENTMSG, tid, nullptr, &child);
+            on_new_task(sup, tid, static_cast<pid_t>(child));
+            ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+            return;
+        }
+        case PTRACE_EVENT_EXEC: {
+            // Single-threaded again, under the thread group's id, at the new program's first
+            // instruction: it joins now.
+            for (pid_t other : std::vector<pid_t>(sup->threads.begin(), sup->threads.end())) {
+                if (other == tid) continue;
+                sup->threads.erase(other);
+                supervised_.erase(other);
+            }
+            sup->threads.insert(tid);
+            supervised_[tid] = sup;
+            // A set-uid or set-gid program is left as it is: joining it would take away what
+            // it was given.
+            auto st = proc::read_status(tid);
+            if (st && (st->uids[0] != st->uids[1] || st->uids[1] != st->uids[2] ||
+                       st->gids[0] != st->gids[1] || st->gids[1] != st->gids[2])) {
+                sup->end_reason = "exec'd a set-uid or set-gid program, left outside the view";
+                release(sup->tgid, sup->end_reason);
+                return;
+            }
+            Job job;
+            job.origin = Job::Origin::kExec;
+            job.phase = Job::Phase::kSettle;
+            job.tid = tid;
+            job.request = sup->request;
+            job.dest = sup->dest;
+            job.sup = sup;
+            supervised_.erase(tid);
+            jobs_.emplace(tid, std::move(job));
+            ::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr);
+            return;
+        }
+        case PTRACE_EVENT_STOP:
+            if (is_stop_signal(sig))
+                ::ptrace(PTRACE_LISTEN, tid, nullptr, nullptr);
+            else
+                ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+            return;
+        case 0:
+            // A signal for the process: delivered exactly as without pns.
+            ::ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+            return;
+        default:
+            ::ptrace(PTRACE_CONT, tid, nullptr, nullptr);
+            return;
+    }
+}
+
+void Tracer::Loop::on_new_task(const std::shared_ptr<Supervision>& sup, pid_t parent, pid_t child) {
+    (void)parent;
+    if (child <= 0) return;
+    auto status = proc::read_status(child);
+    bool thread = status && status->tgid == sup->tgid;
+    std::optional<int> early;
+    if (auto it = early_stops_.find(child); it != early_stops_.end()) {
+        early = it->second;
+        early_stops_.erase(it);
+    }
+    if (thread) {
+        sup->threads.insert(child);
+        supervised_[child] = sup;
+        if (early) supervised_status(sup, child, *early);
+        return;
+    }
+    // A new process: it joins at its first stop, before its first instruction.
+    Job job;
+    job.origin = Job::Origin::kChild;
+    job.tid = child;
+    job.request = sup->request;
+    job.dest = sup->dest;
+    job.sup = sup;
+    jobs_.emplace(child, std::move(job));
+    if (early) job_status(jobs_.at(child), *early);
+}
+
+void Tracer::Loop::detach_thread(const std::shared_ptr<Supervision>& sup, pid_t tid, int sig) {
+    ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+    sup->threads.erase(tid);
+    supervised_.erase(tid);
+    if (sup->threads.empty()) end_supervision(sup);
+}
+
+void Tracer::Loop::release(pid_t pid, const std::string& why) {
+    auto it = supervisions_.find(pid);
+    if (it == supervisions_.end()) return;
+    auto sup = it->second;
+    if (sup->ending) return;
+    sup->ending = true;
+    if (sup->end_reason.empty()) sup->end_reason = why;
+    // A running tracee is let go only from a stop: every thread is asked for one.
+    for (pid_t tid : std::vector<pid_t>(sup->threads.begin(), sup->threads.end())) {
+        if (::ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno == ESRCH) {
+            sup->threads.erase(tid);
+            supervised_.erase(tid);
+        }
+    }
+    if (sup->threads.empty()) end_supervision(sup);
+}
+
+void Tracer::Loop::end_supervision(const std::shared_ptr<Supervision>& sup) {
+    if (!supervisions_.contains(sup->tgid)) return;
+    supervisions_.erase(sup->tgid);
+    if (!sup->end_reason.empty())
+        emit(TraceEvent::Kind::kEnded, sup->request, sup->tgid, sup->end_reason);
+    sup->holder.reset();
+}
+
+// ---- The public side ------------------------------------------------------------------
+
+Tracer::Tracer(UniqueFd commands, UniqueFd events)
+    : commands_fd_(std::move(commands)), events_fd_(std::move(events)) {}
+
+Result<std::unique_ptr<Tracer>> Tracer::start() {
+    UniqueFd commands(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    UniqueFd events(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!commands || !events) return sys_error("eventfd");
+    // SIGCHLD is blocked in every thread of pnsd (main blocks it before any thread starts) and
+    // read here, so tracee stops wake this thread and nothing else.
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigset_t blocked;
+    pthread_sigmask(SIG_BLOCK, nullptr, &blocked);
+    if (!sigismember(&blocked, SIGCHLD))
+        return Error{EINVAL, "SIGCHLD must be blocked before the tracer starts"};
+    UniqueFd sigchld(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!sigchld) return sys_error("signalfd");
+    std::unique_ptr<Tracer> tracer(new Tracer(std::move(commands), std::move(events)));
+    Tracer* self = tracer.get();
+    tracer->thread_ = std::thread([self, fd = sigchld.release()] {
+        Loop loop(*self, UniqueFd(fd));
+        loop.run();
+    });
+    return tracer;
+}
+
+Tracer::~Tracer() {
+    post(Command{Command::Kind::kStop});
+    thread_.join();
+}
+
+void Tracer::post(Command command) {
+    {
+        std::lock_guard lock(mutex_);
+        commands_.push_back(std::move(command));
+    }
+    wake(commands_fd_.get());
+}
+
+std::vector<Tracer::Command> Tracer::take_commands() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(commands_, {});
+}
+
+void Tracer::emit(TraceEvent event) {
+    {
+        std::lock_guard lock(mutex_);
+        events_.push_back(std::move(event));
+    }
+    wake(events_fd_.get());
+}
+
+std::vector<TraceEvent> Tracer::take_events() {
+    drain(events_fd_.get());
+    std::lock_guard lock(mutex_);
+    return std::exchange(events_, {});
+}
+
+void Tracer::join(std::uint64_t request, pid_t pid, std::uint64_t start_time,
+                  std::shared_ptr<const Destination> destination) {
+    post(Command{Command::Kind::kJoin, request, pid, start_time, std::move(destination)});
+}
+
+void Tracer::release(pid_t pid) {
+    post(Command{Command::Kind::kRelease, 0, pid});
+}
+
+}  // namespace pns::agent
