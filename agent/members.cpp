@@ -31,6 +31,7 @@ struct Target {
     ino_t mnt = 0;
     ino_t user = 0;
     std::string label;  // "PID (comm)" for messages
+    bool traced_by_pnsd = false;
 };
 
 gid_t primary_gid(uid_t uid) {
@@ -95,10 +96,13 @@ Result<Target> inspect(const Caller& caller, pid_t pid) {
                                      " is not dumpable (it changed its privileges); only root "
                                      "may move it"};
     }
-    if (status->tracer != 0) {
-        auto tracer = proc::read_status(status->tracer);
+    // pnsd itself traces the processes it supervises (they may be detached). TracerPid names
+    // the tracing thread.
+    auto tracer_status = status->tracer ? proc::read_status(status->tracer) : Error{ESRCH, ""};
+    t.traced_by_pnsd = tracer_status && tracer_status->tgid == ::getpid();
+    if (status->tracer != 0 && !t.traced_by_pnsd) {
         return Error{EBUSY, t.label + " is traced by " + std::to_string(status->tracer) +
-                                (tracer ? " (" + tracer->name + ")" : std::string()) +
+                                (tracer_status ? " (" + tracer_status->name + ")" : std::string()) +
                                 "; pns cannot move it while it is"};
     }
     if (status->seccomp == 2)
@@ -185,6 +189,10 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
     auto target = inspect(caller, pid);
     if (!target) return Error(std::move(target).error());
     const Target& t = *target;
+    if (t.traced_by_pnsd || (records_.contains(pid) && records_[pid].state != "member"))
+        return Error{EBUSY, t.label + " is being joined already (" +
+                                (records_.contains(pid) ? records_[pid].state : "traced by pnsd") +
+                                "); 'pnsctl detach' lets it go"};
 
     auto index = views_.index();
     std::string name;

@@ -420,8 +420,15 @@ void Tracer::Loop::job_status(Job& job, int status) {
     switch (job.phase) {
         case Job::Phase::kWaitStop:
             // The interrupt (or a new child's first stop, or a group stop): outside any system
-            // call, before the kernel decides on restarting the one it interrupted. A signal
-            // taken first is held and delivered at the end, as it would have been.
+            // call, before the kernel decides on restarting the one it interrupted.
+            if (event == 0 && job.origin == Job::Origin::kAttach) {
+                // A signal dequeued just before the interrupt: delivered now, as it would have
+                // been (holding it would put it behind signals queued after it); the interrupt
+                // stop comes next, before any further signal.
+                ::ptrace(PTRACE_CONT, tid, nullptr,
+                         reinterpret_cast<void*>(static_cast<long>(sig)));
+                return;
+            }
             if (event == 0) job.held_signals.push_back(sig);
             if (event == 0 || event == PTRACE_EVENT_STOP) {
                 job.first_stop_signal = sig;

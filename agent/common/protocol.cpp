@@ -200,7 +200,7 @@ Result<Response> decode_response(std::string_view line) {
         return bad_request("pnsd sent a malformed error");
     // Wide enough that no out-of-range number wraps onto a known code.
     long long value = code->get<long long>();
-    response.code = value > 0 && value <= static_cast<int>(Code::kInternal)
+    response.code = value > 0 && value <= static_cast<int>(Code::kNoProcess)
                         ? static_cast<Code>(value)
                         : Code::kInternal;
     response.message = message->get<std::string>();

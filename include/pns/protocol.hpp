@@ -42,6 +42,8 @@ enum class Code : int {
     kInternal = 10,           // pnsd could not do it (I/O error, ...); nothing was changed
     kBusy = 11,               // not now: members inside, traced by another, being joined
     kNoProcess = 12,          // no such process (or it exited meanwhile)
+    // decode_response reads codes above the last one as kInternal: keep kNoProcess last or
+    // move that bound.
 };
 
 std::string_view code_name(Code code);

@@ -304,7 +304,7 @@ TEST(Response, Malformed) {
 
 TEST(Response, UnknownCodesAreInternal) {
     for (std::string code :
-         {"0", "-1", "11", "99", "2147483647", "4294967296", "4294967297", "4294967303",
+         {"0", "-1", "13", "99", "2147483647", "4294967307", "4294967296", "4294967297", "4294967303",
           "9223372036854775807", "18446744073709551615", "-4294967295"}) {
         auto r = decode_response(R"({"version":1,"ok":false,"error":{"code":)" + code +
                                  R"(,"message":"m"}})");
