@@ -41,10 +41,12 @@ constexpr auto kPendingAfter = std::chrono::seconds(1);
 constexpr auto kStopGrace = std::chrono::seconds(3);
 constexpr long kSupervisionOptions =
     PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC;
-// The scratch page: the working directory at 0, capset's arguments at kCapsOffset.
+// The scratch area the injected calls read: capset's arguments (header and two data words)
+// at 0, the working directory at kCwdOffset. On the tracee's stack below its red zone when it
+// fits there (the bytes are put back), else in a page mapped for the purpose.
+constexpr std::size_t kCwdOffset = 32;
+constexpr std::size_t kMaxCwd = 4095;
 constexpr std::size_t kScratchSize = 8192;
-constexpr std::size_t kCapsOffset = 4096;
-constexpr std::size_t kMaxCwd = kCapsOffset - 1;
 
 int event_of(int status) {
     return status >> 16;
@@ -168,6 +170,32 @@ std::uint64_t all_signals() {
     return ~0ULL;
 }
 
+bool read_memory(pid_t tid, std::uint64_t at, std::vector<char>& bytes) {
+    iovec local{bytes.data(), bytes.size()};
+    iovec remote{reinterpret_cast<void*>(at), bytes.size()};
+    return ::process_vm_readv(tid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(bytes.size());
+}
+
+bool write_memory(pid_t tid, std::uint64_t at, const std::vector<char>& bytes) {
+    std::vector<char> copy = bytes;
+    iovec local{copy.data(), copy.size()};
+    iovec remote{reinterpret_cast<void*>(at), copy.size()};
+    return ::process_vm_writev(tid, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(copy.size());
+}
+
+// The highest capability number this kernel knows.
+int last_capability() {
+    static const int last = [] {
+        int value = 40;
+        if (std::FILE* f = std::fopen("/proc/sys/kernel/cap_last_cap", "re")) {
+            if (std::fscanf(f, "%d", &value) != 1) value = 40;
+            std::fclose(f);
+        }
+        return value;
+    }();
+    return last;
+}
+
 }  // namespace
 
 // ---- The tracer thread ----------------------------------------------------------------
@@ -218,6 +246,8 @@ class Tracer::Loop {
         // Progress.
         Step step = Step::kMmap;
         std::uint64_t scratch = 0;
+        bool scratch_on_stack = false;
+        std::vector<char> stack_bytes;  // what the scratch area held on the stack
         long pidfd = -1;
         int bset_next = 0;
         std::optional<Error> error;  // the first failure; the cleanup steps still run
@@ -229,6 +259,7 @@ class Tracer::Loop {
         std::shared_ptr<const Destination> dest;
         std::shared_ptr<Holder> holder;
         std::set<pid_t> threads;
+        std::uint64_t insn = 0;  // a syscall instruction in its memory (found by its first child)
         bool ending = false;
         std::string end_reason;
     };
@@ -263,6 +294,8 @@ class Tracer::Loop {
         owner_.emit(TraceEvent{kind, request, pid, code, std::move(message)});
     }
     void fail(Job& job, Error error);
+    // What the injected calls read: capset's arguments, then the working directory.
+    static std::vector<char> scratch_bytes(const Job& job);
 
     Tracer& owner_;
     UniqueFd sigchld_;
@@ -464,6 +497,19 @@ void Tracer::Loop::job_status(Job& job, int status) {
     }
 }
 
+std::vector<char> Tracer::Loop::scratch_bytes(const Job& job) {
+    std::vector<char> bytes((kCwdOffset + job.cwd.size() + 1 + 15) & ~std::size_t{15}, 0);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    data[0].inheritable = static_cast<std::uint32_t>(job.cap_inheritable);
+    data[1].inheritable = static_cast<std::uint32_t>(job.cap_inheritable >> 32);
+    static_assert(sizeof header + sizeof data <= kCwdOffset);
+    std::memcpy(bytes.data(), &header, sizeof header);
+    std::memcpy(bytes.data() + sizeof header, data, sizeof data);
+    std::memcpy(bytes.data() + kCwdOffset, job.cwd.c_str(), job.cwd.size() + 1);
+    return bytes;
+}
+
 void Tracer::Loop::fail(Job& job, Error error) {
     if (!job.error) job.error = std::move(error);
 }
@@ -525,12 +571,18 @@ void Tracer::Loop::begin(Job& job) {
         return finish(job);
     }
 
-    auto insn = find_syscall_instruction(tid);
-    if (!insn) {
-        fail(job, insn.error());
-        return finish(job);
+    // A child has its parent's memory layout (its vDSO too) until it execs.
+    if (job.origin == Job::Origin::kChild && job.sup->insn != 0) {
+        job.insn = job.sup->insn;
+    } else {
+        auto insn = find_syscall_instruction(tid);
+        if (!insn) {
+            fail(job, insn.error());
+            return finish(job);
+        }
+        job.insn = *insn;
+        if (job.sup && job.origin != Job::Origin::kExec) job.sup->insn = job.insn;
     }
-    job.insn = *insn;
 
     // Holder: one per supervision (shared by its children), else one for this join.
     uid_t uid = status->uids[1];
@@ -561,11 +613,7 @@ void Tracer::Loop::begin(Job& job) {
             job.bounding = status->cap_bounding;
         }
     }
-    std::FILE* last = std::fopen("/proc/sys/kernel/cap_last_cap", "re");
-    if (last) {
-        if (std::fscanf(last, "%d", &job.last_cap) != 1) job.last_cap = 40;
-        std::fclose(last);
-    }
+    job.last_cap = last_capability();
 
     auto cwd = proc::read_link(tid, "cwd");
     if (!cwd || cwd->empty() || cwd->front() != '/' || cwd->ends_with(" (deleted)") ||
@@ -576,6 +624,19 @@ void Tracer::Loop::begin(Job& job) {
         job.cwd.clear();
     } else if (*cwd != "/") {
         job.cwd = *cwd;
+    }
+
+    // The scratch area below the stack's red zone, if the stack reaches that far (else the
+    // first step maps a page).
+    auto bytes = scratch_bytes(job);
+    std::uint64_t at = (arch::stack_pointer(*regs) - arch::red_zone() - bytes.size()) & ~15ULL;
+    job.stack_bytes.resize(bytes.size());
+    if (read_memory(tid, at, job.stack_bytes) && write_memory(tid, at, bytes)) {
+        job.scratch = at;
+        job.scratch_on_stack = true;
+    } else {
+        spdlog::debug("tracer: {}: no room below its stack pointer; mapping a scratch page",
+                      describe(tid));
     }
 
     job.phase = Job::Phase::kSteps;
@@ -591,7 +652,7 @@ void Tracer::Loop::run_step(Job& job) {
         bool skip = false;
         switch (job.step) {
             case S::kMmap:
-                skip = false;
+                skip = job.scratch != 0;
                 break;
             case S::kPidfd:
                 skip = job.error.has_value();
@@ -618,7 +679,7 @@ void Tracer::Loop::run_step(Job& job) {
                 break;
             }
             case S::kMunmap:
-                skip = job.scratch == 0;
+                skip = job.scratch == 0 || job.scratch_on_stack;
                 break;
             case S::kDone:
                 return finish(job);
@@ -653,11 +714,11 @@ void Tracer::Loop::run_step(Job& job) {
             break;
         case Job::Step::kChdir:
             nr = SYS_chdir;
-            args = {job.scratch, 0, 0, 0, 0, 0};
+            args = {job.scratch + kCwdOffset, 0, 0, 0, 0, 0};
             break;
         case Job::Step::kCapset:
             nr = SYS_capset;
-            args = {job.scratch + kCapsOffset, job.scratch + kCapsOffset + 8, 0, 0, 0, 0};
+            args = {job.scratch, job.scratch + 8, 0, 0, 0, 0};
             break;
         case Job::Step::kBset:
             nr = SYS_prctl;
@@ -693,19 +754,7 @@ void Tracer::Loop::on_step_done(Job& job, long result) {
                 break;
             }
             job.scratch = static_cast<std::uint64_t>(result);
-            // The strings the next calls read: the working directory, capset's arguments.
-            std::vector<char> page(kScratchSize, 0);
-            std::memcpy(page.data(), job.cwd.c_str(), job.cwd.size() + 1);
-            __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-            __user_cap_data_struct data[2] = {};
-            data[0].inheritable = static_cast<std::uint32_t>(job.cap_inheritable);
-            data[1].inheritable = static_cast<std::uint32_t>(job.cap_inheritable >> 32);
-            std::memcpy(page.data() + kCapsOffset, &header, sizeof header);
-            std::memcpy(page.data() + kCapsOffset + 8, data, sizeof data);
-            iovec local{page.data(), page.size()};
-            iovec remote{reinterpret_cast<void*>(job.scratch), page.size()};
-            if (::process_vm_writev(job.tid, &local, 1, &remote, 1, 0) !=
-                static_cast<ssize_t>(page.size()))
+            if (!write_memory(job.tid, job.scratch, scratch_bytes(job)))
                 fail(job, sys_error("write into its scratch page"));
             break;
         }
@@ -757,6 +806,8 @@ void Tracer::Loop::on_step_done(Job& job, long result) {
 // Puts everything back and lets the process go.
 void Tracer::Loop::finish(Job& job) {
     pid_t tid = job.tid;
+    if (job.scratch_on_stack && !write_memory(tid, job.scratch, job.stack_bytes))
+        spdlog::error("tracer: {}: restore its stack: {}", describe(tid), std::strerror(errno));
     if (job.saved_valid) {
         if (auto st = arch::set_registers(tid, job.saved); !st)
             spdlog::error("tracer: {}: restore registers: {}", describe(tid), st.error().message);

@@ -492,7 +492,8 @@ Views::Index Views::index() const {
             if (e->d_name[0] == '.') continue;
             auto uid = static_cast<uid_t>(std::strtoul(e->d_name, nullptr, 10));
             std::string users = view + "/users/" + e->d_name;
-            if (::stat((users + "/mnt").c_str(), &st) == 0) index.mnt[st.st_ino] = Location{name, uid};
+            if (::stat((users + "/mnt").c_str(), &st) == 0)
+                index.mnt[st.st_ino] = Location{name, uid};
             if (::stat((users + "/user").c_str(), &st) == 0)
                 index.user[st.st_ino] = Location{name, uid};
         }

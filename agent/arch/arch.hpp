@@ -33,6 +33,10 @@ void prepare_syscall(Registers& regs, std::uint64_t at, long nr,
 // After the tracee stepped over the instruction: the return value (or -errno).
 long syscall_result(const Registers& regs);
 std::uint64_t instruction_pointer(const Registers& regs);
+std::uint64_t stack_pointer(const Registers& regs);
+
+// Bytes below the stack pointer that the ABI lets a function use without moving it.
+std::uint64_t red_zone();
 
 // Whether the tracee runs the native 64-bit ABI, the only one pnsd injects into.
 bool native_abi(const Registers& regs);

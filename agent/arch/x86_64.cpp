@@ -57,6 +57,14 @@ std::uint64_t instruction_pointer(const Registers& regs) {
     return regs.rip;
 }
 
+std::uint64_t stack_pointer(const Registers& regs) {
+    return regs.rsp;
+}
+
+std::uint64_t red_zone() {
+    return 128;  // System V AMD64 ABI, 3.2.2
+}
+
 bool native_abi(const Registers& regs) {
     return regs.cs == kUserCs64;
 }

@@ -397,6 +397,23 @@ TEST_P(BusyTarget, Attached200TimesItNoticesNothing) {
     EXPECT_TRUE(result.starts_with("ok ")) << result;
 }
 
+// No room on its stack for pnsd's scratch area: a page is mapped in it, and unmapped after.
+TEST_F(JoinTest, AProcessWithoutStackRoomGetsAScratchPage) {
+    make_view("dev");
+    Proc victim({victim_, "tinystack", dir_.path() + "/stop"});
+    ASSERT_EQ(victim.line(), "ready");
+    usleep(20000);
+    auto maps = [&] { return read_file("/proc/" + std::to_string(victim.pid()) + "/maps"); };
+    std::string before = maps();
+    ok({"attach", "--ns", "dev", std::to_string(victim.pid())});
+    EXPECT_EQ(mount_ns(victim.pid()), view_ns("dev"));
+    EXPECT_EQ(maps(), before);
+    char state = state_of(victim.pid());
+    EXPECT_EQ(state, 'S');
+    auto log = pnsd_->log_since_start();
+    EXPECT_NE(log.find("mapping a scratch page"), std::string::npos) << log;
+}
+
 INSTANTIATE_TEST_SUITE_P(Workloads, BusyTarget,
                          ::testing::Values("nanosleep", "pipe", "poll", "signals", "spin"));
 

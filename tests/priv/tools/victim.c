@@ -9,6 +9,8 @@
 //     signals    sigsuspend while a child queues numbered real-time signals to it
 //     spin       a tight loop of system calls with a running checksum in registers
 //     seccomp    installs an allow-everything seccomp filter, then sleeps
+//     tinystack  waits in pause() on a 192-byte stack right above an inaccessible page, so
+//                pnsd finds no room below it and maps a page for its scratch area instead
 //   pns-test-victim spawner PATH EXPECT COUNT
 //     starts a thread (so it is multithreaded), says "ready", waits for "go" on stdin, then
 //     starts COUNT children (fork and posix_spawn in turn) that each read PATH and compare it
@@ -30,10 +32,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 extern char** environ;
@@ -227,6 +231,33 @@ static long mode_seccomp(void) {
     return rounds;
 }
 
+// No library call: nothing but the system call itself runs on the tiny stack.
+static void pause_forever(void) {
+    for (;;) {
+        long nr = SYS_pause;
+        __asm__ volatile("syscall" : "+a"(nr) : : "rcx", "r11", "memory");
+    }
+}
+
+static long mode_tinystack(void) {
+    long page = sysconf(_SC_PAGESIZE);
+    char* area =
+        mmap(NULL, (size_t)page * 2, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (area == MAP_FAILED || mprotect(area, (size_t)page, PROT_NONE) != 0) {
+        failf("mmap", errno);
+        return 0;
+    }
+    static ucontext_t main_context, small;
+    getcontext(&small);
+    small.uc_stack.ss_sp = area + page;
+    small.uc_stack.ss_size = 192;
+    small.uc_link = &main_context;
+    makecontext(&small, pause_forever, 0);
+    ready();
+    swapcontext(&main_context, &small);
+    return 0;
+}
+
 static int check(const char* path, const char* expect) {
     char buf[256] = {0};
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -296,6 +327,8 @@ int main(int argc, char** argv) {
         rounds = mode_spin();
     else if (strcmp(mode, "seccomp") == 0)
         rounds = mode_seccomp();
+    else if (strcmp(mode, "tinystack") == 0)
+        rounds = mode_tinystack();
     else {
         fprintf(stderr, "%s: unknown mode %s\n", argv[0], mode);
         return 2;
