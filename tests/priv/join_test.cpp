@@ -469,6 +469,55 @@ TEST_F(JoinTest, DetachEndsASupervision) {
     EXPECT_EQ(spawner.wait(), 0);
 }
 
+// pnsd stopping (or killed) lets every supervised process go, untraced and running.
+class SupervisionEnd : public JoinTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SupervisionEnd, PnsdGoingAwayLetsSupervisedProcessesGo) {
+    bool kill9 = GetParam();
+    make_view("dev");
+    Proc spawner({victim_, "spawner", host_, "host", "20"});
+    ASSERT_EQ(spawner.line(), "ready");
+    ok({"attach", "--ns", "dev", std::to_string(spawner.pid())});
+    if (kill9)
+        pnsd_->kill9();
+    else
+        EXPECT_EQ(pnsd_->stop(), 0);
+    std::ifstream in("/proc/" + std::to_string(spawner.pid()) + "/status");
+    std::string line, tracer;
+    while (std::getline(in, line))
+        if (line.starts_with("TracerPid:")) tracer = line;
+    EXPECT_EQ(tracer, "TracerPid:\t0");
+    char state = state_of(spawner.pid());
+    EXPECT_TRUE(state == 'S' || state == 'R') << state;
+    spawner.send("go");
+    EXPECT_EQ(spawner.line(), "children 20 misses 0");
+    EXPECT_EQ(spawner.line(), "host");
+    EXPECT_EQ(spawner.wait(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(StopOrKill, SupervisionEnd, ::testing::Values(false, true));
+
+TEST_F(JoinTest, MembersAreFoundAgainAfterARestart) {
+    make_view("dev");
+    Proc sleeper({"/bin/sleep", "60"});
+    usleep(50000);
+    ok({"attach", "--ns", "dev", std::to_string(sleeper.pid())});
+    EXPECT_EQ(pnsd_->stop(), 0);
+    ASSERT_TRUE(pnsd_->start());
+    EXPECT_EQ(mount_ns(sleeper.pid()), view_ns("dev"));
+    auto ps = ctl_json(pnsd(), {"ps", "--ns", "dev"});
+    bool listed = false;
+    for (const auto& row : ps["processes"])
+        if (row["pid"] == sleeper.pid()) {
+            listed = true;
+            EXPECT_EQ(row["state"], "member");
+        }
+    EXPECT_TRUE(listed) << ps.dump();
+    // And it can be moved again by the new pnsd.
+    ok({"detach", std::to_string(sleeper.pid())});
+    EXPECT_EQ(mount_ns(sleeper.pid()), mount_ns(pnsd_->sandbox_pid()));
+}
+
 // ---- refusals -------------------------------------------------------------------------------
 
 TEST_F(JoinTest, RefusesProcessesThatAreNotTheCallers) {
