@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/stat.h>
@@ -224,6 +225,44 @@ TEST_F(JoinTest, RunHasTheExitStatusAndSignalsOfTheCommand) {
     input.stdin_data = "typed\n";
     auto cat = ctl({"run", "--ns", "dev", "--", "/bin/cat"}, input);
     EXPECT_EQ(cat.out, "typed\n");
+}
+
+// On a terminal, the command has the terminal: it is the foreground, ^C reaches it.
+TEST_F(JoinTest, RunGivesTheCommandTheTerminal) {
+    make_view("dev");
+    std::string script = "tty; exec sleep 30";
+    int master = -1;
+    pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        std::string socket = "PNS_SOCKET=" + pnsd_->socket();
+        putenv(socket.data());
+        std::string ns = "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt";
+        int fd = open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || setns(fd, CLONE_NEWNS) != 0) _exit(125);
+        execl(pnsctl_path(), "pnsctl", "run", "--ns", "dev", "--", "/bin/sh", "-c", script.c_str(),
+              static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    std::string out;
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (out.find('\n') == std::string::npos && Clock::now() < deadline) {
+        pollfd pfd{master, POLLIN, 0};
+        if (poll(&pfd, 1, 1000) <= 0) continue;
+        char buf[256];
+        ssize_t n = read(master, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    EXPECT_TRUE(out.starts_with("/dev/pts/")) << out;
+    // pnsctl became sh, which became sleep: the same process, in the view.
+    EXPECT_EQ(mount_ns(pid), view_ns("dev"));
+    usleep(100000);
+    ASSERT_EQ(write(master, "\x03", 1), 1);  // ^C
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
+    close(master);
 }
 
 TEST_F(JoinTest, RunKeepsTheWorkingDirectory) {
