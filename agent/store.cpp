@@ -81,7 +81,9 @@ Result<Store> Store::open(const std::string& state_dir) {
     if (auto st = make_dir(dir_path, 0700); !st) return Error(st.error());
     UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) return sys_error("open '" + dir_path + "'");
-    return Store(std::move(lock), std::move(dir), std::move(dir_path));
+    UniqueFd state(::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!state) return sys_error("open '" + state_dir + "'");
+    return Store(std::move(lock), std::move(dir), std::move(dir_path), std::move(state), state_dir);
 }
 
 std::string Store::serialize(const Namespace& ns) {
@@ -189,27 +191,51 @@ Result<Store::Loaded> Store::load_all() const {
     return loaded;
 }
 
+Status write_file_atomically(int dirfd, const std::string& dir_path, const std::string& file,
+                             std::string_view content) {
+    std::string_view stem = file;
+    if (stem.ends_with(kSuffix)) stem.remove_suffix(kSuffix.size());
+    std::string temp = "." + std::string(stem) + std::string(kTempSuffix);
+    std::string context = "save '" + dir_path + "/" + file + "'";
+    UniqueFd fd(::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+                         0600));
+    if (!fd) return sys_error(context + ": create temporary file");
+    auto fail = [&](Error error) {
+        ::unlinkat(dirfd, temp.c_str(), 0);
+        return Error{error.code, context + ": " + error.message};
+    };
+    if (auto st = write_all(fd.get(), content); !st) return fail(st.error());
+    if (::fsync(fd.get()) != 0) return fail(sys_error("fsync"));
+    fd.reset();
+    if (::renameat(dirfd, temp.c_str(), dirfd, file.c_str()) != 0) return fail(sys_error("rename"));
+    // The rename is durable only once the directory is.
+    if (::fsync(dirfd) != 0) return sys_error(context + ": fsync directory");
+    return {};
+}
+
 Status Store::save(const Namespace& ns) const {
     // The name becomes a file name: never let one reach outside the directory.
     if (auto st = validate_name(ns.name); !st) return st;
-    std::string file = ns.name + std::string(kSuffix);
-    std::string temp = "." + ns.name + std::string(kTempSuffix);
-    std::string context = "save '" + dir_path_ + "/" + file + "'";
-    UniqueFd fd(::openat(dir_.get(), temp.c_str(),
-                         O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error(context + ": create temporary file");
-    auto fail = [&](Error error) {
-        ::unlinkat(dir_.get(), temp.c_str(), 0);
-        return Error{error.code, context + ": " + error.message};
-    };
-    if (auto st = write_all(fd.get(), serialize(ns)); !st) return fail(st.error());
-    if (::fsync(fd.get()) != 0) return fail(sys_error("fsync"));
-    fd.reset();
-    if (::renameat(dir_.get(), temp.c_str(), dir_.get(), file.c_str()) != 0)
-        return fail(sys_error("rename"));
-    // The rename is durable only once the directory is.
-    if (::fsync(dir_.get()) != 0) return sys_error(context + ": fsync directory");
-    return {};
+    return write_file_atomically(dir_.get(), dir_path_, ns.name + std::string(kSuffix),
+                                 serialize(ns));
+}
+
+Result<std::string> Store::load_policies() const {
+    UniqueFd fd(::openat(state_.get(), "policies.json", O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) {
+        if (errno == ENOENT) return std::string();
+        return sys_error("read '" + state_path_ + "/policies.json'");
+    }
+    std::string text;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    if (n < 0) return sys_error("read '" + state_path_ + "/policies.json'");
+    return text;
+}
+
+Status Store::save_policies(std::string_view text) const {
+    return write_file_atomically(state_.get(), state_path_, "policies.json", text);
 }
 
 Status Store::remove(const std::string& name) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/namespace.hpp"
@@ -11,6 +12,12 @@
 #include "pns/unique_fd.hpp"
 
 namespace pns::agent {
+
+// Writes `content` to `dir_path`/`file` (dirfd is that directory) so that a crash leaves the
+// old file or the new one, never a torn one: temporary file, fsync, rename, fsync of the
+// directory.
+Status write_file_atomically(int dirfd, const std::string& dir_path, const std::string& file,
+                             std::string_view content);
 
 class Store {
   public:
@@ -31,17 +38,27 @@ class Store {
 
     const std::string& directory() const { return dir_path_; }
 
+    // <state-dir>/policies.json: the cgroup-level policies, as one JSON document ("" if none).
+    Result<std::string> load_policies() const;
+    Status save_policies(std::string_view text) const;
+
     // The file format, exposed for tests.
     static std::string serialize(const Namespace& ns);
     static Result<Namespace> deserialize(std::string_view text);
 
   private:
-    Store(UniqueFd lock, UniqueFd dir, std::string dir_path)
-        : lock_(std::move(lock)), dir_(std::move(dir)), dir_path_(std::move(dir_path)) {}
+    Store(UniqueFd lock, UniqueFd dir, std::string dir_path, UniqueFd state, std::string state_path)
+        : lock_(std::move(lock)),
+          dir_(std::move(dir)),
+          dir_path_(std::move(dir_path)),
+          state_(std::move(state)),
+          state_path_(std::move(state_path)) {}
 
     UniqueFd lock_;
     UniqueFd dir_;
     std::string dir_path_;
+    UniqueFd state_;  // <state-dir> itself
+    std::string state_path_;
 };
 
 }  // namespace pns::agent

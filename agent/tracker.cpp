@@ -1,0 +1,205 @@
+#include "agent/tracker.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "tracker.skel.h"
+
+namespace pns::agent {
+
+namespace {
+
+constexpr const char* kMaps[] = {"members", "policies", "views", "events", "counters"};
+constexpr const char* kPrograms[] = {"on_fork",          "on_exec",  "on_exit",
+                                     "on_cgroup_attach", "on_setns", "on_unshare"};
+
+bool exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+std::string link_pin(const std::string& dir, const char* program) {
+    return dir + "/link_" + program;
+}
+
+Error libbpf_error(int err, const std::string& what) {
+    return Error::from_errno(err < 0 ? -err : err, what);
+}
+
+int dup_fd(int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 3); }
+
+}  // namespace
+
+Tracker::Tracker(std::string dir, bool reused) : dir_(std::move(dir)), reused_(reused) {}
+
+Tracker::~Tracker() {
+    if (ring_) ring_buffer__free(ring_);
+}
+
+Status Tracker::remove(const std::string& pin_dir) {
+    DIR* d = ::opendir(pin_dir.c_str());
+    if (!d) return errno == ENOENT ? Status{} : sys_error("open '" + pin_dir + "'");
+    while (struct dirent* e = ::readdir(d)) {
+        std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        ::unlink((pin_dir + "/" + name).c_str());
+    }
+    ::closedir(d);
+    if (::rmdir(pin_dir.c_str()) != 0 && errno != ENOENT)
+        return sys_error("remove '" + pin_dir + "'");
+    return {};
+}
+
+Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
+    tracker_bpf* skel = tracker_bpf__open();
+    if (!skel) return libbpf_error(errno, "open the BPF tracker");
+    struct Close {
+        tracker_bpf* s;
+        ~Close() { tracker_bpf__destroy(s); }
+    } close{skel};
+    if (int err = tracker_bpf__load(skel); err)
+        return libbpf_error(err, "load the BPF tracker (tracepoint and tp_btf programs)");
+    bpf_program* programs[] = {skel->progs.on_fork,          skel->progs.on_exec,
+                               skel->progs.on_exit,          skel->progs.on_cgroup_attach,
+                               skel->progs.on_setns,         skel->progs.on_unshare};
+    for (std::size_t i = 0; i < std::size(programs); ++i) {
+        bpf_link* link = bpf_program__attach(programs[i]);
+        if (!link) return libbpf_error(errno, std::string("attach ") + kPrograms[i]);
+        int err = bpf_link__pin(link, link_pin(dir, kPrograms[i]).c_str());
+        bpf_link__destroy(link);  // the pin keeps it attached
+        if (err) return libbpf_error(err, std::string("pin the link of ") + kPrograms[i]);
+    }
+    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views,
+                       skel->maps.events, skel->maps.counters};
+    UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
+                       &tracker.counters_};
+    for (std::size_t i = 0; i < std::size(maps); ++i) {
+        if (int err = bpf_map__pin(maps[i], (dir + "/" + kMaps[i]).c_str()); err)
+            return libbpf_error(err, std::string("pin the map ") + kMaps[i]);
+        fds[i]->reset(dup_fd(bpf_map__fd(maps[i])));
+        if (!*fds[i]) return sys_error("dup");
+    }
+    return {};
+}
+
+Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
+    bool all_pinned = true;
+    for (const char* map : kMaps) all_pinned = all_pinned && exists(pin_dir + "/" + map);
+    for (const char* program : kPrograms)
+        all_pinned = all_pinned && exists(link_pin(pin_dir, program));
+
+    std::unique_ptr<Tracker> tracker(new Tracker(pin_dir, all_pinned));
+    if (all_pinned) {
+        UniqueFd* fds[] = {&tracker->members_, &tracker->policies_, &tracker->views_,
+                           &tracker->events_, &tracker->counters_};
+        for (std::size_t i = 0; i < std::size(kMaps); ++i) {
+            fds[i]->reset(bpf_obj_get((pin_dir + "/" + kMaps[i]).c_str()));
+            if (!*fds[i]) return sys_error("open the pinned map '" + pin_dir + "/" + kMaps[i] + "'");
+        }
+    } else {
+        // Nothing, or the remains of a start that failed half-way: begin again.
+        if (auto st = remove(pin_dir); !st) return st.error();
+        if (::mkdir(pin_dir.c_str(), 0700) != 0) return sys_error("create '" + pin_dir + "'");
+        if (auto st = pin_all_new(pin_dir, *tracker); !st) {
+            (void)remove(pin_dir);
+            return st.error();
+        }
+    }
+    tracker->ring_ = ring_buffer__new(
+        tracker->events_.get(),
+        [](void* ctx, void* data, size_t size) -> int {
+            auto* self = static_cast<Tracker*>(ctx);
+            if (size >= sizeof(pns_event) && self->sink_)
+                (*self->sink_)(*static_cast<const pns_event*>(data));
+            return 0;
+        },
+        tracker.get(), nullptr);
+    if (!tracker->ring_) return libbpf_error(errno, "open the tracker's ring buffer");
+    return tracker;
+}
+
+int Tracker::event_fd() const { return ring_buffer__epoll_fd(ring_); }
+
+void Tracker::drain(const std::function<void(const pns_event&)>& on_event) {
+    auto sink = on_event;
+    sink_ = &sink;
+    ring_buffer__consume(ring_);
+    sink_ = nullptr;
+}
+
+namespace {
+
+template <typename K, typename V>
+Status update(int fd, K key, const V& value, const char* what) {
+    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0)
+        return sys_error(std::string("update the tracker's ") + what);
+    return {};
+}
+
+template <typename K>
+Status erase(int fd, K key, const char* what) {
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
+        return sys_error(std::string("update the tracker's ") + what);
+    return {};
+}
+
+template <typename K, typename V>
+std::vector<std::pair<K, V>> dump(int fd) {
+    std::vector<std::pair<K, V>> all;
+    K key{}, next{};
+    K* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V value{};
+        if (bpf_map_lookup_elem(fd, &next, &value) == 0) all.emplace_back(next, value);
+        key = next;
+        prev = &key;
+    }
+    return all;
+}
+
+}  // namespace
+
+Status Tracker::set_view(std::uint32_t mnt, std::uint32_t ns) {
+    return update(views_.get(), mnt, ns, "views");
+}
+Status Tracker::remove_view(std::uint32_t mnt) { return erase(views_.get(), mnt, "views"); }
+std::vector<std::pair<std::uint32_t, std::uint32_t>> Tracker::views() const {
+    return dump<std::uint32_t, std::uint32_t>(views_.get());
+}
+
+Status Tracker::set_policy(std::uint64_t cgroup, std::uint32_t ns) {
+    return update(policies_.get(), cgroup, ns, "policies");
+}
+Status Tracker::remove_policy(std::uint64_t cgroup) {
+    return erase(policies_.get(), cgroup, "policies");
+}
+std::vector<std::pair<std::uint64_t, std::uint32_t>> Tracker::policies() const {
+    return dump<std::uint64_t, std::uint32_t>(policies_.get());
+}
+
+Status Tracker::set_member(pid_t tgid, const pns_member& member) {
+    return update(members_.get(), static_cast<std::uint32_t>(tgid), member, "members");
+}
+Status Tracker::remove_member(pid_t tgid) {
+    return erase(members_.get(), static_cast<std::uint32_t>(tgid), "members");
+}
+std::vector<std::pair<pid_t, pns_member>> Tracker::members() const {
+    std::vector<std::pair<pid_t, pns_member>> all;
+    for (auto& [tgid, m] : dump<std::uint32_t, pns_member>(members_.get()))
+        all.emplace_back(static_cast<pid_t>(tgid), m);
+    return all;
+}
+
+std::array<std::uint64_t, PNS_COUNTERS> Tracker::counters() const {
+    std::array<std::uint64_t, PNS_COUNTERS> values{};
+    for (std::uint32_t i = 0; i < PNS_COUNTERS; ++i)
+        bpf_map_lookup_elem(counters_.get(), &i, &values[i]);
+    return values;
+}
+
+}  // namespace pns::agent

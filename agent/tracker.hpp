@@ -1,0 +1,67 @@
+// The BPF tracker (bpf/tracker.bpf.c) as pnsd sees it: loaded once, its maps and links pinned
+// under a directory of bpffs (default /sys/fs/bpf/pns), so tracking goes on while pnsd is
+// down and a restarted pnsd reuses them instead of loading a second copy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pns/result.hpp"
+#include "pns/tracker.h"
+#include "pns/unique_fd.hpp"
+
+struct ring_buffer;
+
+namespace pns::agent {
+
+class Tracker {
+  public:
+    // Reuses the tracker pinned under `pin_dir`, or loads, attaches and pins a new one.
+    static Result<std::unique_ptr<Tracker>> open(const std::string& pin_dir);
+    ~Tracker();  // closes pnsd's handles; the pinned tracker goes on
+    Tracker(const Tracker&) = delete;
+    Tracker& operator=(const Tracker&) = delete;
+
+    // Unpins everything under `pin_dir`: the programs detach once no process holds them.
+    static Status remove(const std::string& pin_dir);
+
+    bool reused() const { return reused_; }
+    const std::string& pin_dir() const { return dir_; }
+
+    // Readable when events wait; drain() hands each to `on_event`.
+    int event_fd() const;
+    void drain(const std::function<void(const pns_event&)>& on_event);
+
+    Status set_view(std::uint32_t mnt, std::uint32_t ns);
+    Status remove_view(std::uint32_t mnt);
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> views() const;
+
+    Status set_policy(std::uint64_t cgroup, std::uint32_t ns);
+    Status remove_policy(std::uint64_t cgroup);
+    std::vector<std::pair<std::uint64_t, std::uint32_t>> policies() const;
+
+    Status set_member(pid_t tgid, const pns_member& member);
+    Status remove_member(pid_t tgid);
+    std::vector<std::pair<pid_t, pns_member>> members() const;
+
+    std::array<std::uint64_t, PNS_COUNTERS> counters() const;
+
+  private:
+    Tracker(std::string dir, bool reused);
+    static Status pin_all_new(const std::string& dir, Tracker& tracker);
+
+    std::string dir_;
+    bool reused_ = false;
+    UniqueFd members_, policies_, views_, events_, counters_;
+    ring_buffer* ring_ = nullptr;
+    std::function<void(const pns_event&)>* sink_ = nullptr;
+};
+
+}  // namespace pns::agent
