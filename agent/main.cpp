@@ -14,10 +14,12 @@
 
 #include "agent/log.hpp"
 #include "agent/members.hpp"
+#include "agent/policies.hpp"
 #include "agent/registry.hpp"
 #include "agent/server.hpp"
 #include "agent/store.hpp"
 #include "agent/tracer.hpp"
+#include "agent/tracker.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -31,28 +33,34 @@ struct Options {
     std::string socket = "/run/pns/pnsd.sock";
     std::string state_dir = "/var/lib/pns";
     std::string runtime_dir = "/run/pns";
+    std::string bpf_dir = "/sys/fs/bpf/pns";
     std::string log_level = "info";
 };
 
 // Requests that change something are worth a line in the log at info; reads only at debug.
 bool is_change(std::string_view op) {
     return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
-           op == "entry.rm" || op == "ns.view" || op == "proc.join" || op == "proc.detach";
+           op == "entry.rm" || op == "ns.view" || op == "proc.join" || op == "proc.detach" ||
+           op == "policy.set" || op == "policy.rm";
 }
 
 class Daemon {
   public:
     Daemon(Options options, Registry registry, Views& views, std::unique_ptr<Tracer> tracer,
+           std::unique_ptr<Tracker> tracker, std::string tracker_error,
            std::unique_ptr<Server> server)
         : options_(std::move(options)),
           registry_(std::move(registry)),
           tracer_(std::move(tracer)),
+          tracker_(std::move(tracker)),
+          tracker_error_(std::move(tracker_error)),
           server_(std::move(server)),
-          members_(registry_, views, *tracer_,
+          members_(registry_, views, *tracer_, tracker_.get(),
                    [this](Server::Ticket ticket, const Result<json>& result) {
                        server_->answer(ticket, result ? protocol::encode_success(*result)
                                                       : protocol::encode_failure(result.error()));
-                   }) {}
+                   }),
+          policies_(registry_, members_, tracker_.get()) {}
 
     std::optional<std::string> handle(const Caller& caller, std::string_view line,
                                       Server::Ticket ticket) {
@@ -86,6 +94,16 @@ class Daemon {
         if (auto st = server_->watch(tracer_->event_fd(), [this] { members_.on_tracer_events(); });
             !st)
             return st;
+        if (tracker_) {
+            if (auto st =
+                    server_->watch(tracker_->event_fd(), [this] { members_.on_tracker_events(); });
+                !st)
+                return st;
+            members_.sync_views();
+            for (const auto& line : policies_.load()) spdlog::warn("policy: {}", line);
+            // Events that came while pnsd was down (processes held since) are taken now.
+            members_.on_tracker_events();
+        }
         return server_->run([this](const Caller& caller, std::string_view line,
                                    Server::Ticket ticket) { return handle(caller, line, ticket); },
                             [this] {
@@ -100,9 +118,17 @@ class Daemon {
     std::optional<Result<json>> dispatch(const Caller& caller, const protocol::Request& request,
                                          Server::Ticket ticket) {
         if (request.op == "status") return Result<json>(status(caller));
-        if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
+        if (members_.handles(request.op)) {
+            auto result = members_.handle(caller, request, ticket);
+            if (!result || *result) members_.sync_views();  // a satellite may have been made
+            return result;
+        }
+        if (policies_.handles(request.op)) return policies_.handle(caller, request);
         if (registry_.handles(request.op)) {
             auto result = registry_.handle(caller, request);
+            if (result &&
+                (request.op == "ns.create" || request.op == "ns.rm" || request.op == "ns.view"))
+                members_.sync_views();
             // `ns show` lists the members to those who may see the entries.
             if (result && request.op == "ns.show" && result->contains("entries"))
                 (*result)["members"] = members_.list(caller, (*result)["name"].get<std::string>());
@@ -124,14 +150,33 @@ class Daemon {
                 {"namespaces", registry_.size()},
                 {"clients", server_->connections()},
                 {"requests", server_->requests_served()},
+                {"tracker", tracker_status()},
                 {"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", caller.pid}}}};
+    }
+
+    json tracker_status() const {
+        if (!tracker_) return {{"state", "unavailable"}, {"reason", tracker_error_}};
+        auto c = tracker_->counters();
+        return {{"state", "active"},
+                {"pin_dir", tracker_->pin_dir()},
+                {"reused", tracker_->reused()},
+                {"members", tracker_->members().size()},
+                {"policies", tracker_->policies().size()},
+                {"views", tracker_->views().size()},
+                {"held_at_exec", c[PNS_COUNTER_HELD]},
+                {"entered_policy_cgroups", c[PNS_COUNTER_ENTERED]},
+                {"escapes", c[PNS_COUNTER_ESCAPES]},
+                {"lost_events", c[PNS_COUNTER_LOST_EVENTS]}};
     }
 
     Options options_;
     Registry registry_;
     std::unique_ptr<Tracer> tracer_;
+    std::unique_ptr<Tracker> tracker_;
+    std::string tracker_error_;
     std::unique_ptr<Server> server_;
     Members members_;
+    Policies policies_;
     std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
@@ -211,7 +256,20 @@ int serve(const Options& options) {
         spdlog::error("tracer: {}", tracer.error().message);
         return 1;
     }
-    Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(*server));
+    // The BPF tracker: without it pnsd still serves (no cgroup policies), and says why.
+    std::unique_ptr<Tracker> tracker;
+    std::string tracker_error;
+    if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
+        tracker = std::move(*loaded);
+        spdlog::info("tracker: {} under '{}'",
+                     tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
+                     options.bpf_dir);
+    } else {
+        tracker_error = loaded.error().message;
+        spdlog::error("tracker: unavailable: {}", tracker_error);
+    }
+    Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(tracker),
+                  std::move(tracker_error), std::move(*server));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
     if (!st) {
@@ -231,6 +289,8 @@ int main(int argc, char** argv) {
     app.add_option("--state-dir", options.state_dir, "where namespace tables are stored")
         ->capture_default_str();
     app.add_option("--runtime-dir", options.runtime_dir, "where views and runtime state live")
+        ->capture_default_str();
+    app.add_option("--bpf-dir", options.bpf_dir, "where the BPF tracker is pinned (on bpffs)")
         ->capture_default_str();
     app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
         ->capture_default_str();

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -151,8 +153,153 @@ std::int64_t unix_seconds(std::chrono::system_clock::time_point t) {
 
 }  // namespace
 
-Members::Members(const Registry& registry, Views& views, Tracer& tracer, Answer answer)
-    : registry_(registry), views_(views), tracer_(tracer), answer_(std::move(answer)) {}
+Members::Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker,
+                 Answer answer)
+    : registry_(registry),
+      views_(views),
+      tracer_(tracer),
+      tracker_(tracker),
+      answer_(std::move(answer)) {}
+
+void Members::sync_views() {
+    if (!tracker_) return;
+    auto index = views_.index();
+    std::map<std::string, std::uint32_t> primary;
+    for (const auto& [ino, loc] : index.mnt)
+        if (loc.uid == 0) primary[loc.name] = static_cast<std::uint32_t>(ino);
+    std::map<std::uint32_t, std::uint32_t> want;
+    for (const auto& [ino, loc] : index.mnt)
+        if (auto p = primary.find(loc.name); p != primary.end())
+            want[static_cast<std::uint32_t>(ino)] = p->second;
+    for (const auto& [mnt, ns] : tracker_->views())
+        if (!want.contains(mnt)) (void)tracker_->remove_view(mnt);
+    for (const auto& [mnt, ns] : want)
+        if (auto st = tracker_->set_view(mnt, ns); !st)
+            spdlog::error("tracker: {}", st.error().message);
+}
+
+std::uint32_t Members::primary_of(const std::string& name) const {
+    struct stat st {};
+    if (::stat((views_.view_dir(name) + "/mnt").c_str(), &st) != 0) return 0;
+    return static_cast<std::uint32_t>(st.st_ino);
+}
+
+std::string Members::name_of(std::uint32_t ns) const {
+    for (const auto& [ino, loc] : views_.index().mnt)
+        if (static_cast<std::uint32_t>(ino) == ns && loc.uid == 0) return loc.name;
+    return {};
+}
+
+// Tells the tracker that `pid` is a member of `ns` now (its children will be too).
+void Members::track(pid_t pid, const std::string& ns, std::uint64_t cgroup) {
+    if (!tracker_) return;
+    auto index = views_.index();
+    for (const auto& [ino, loc] : index.mnt) {
+        if (loc.name != ns || loc.uid != 0) continue;
+        pns_member m{static_cast<std::uint32_t>(ino), PNS_STATE_MEMBER, cgroup};
+        if (auto st = tracker_->set_member(pid, m); !st)
+            spdlog::error("tracker: {}", st.error().message);
+        return;
+    }
+}
+
+void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held) {
+    auto give_up = [&](const std::string& why) {
+        if (held) {
+            // It exec'd in a policy cgroup and cannot be joined: it must not run outside.
+            ::kill(pid, SIGKILL);
+            spdlog::warn("policy: {} killed: held at exec for {} and {}", pid, quote(name), why);
+        } else {
+            spdlog::warn("policy: {} not joined to {}: {}", pid, quote(name), why);
+        }
+    };
+    auto target = inspect(Caller{0, 0, 0}, pid);
+    if (!target) return give_up(target.error().message);
+    const Target& t = *target;
+    const Namespace* ns = registry_.lookup(name);
+    if (!ns) return give_up("no namespace " + quote(name));
+    if (t.root && ns->owner != 0) return give_up("it runs as root and the namespace is not root's");
+    auto index = views_.index();
+    uid_t view_uid = t.root ? 0 : t.uid;
+    if (auto loc = index.mnt.find(t.mnt);
+        loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
+        set_record(pid, name, "member");
+        track(pid, name, cgroup);
+        if (held) ::kill(pid, SIGCONT);
+        return;
+    }
+    if (!t.root && t.gid != primary_gid(t.uid))
+        return give_up("it does not run with its user's primary group");
+    auto dest = std::make_shared<Destination>();
+    dest->ns = name;
+    if (t.root) {
+        auto mnt = views_.primary(name);
+        if (!mnt) return give_up(mnt.error().message);
+        dest->mnt = std::move(*mnt);
+    } else {
+        auto sat = views_.satellite(name, t.uid, t.gid);
+        if (!sat) return give_up(sat.error().message);
+        dest->user = std::move(sat->user);
+        dest->mnt = std::move(sat->mnt);
+        sync_views();
+    }
+    std::uint64_t request = ++next_request_;
+    Outstanding out;
+    out.pid = pid;
+    out.ns = name;
+    out.internal = true;
+    out.held = held;
+    out.cgroup = cgroup;
+    outstanding_[request] = out;
+    set_record(pid, name, held ? "held" : "pending");
+    tracer_.join(request, pid, t.stat.start_time, std::move(dest), held);
+}
+
+void Members::on_tracker_events() {
+    if (!tracker_) return;
+    std::vector<pns_event> events;
+    tracker_->drain([&](const pns_event& e) { events.push_back(e); });
+    for (const auto& e : events) {
+        auto tgid = static_cast<pid_t>(e.tgid);
+        std::string comm(e.comm, strnlen(e.comm, sizeof e.comm));
+        switch (e.kind) {
+            case PNS_EVENT_ENTERED:
+            case PNS_EVENT_HELD: {
+                std::string name = name_of(e.ns);
+                if (name.empty()) {
+                    if (e.kind == PNS_EVENT_HELD) ::kill(tgid, SIGKILL);
+                    spdlog::warn("policy: {} ({}) matched a policy of a namespace that is gone",
+                                 tgid, comm);
+                    break;
+                }
+                spdlog::debug("policy: {} ({}) {} {}", tgid, comm,
+                              e.kind == PNS_EVENT_HELD ? "held at exec for" : "entered a cgroup of",
+                              quote(name));
+                join_for_policy(tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
+                break;
+            }
+            case PNS_EVENT_EXIT:
+                records_.erase(tgid);
+                break;
+            case PNS_EVENT_ESCAPE: {
+                std::string name = name_of(e.ns);
+                const Namespace* ns = name.empty() ? nullptr : registry_.lookup(name);
+                if (ns && ns->locked) {
+                    ::kill(tgid, SIGKILL);
+                    spdlog::warn("members: {} ({}) left the view of locked namespace {}: killed",
+                                 tgid, comm, quote(name));
+                } else {
+                    spdlog::warn("members: {} ({}) left the view of {} by itself", tgid, comm,
+                                 quote(name));
+                }
+                records_.erase(tgid);
+                break;
+            }
+            default:
+                break;
+        }
+    }
+}
 
 std::optional<Result<json>> Members::handle(const Caller& caller, const protocol::Request& request,
                                             Server::Ticket ticket) {
@@ -332,12 +479,22 @@ void Members::on_tracer_events() {
         switch (ev.kind) {
             case Kind::kJoined: {
                 json result = {{"pid", ev.pid}, {"name", ns}};
+                if (out && out->internal) {
+                    set_record(ev.pid, ns, "member");
+                    track(ev.pid, ns, out->cgroup);
+                    spdlog::info("policy: {} joined {}{}", label, quote(ns),
+                                 out->held ? " (it was held at exec)" : "");
+                    outstanding_.erase(ev.request);
+                    break;
+                }
                 if (out && out->detach) {
+                    if (tracker_) (void)tracker_->remove_member(ev.pid);
                     records_.erase(ev.pid);
                     result["state"] = "detached";
                     spdlog::info("members: {} left {} for the host view", label, quote(ns));
                 } else {
                     set_record(ev.pid, ns, "member");
+                    track(ev.pid, ns, 0);
                     result["state"] = "member";
                     spdlog::info("members: {} joined {}", label, quote(ns));
                 }
@@ -365,6 +522,11 @@ void Members::on_tracer_events() {
                                         {"warning", ev.message}});
                 break;
             case Kind::kFailed:
+                if (out && out->internal && out->held) {
+                    ::kill(ev.pid, SIGKILL);
+                    spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
+                                 label, quote(ns), ev.message);
+                }
                 if (auto rec = records_.find(ev.pid);
                     rec != records_.end() && rec->second.state != "member")
                     records_.erase(rec);
@@ -374,6 +536,7 @@ void Members::on_tracer_events() {
                 break;
             case Kind::kExecJoined:
                 set_record(ev.pid, ns, "member");
+                track(ev.pid, ns, 0);
                 spdlog::info("members: {} joined {} at its exec", label, quote(ns));
                 outstanding_.erase(ev.request);
                 break;

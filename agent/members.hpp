@@ -28,6 +28,7 @@
 #include "agent/registry.hpp"
 #include "agent/server.hpp"
 #include "agent/tracer.hpp"
+#include "agent/tracker.hpp"
 #include "agent/views.hpp"
 #include "pns/protocol.hpp"
 
@@ -39,7 +40,9 @@ class Members {
     // Delivers the answer of a deferred request (on the main thread).
     using Answer = std::function<void(Server::Ticket, const Result<Json>&)>;
 
-    Members(const Registry& registry, Views& views, Tracer& tracer, Answer answer);
+    // `tracker` may be null (pnsd runs without the BPF tracker).
+    Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker,
+            Answer answer);
 
     bool handles(std::string_view op) const { return op.starts_with("proc."); }
 
@@ -52,6 +55,23 @@ class Members {
 
     // Members of namespace `name` for `ns show`: every process in one of its views.
     Json list(const Caller& caller, const std::string& name) const;
+
+    // Joins `pid` to `name` for a cgroup policy (from cgroup `cgroup`): the rules about the
+    // process apply, not those about a caller. `held`: the tracker stopped it at exec; it is
+    // continued once it is in the view, and killed if it cannot be joined (no program it execs
+    // may run outside the view).
+    void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held);
+
+    // Takes the tracker's events: processes entering policy cgroups, held at exec, exits,
+    // escapes.
+    void on_tracker_events();
+
+    // Makes the tracker's map of views match the pinned views (after views come and go).
+    void sync_views();
+
+    // The inode of the mount namespace of `name`'s primary view: how the tracker names it
+    // (0 if it has no view).
+    std::uint32_t primary_of(const std::string& name) const;
 
   private:
     struct Record {
@@ -66,6 +86,9 @@ class Members {
         std::string ns;
         bool detach = false;
         bool answered = false;
+        bool internal = false;  // for a policy: nobody waits for an answer
+        bool held = false;      // held at exec: killed if the join fails
+        std::uint64_t cgroup = 0;
     };
 
     Result<Json> join(const Caller& caller, const Json& args, Server::Ticket ticket);
@@ -77,9 +100,14 @@ class Members {
     // Forgets the records of processes that are gone.
     void prune();
 
+    // The namespace whose primary view has mount namespace inode `ns` ("" if none).
+    std::string name_of(std::uint32_t ns) const;
+    void track(pid_t pid, const std::string& ns, std::uint64_t cgroup);
+
     const Registry& registry_;
     Views& views_;
     Tracer& tracer_;
+    Tracker* tracker_;
     Answer answer_;
     std::uint64_t next_request_ = 0;
     std::map<std::uint64_t, Outstanding> outstanding_;

@@ -197,8 +197,8 @@ Status write_file_atomically(int dirfd, const std::string& dir_path, const std::
     if (stem.ends_with(kSuffix)) stem.remove_suffix(kSuffix.size());
     std::string temp = "." + std::string(stem) + std::string(kTempSuffix);
     std::string context = "save '" + dir_path + "/" + file + "'";
-    UniqueFd fd(::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                         0600));
+    UniqueFd fd(
+        ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd) return sys_error(context + ": create temporary file");
     auto fail = [&](Error error) {
         ::unlinkat(dirfd, temp.c_str(), 0);
@@ -229,7 +229,8 @@ Result<std::string> Store::load_policies() const {
     std::string text;
     char buf[65536];
     ssize_t n;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0)
+        text.append(buf, static_cast<std::size_t>(n));
     if (n < 0) return sys_error("read '" + state_path_ + "/policies.json'");
     return text;
 }

@@ -224,6 +224,8 @@ class Tracer::Loop {
         std::shared_ptr<Holder> holder;
         Clock::time_point started = Clock::now();
         bool reported_pending = false;
+        bool resume = false;              // SIGCONT after it is let go (held at exec)
+        std::vector<std::uint64_t> also;  // later requests for the same process
 
         // What is saved at the first stop and put back at the end.
         arch::Registers saved{};
@@ -406,6 +408,12 @@ void Tracer::Loop::start_attach(const Command& command) {
         emit(TraceEvent::Kind::kFailed, command.request, pid, "pnsd is stopping", ESHUTDOWN);
         return;
     }
+    if (auto it = jobs_.find(pid); it != jobs_.end() && it->second.origin == Job::Origin::kAttach) {
+        // Being joined already: the answer of that join is this one's too.
+        it->second.resume = it->second.resume || command.resume;
+        it->second.also.push_back(command.request);
+        return;
+    }
     if (jobs_.contains(pid) || supervised_.contains(pid)) {
         emit(TraceEvent::Kind::kFailed, command.request, pid, "is already being joined", EBUSY);
         return;
@@ -434,6 +442,7 @@ void Tracer::Loop::start_attach(const Command& command) {
     job.request = command.request;
     job.start_time = command.start_time;
     job.dest = command.destination;
+    job.resume = command.resume;
     jobs_.emplace(pid, std::move(job));
 }
 
@@ -826,6 +835,7 @@ void Tracer::Loop::finish(Job& job) {
     ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(deliver)));
     for (std::size_t i = first_resent; i < job.held_signals.size(); ++i)
         ::syscall(SYS_tgkill, tid, tid, job.held_signals[i]);
+    if (job.resume && !job.error) ::kill(tid, SIGCONT);
     conclude(job, true);
 }
 
@@ -837,13 +847,17 @@ void Tracer::Loop::conclude(Job& job, bool alive) {
     std::uint64_t request = job.request;
     std::optional<Error> error = job.error;
     std::string warning = job.warning;
+    std::vector<std::uint64_t> requests = job.also;
+    requests.insert(requests.begin(), request);
     drop_job(tid);
     switch (origin) {
         case Job::Origin::kAttach:
-            if (error)
-                emit(TraceEvent::Kind::kFailed, request, tid, error->message, error->code);
-            else
-                emit(TraceEvent::Kind::kJoined, request, tid, warning);
+            for (std::uint64_t r : requests) {
+                if (error)
+                    emit(TraceEvent::Kind::kFailed, r, tid, error->message, error->code);
+                else
+                    emit(TraceEvent::Kind::kJoined, r, tid, warning);
+            }
             break;
         case Job::Origin::kChild:
             if (error)
@@ -1136,8 +1150,8 @@ std::vector<TraceEvent> Tracer::take_events() {
 }
 
 void Tracer::join(std::uint64_t request, pid_t pid, std::uint64_t start_time,
-                  std::shared_ptr<const Destination> destination) {
-    post(Command{Command::Kind::kJoin, request, pid, start_time, std::move(destination)});
+                  std::shared_ptr<const Destination> destination, bool resume) {
+    post(Command{Command::Kind::kJoin, request, pid, start_time, std::move(destination), resume});
 }
 
 void Tracer::release(pid_t pid) {

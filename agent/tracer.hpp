@@ -81,8 +81,9 @@ class Tracer {
     // Makes `pid` join `destination`. `start_time` (from /proc/PID/stat) is checked once the
     // process is stopped, so a pid reused since the caller looked at it is left alone.
     // Answers with kJoined, kSupervising, kPending or kFailed, then more events.
+    // `resume`: the process is held (stopped by the tracker at exec): SIGCONT once it joined.
     void join(std::uint64_t request, pid_t pid, std::uint64_t start_time,
-              std::shared_ptr<const Destination> destination);
+              std::shared_ptr<const Destination> destination, bool resume = false);
 
     // Ends the supervision of `pid` (its threads are let go, nothing else changes).
     void release(pid_t pid);
@@ -96,6 +97,7 @@ class Tracer {
         pid_t pid = 0;
         std::uint64_t start_time = 0;
         std::shared_ptr<const Destination> destination;
+        bool resume = false;
     };
 
     Tracer(UniqueFd commands, UniqueFd events);

@@ -31,7 +31,9 @@ Error libbpf_error(int err, const std::string& what) {
     return Error::from_errno(err < 0 ? -err : err, what);
 }
 
-int dup_fd(int fd) { return ::fcntl(fd, F_DUPFD_CLOEXEC, 3); }
+int dup_fd(int fd) {
+    return ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
 
 }  // namespace
 
@@ -64,9 +66,9 @@ Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
     } close{skel};
     if (int err = tracker_bpf__load(skel); err)
         return libbpf_error(err, "load the BPF tracker (tracepoint and tp_btf programs)");
-    bpf_program* programs[] = {skel->progs.on_fork,          skel->progs.on_exec,
-                               skel->progs.on_exit,          skel->progs.on_cgroup_attach,
-                               skel->progs.on_setns,         skel->progs.on_unshare};
+    bpf_program* programs[] = {skel->progs.on_fork,  skel->progs.on_exec,
+                               skel->progs.on_exit,  skel->progs.on_cgroup_attach,
+                               skel->progs.on_setns, skel->progs.on_unshare};
     for (std::size_t i = 0; i < std::size(programs); ++i) {
         bpf_link* link = bpf_program__attach(programs[i]);
         if (!link) return libbpf_error(errno, std::string("attach ") + kPrograms[i]);
@@ -74,8 +76,8 @@ Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
         bpf_link__destroy(link);  // the pin keeps it attached
         if (err) return libbpf_error(err, std::string("pin the link of ") + kPrograms[i]);
     }
-    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views,
-                       skel->maps.events, skel->maps.counters};
+    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views, skel->maps.events,
+                       skel->maps.counters};
     UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
                        &tracker.counters_};
     for (std::size_t i = 0; i < std::size(maps); ++i) {
@@ -99,7 +101,8 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
                            &tracker->events_, &tracker->counters_};
         for (std::size_t i = 0; i < std::size(kMaps); ++i) {
             fds[i]->reset(bpf_obj_get((pin_dir + "/" + kMaps[i]).c_str()));
-            if (!*fds[i]) return sys_error("open the pinned map '" + pin_dir + "/" + kMaps[i] + "'");
+            if (!*fds[i])
+                return sys_error("open the pinned map '" + pin_dir + "/" + kMaps[i] + "'");
         }
     } else {
         // Nothing, or the remains of a start that failed half-way: begin again.
@@ -123,7 +126,9 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
     return tracker;
 }
 
-int Tracker::event_fd() const { return ring_buffer__epoll_fd(ring_); }
+int Tracker::event_fd() const {
+    return ring_buffer__epoll_fd(ring_);
+}
 
 void Tracker::drain(const std::function<void(const pns_event&)>& on_event) {
     auto sink = on_event;
@@ -167,7 +172,9 @@ std::vector<std::pair<K, V>> dump(int fd) {
 Status Tracker::set_view(std::uint32_t mnt, std::uint32_t ns) {
     return update(views_.get(), mnt, ns, "views");
 }
-Status Tracker::remove_view(std::uint32_t mnt) { return erase(views_.get(), mnt, "views"); }
+Status Tracker::remove_view(std::uint32_t mnt) {
+    return erase(views_.get(), mnt, "views");
+}
 std::vector<std::pair<std::uint32_t, std::uint32_t>> Tracker::views() const {
     return dump<std::uint32_t, std::uint32_t>(views_.get());
 }

@@ -447,6 +447,32 @@ int main(int argc, char** argv) {
         status = request(globals, "proc.detach", {{"pid", *pid}}, cli::print_join);
     });
 
+    // policy set|rm|ls
+    auto* policy =
+        app.add_subcommand("policy", "cgroup-level policy: a cgroup's processes join a namespace");
+    policy->require_subcommand(1);
+    std::string cgroup;
+    auto* policy_set =
+        policy->add_subcommand("set", "every process in CGROUP (and below) joins NAME");
+    policy_set
+        ->add_option("--cgroup", cgroup, "cgroup path, relative to the cgroup2 mount or absolute")
+        ->required();
+    policy_set->add_option("--ns", ns_name, "namespace")->required();
+    policy_set->callback([&] {
+        status = request(globals, "policy.set", {{"cgroup", cgroup}, {"name", ns_name}});
+    });
+    auto* policy_rm = policy->add_subcommand("rm", "remove the policy of CGROUP");
+    policy_rm->add_option("--cgroup", cgroup, "cgroup path")->required();
+    policy_rm->callback([&] { status = request(globals, "policy.rm", {{"cgroup", cgroup}}); });
+    policy->add_subcommand("ls", "list the policies")->callback([&] {
+        status = request(globals, "policy.ls", json::object(), [](std::FILE* out, const json& r) {
+            std::fprintf(out, "%-40s  %s\n", "CGROUP", "NAMESPACE");
+            for (const auto& p : r.value("policies", json::array()))
+                std::fprintf(out, "%-40s  %s\n", p.value("cgroup", std::string()).c_str(),
+                             p.value("name", std::string()).c_str());
+        });
+    });
+
     // ps [--ns NAME]
     auto* ps = app.add_subcommand("ps", "list the processes in views, and those pnsd supervises");
     ps->add_option("--ns", ns_name, "only this namespace's");

@@ -41,6 +41,15 @@ void print_status(std::FILE* out, const json& status) {
     std::fprintf(out, "namespaces:  %s\n", str(status, "namespaces").c_str());
     std::fprintf(out, "clients:     %s\n", str(status, "clients").c_str());
     std::fprintf(out, "requests:    %s\n", str(status, "requests").c_str());
+    if (auto t = status.find("tracker"); t != status.end() && t->is_object()) {
+        if (str(*t, "state") == "active")
+            std::fprintf(out,
+                         "tracker:     active (%s), %s members, %s policies, %s held at exec\n",
+                         str(*t, "pin_dir").c_str(), str(*t, "members").c_str(),
+                         str(*t, "policies").c_str(), str(*t, "held_at_exec").c_str());
+        else
+            std::fprintf(out, "tracker:     unavailable (%s)\n", str(*t, "reason").c_str());
+    }
     if (auto caller = status.find("caller"); caller != status.end() && caller->is_object())
         std::fprintf(out, "you are:     uid %s, pid %s\n", str(*caller, "uid").c_str(),
                      str(*caller, "pid").c_str());
