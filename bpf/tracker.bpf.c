@@ -106,14 +106,15 @@ int BPF_PROG(on_fork, struct task_struct* parent, struct task_struct* child) {
     if (!m) return 0;
     struct pns_member copy = *m;
     __u32 child_tgid = child->tgid;
-    // A child made in a new mount namespace (clone with CLONE_NEWNS) has left the view.
-    if (copy.state == PNS_STATE_MEMBER) {
-        __u32* in = bpf_map_lookup_elem(&views, &(__u32){mnt_of(child)});
-        if (!in || *in != copy.ns) {
-            copy.state = PNS_STATE_ESCAPED;
-            count(PNS_COUNTER_ESCAPES);
-            emit(PNS_EVENT_ESCAPE, child, copy.ns, copy.cgroup);
-        }
+    __u32* in = bpf_map_lookup_elem(&views, &(__u32){mnt_of(child)});
+    if (in && *in == copy.ns) {
+        // In the view (its parent may have been joined a moment ago, before pnsd said so).
+        copy.state = PNS_STATE_MEMBER;
+    } else if (copy.state == PNS_STATE_MEMBER) {
+        // Made in a new mount namespace (clone with CLONE_NEWNS): it has left the view.
+        copy.state = PNS_STATE_ESCAPED;
+        count(PNS_COUNTER_ESCAPES);
+        emit(PNS_EVENT_ESCAPE, child, copy.ns, copy.cgroup);
     }
     bpf_map_update_elem(&members, &child_tgid, &copy, BPF_ANY);
     return 0;

@@ -227,16 +227,29 @@ TempDir::~TempDir() {
     if (ec) ADD_FAILURE() << "cannot remove '" << path_ << "': " << ec.message();
 }
 
+namespace {
+// bpffs refuses names with a '.' in them.
+std::string bpf_dir_for(const std::string& dir) {
+    std::string name = std::filesystem::path(dir).filename().string();
+    std::replace(name.begin(), name.end(), '.', '_');
+    return "/sys/fs/bpf/pns-test-" + name;
+}
+}  // namespace
+
 Pnsd::Pnsd(const std::string& dir)
     : dir_(dir),
       socket_(dir + "/pnsd.sock"),
       state_dir_(dir + "/state"),
       runtime_dir_(dir + "/run"),
       log_path_(dir + "/pnsd.log"),
-      notify_path_(dir + "/notify.sock") {}
+      notify_path_(dir + "/notify.sock"),
+      // Each test's pnsd pins its own tracker, removed with it.
+      bpf_dir_(bpf_dir_for(dir)) {}
 
 Pnsd::~Pnsd() {
     if (pid_ > 0) stop();
+    std::error_code ec;
+    std::filesystem::remove_all(bpf_dir_, ec);
     if (holder_ > 0) {
         // The namespace, and every mount pnsd made in it, goes with its last process.
         kill(holder_, SIGKILL);
@@ -289,9 +302,9 @@ bool Pnsd::start() {
         return false;
     }
     std::string holder_ns = "/proc/" + std::to_string(holder_) + "/ns/mnt";
-    std::vector<std::string> argv = {pnsd_path(),   "--socket",    socket_,
-                                     "--state-dir", state_dir_,    "--runtime-dir",
-                                     runtime_dir_,  "--log-level", "debug"};
+    std::vector<std::string> argv = {pnsd_path(), "--socket",      socket_,      "--state-dir",
+                                     state_dir_,  "--runtime-dir", runtime_dir_, "--log-level",
+                                     "debug",     "--bpf-dir",     bpf_dir_};
     auto args = c_argv(argv);
     std::string notify_env = "NOTIFY_SOCKET=" + notify_path_;
     pid_ = fork();

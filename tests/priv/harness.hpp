@@ -14,6 +14,15 @@
 #include <string_view>
 #include <vector>
 
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -93,6 +102,7 @@ class Pnsd {
     const std::string& socket() const { return socket_; }
     const std::string& state_dir() const { return state_dir_; }
     const std::string& runtime_dir() const { return runtime_dir_; }
+    const std::string& bpf_dir() const { return bpf_dir_; }
     // The whole log of every pnsd started on this directory, and the part written since the
     // latest start().
     std::string log() const;
@@ -102,7 +112,7 @@ class Pnsd {
     Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) const;
 
   private:
-    std::string dir_, socket_, state_dir_, runtime_dir_, log_path_, notify_path_;
+    std::string dir_, socket_, state_dir_, runtime_dir_, log_path_, notify_path_, bpf_dir_;
     pid_t pid_ = -1;
     std::size_t log_offset_ = 0;
     std::optional<rlim_t> fd_limit_;
@@ -210,6 +220,112 @@ class PnsdTest : public PrivTest {
 // The mount ID of the mount at `path` (exactly), as process `pid` sees it (0: this process);
 // -1 when nothing is mounted there.
 long mount_id(const std::string& path, pid_t pid = 0);
+
+// ---- processes in the background ----
+
+// The mount namespace of process `pid`, as "mnt:[N]".
+inline std::string mount_ns(pid_t pid) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/ns/mnt", ec);
+    return ec ? "gone" : target.string();
+}
+
+// The state letter of process `pid` (R, S, D, T, t, Z), or '?' when it is gone.
+inline char state_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(in, line);
+    auto close = line.rfind(')');
+    return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
+}
+
+// A program run in the background with pipes to its stdin and stdout, as root or as a uid.
+class Proc {
+  public:
+    Proc(std::vector<std::string> argv, std::optional<uid_t> uid = std::nullopt) {
+        int in[2], out[2];
+        if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
+            ADD_FAILURE() << "pipe";
+            return;
+        }
+        std::vector<char*> args;
+        for (auto& a : argv) args.push_back(a.data());
+        args.push_back(nullptr);
+        pid_ = fork();
+        if (pid_ == 0) {
+            dup2(in[0], 0);
+            dup2(out[1], 1);
+            if (uid) {
+                if (setgroups(0, nullptr) != 0 || setresgid(*uid, *uid, *uid) != 0 ||
+                    setresuid(*uid, *uid, *uid) != 0)
+                    _exit(126);
+            }
+            execv(args[0], args.data());
+            _exit(127);
+        }
+        close(in[0]);
+        close(out[1]);
+        to_ = in[1];
+        from_ = out[0];
+    }
+    ~Proc() {
+        if (to_ >= 0) close(to_);
+        if (from_ >= 0) close(from_);
+        if (pid_ > 0 && !reaped_) {
+            kill(pid_, SIGKILL);
+            waitpid(pid_, nullptr, 0);
+        }
+    }
+    pid_t pid() const { return pid_; }
+
+    void send(const std::string& line) {
+        std::string l = line + "\n";
+        EXPECT_EQ(write(to_, l.data(), l.size()), static_cast<ssize_t>(l.size()));
+    }
+
+    // The next line of output (without '\n'); empty on EOF or after `timeout`.
+    std::string line(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            auto nl = buf_.find('\n');
+            if (nl != std::string::npos) {
+                std::string l = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                return l;
+            }
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return {};
+            pollfd pfd{from_, POLLIN, 0};
+            if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+            char b[4096];
+            ssize_t n = read(from_, b, sizeof b);
+            if (n <= 0) return {};
+            buf_.append(b, static_cast<std::size_t>(n));
+        }
+    }
+
+    // Waits for the exit; returns the exit status (128 + signal), -1 after `timeout`.
+    int wait(std::chrono::seconds timeout = std::chrono::seconds(60)) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            int status = 0;
+            pid_t r = waitpid(pid_, &status, WNOHANG);
+            if (r == pid_) {
+                reaped_ = true;
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+            usleep(10000);
+        }
+        return -1;
+    }
+
+  private:
+    pid_t pid_ = -1;
+    int to_ = -1, from_ = -1;
+    bool reaped_ = false;
+    std::string buf_;
+};
 
 const char* pnsd_path();
 const char* pnsctl_path();

@@ -16,6 +16,7 @@
 //     starts COUNT children (fork and posix_spawn in turn) that each read PATH and compare it
 //     with EXPECT; prints "children N misses M" and execs cat PATH.
 //   pns-test-victim check PATH EXPECT   exit 0 when PATH holds EXPECT
+//   pns-test-victim forker COUNT         COUNT rounds of fork, _exit in the child, wait
 //
 // The busy modes print "ready" once running and, when STOPFILE appears, "ok N" (N rounds)
 // or "FAIL reason", exiting 0 or 1.
@@ -306,6 +307,16 @@ static int mode_spawner(const char* self, const char* path, const char* expect, 
 int main(int argc, char** argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc == 4 && strcmp(argv[1], "check") == 0) return check(argv[2], argv[3]);
+    if (argc == 3 && strcmp(argv[1], "forker") == 0) {
+        long count = atol(argv[2]);
+        for (long i = 0; i < count; ++i) {
+            pid_t pid = fork();
+            if (pid == 0) _exit(0);
+            if (pid < 0 || waitpid(pid, NULL, 0) != pid) return 1;
+        }
+        printf("forked %ld\n", count);
+        return 0;
+    }
     if (argc == 5 && strcmp(argv[1], "spawner") == 0)
         return mode_spawner(argv[0], argv[2], argv[3], atoi(argv[4]));
     if (argc != 3) {
