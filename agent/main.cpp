@@ -55,11 +55,15 @@ class Daemon {
           tracker_(std::move(tracker)),
           tracker_error_(std::move(tracker_error)),
           server_(std::move(server)),
-          members_(registry_, views, *tracer_, tracker_.get(),
-                   [this](Server::Ticket ticket, const Result<json>& result) {
-                       server_->answer(ticket, result ? protocol::encode_success(*result)
-                                                      : protocol::encode_failure(result.error()));
-                   }),
+          members_(
+              registry_, views, *tracer_, tracker_.get(),
+              [this](Server::Ticket ticket, const Result<json>& result) {
+                  server_->answer(ticket, result ? protocol::encode_success(*result)
+                                                 : protocol::encode_failure(result.error()));
+              },
+              [this](Server::Ticket ticket, const json& line) {
+                  return server_->push(ticket, protocol::encode_success(line));
+              }),
           policies_(registry_, members_, tracker_.get()) {}
 
     std::optional<std::string> handle(const Caller& caller, std::string_view line,

@@ -147,6 +147,11 @@ std::string describe_location(const Views::Location& loc) {
                         : "the view of " + quote(loc.name) + " for uid " + std::to_string(loc.uid);
 }
 
+std::string comm_of(pid_t pid) {
+    auto status = proc::read_status(pid);
+    return status ? status->name : std::string();
+}
+
 std::int64_t unix_seconds(std::chrono::system_clock::time_point t) {
     return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -154,12 +159,31 @@ std::int64_t unix_seconds(std::chrono::system_clock::time_point t) {
 }  // namespace
 
 Members::Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker,
-                 Answer answer)
+                 Answer answer, Push push)
     : registry_(registry),
       views_(views),
       tracer_(tracer),
       tracker_(tracker),
-      answer_(std::move(answer)) {}
+      answer_(std::move(answer)),
+      push_(std::move(push)) {}
+
+void Members::publish(const std::string& kind, pid_t pid, const std::string& comm,
+                      const std::string& ns, const std::string& detail) {
+    if (watchers_.empty()) return;
+    auto status = proc::read_status(pid);
+    uid_t uid = status ? status->uids[1] : static_cast<uid_t>(-1);
+    const Namespace* n = ns.empty() ? nullptr : registry_.lookup(ns);
+    json event = {{"event", kind},
+                  {"pid", pid},
+                  {"comm", comm},
+                  {"namespace", ns},
+                  {"time", unix_seconds(std::chrono::system_clock::now())}};
+    if (!detail.empty()) event["detail"] = detail;
+    std::erase_if(watchers_, [&](const Watcher& w) {
+        bool may = w.caller.is_root() || w.caller.uid == uid || (n && n->owner == w.caller.uid);
+        return may && !push_(w.ticket, event);
+    });
+}
 
 void Members::sync_views() {
     if (!tracker_) return;
@@ -243,6 +267,11 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
         dest->mnt = std::move(sat->mnt);
         sync_views();
     }
+    // A join already under way for it (it entered the cgroup, then exec'd): the tracer merges
+    // the two; only the later request is reported.
+    std::erase_if(outstanding_, [&](const auto& entry) {
+        return entry.second.internal && entry.second.pid == pid;
+    });
     std::uint64_t request = ++next_request_;
     Outstanding out;
     out.pid = pid;
@@ -275,11 +304,13 @@ void Members::on_tracker_events() {
                 spdlog::debug("policy: {} ({}) {} {}", tgid, comm,
                               e.kind == PNS_EVENT_HELD ? "held at exec for" : "entered a cgroup of",
                               quote(name));
+                publish(e.kind == PNS_EVENT_HELD ? "held" : "entered", tgid, comm, name);
                 join_for_policy(tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
                 break;
             }
             case PNS_EVENT_EXIT:
                 records_.erase(tgid);
+                publish("exit", tgid, comm, "");
                 break;
             case PNS_EVENT_ESCAPE: {
                 std::string name = name_of(e.ns);
@@ -288,9 +319,11 @@ void Members::on_tracker_events() {
                     ::kill(tgid, SIGKILL);
                     spdlog::warn("members: {} ({}) left the view of locked namespace {}: killed",
                                  tgid, comm, quote(name));
+                    publish("escape", tgid, comm, name, "killed: the namespace is locked");
                 } else {
                     spdlog::warn("members: {} ({}) left the view of {} by itself", tgid, comm,
                                  quote(name));
+                    publish("escape", tgid, comm, name);
                 }
                 records_.erase(tgid);
                 break;
@@ -305,6 +338,12 @@ std::optional<Result<json>> Members::handle(const Caller& caller, const protocol
                                             Server::Ticket ticket) {
     const auto& op = request.op;
     prune();
+    if (op == "proc.events") {
+        // Streams: the first line says it is on, then one line per event until the client goes.
+        watchers_.push_back(Watcher{ticket, caller});
+        if (!push_(ticket, json{{"watching", true}})) watchers_.pop_back();
+        return std::nullopt;
+    }
     if (op == "proc.ls") {
         if (auto it = request.args.find("name"); it != request.args.end() && !it->is_null()) {
             auto name = protocol::get_string(request.args, "name");
@@ -478,12 +517,15 @@ void Members::on_tracer_events() {
         if (auto st = proc::read_status(ev.pid); st) label += " (" + st->name + ")";
         switch (ev.kind) {
             case Kind::kJoined: {
+                if (!out) break;  // a request merged into a later one (see join_for_policy)
                 json result = {{"pid", ev.pid}, {"name", ns}};
                 if (out && out->internal) {
                     set_record(ev.pid, ns, "member");
                     track(ev.pid, ns, out->cgroup);
                     spdlog::info("policy: {} joined {}{}", label, quote(ns),
                                  out->held ? " (it was held at exec)" : "");
+                    publish(out->held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
+                            "cgroup policy");
                     outstanding_.erase(ev.request);
                     break;
                 }
@@ -497,6 +539,7 @@ void Members::on_tracer_events() {
                     track(ev.pid, ns, 0);
                     result["state"] = "member";
                     spdlog::info("members: {} joined {}", label, quote(ns));
+                    publish("joined", ev.pid, comm_of(ev.pid), ns);
                 }
                 if (!ev.message.empty()) {
                     result["warning"] = ev.message;
@@ -512,6 +555,7 @@ void Members::on_tracer_events() {
                     "members: {} is multithreaded: supervised for {}; it joins at its "
                     "next exec",
                     label, quote(ns));
+                publish("supervising", ev.pid, comm_of(ev.pid), ns);
                 answer(ev.request, json{{"pid", ev.pid}, {"name", ns}, {"state", "supervised"}});
                 break;
             case Kind::kPending:
@@ -522,7 +566,8 @@ void Members::on_tracer_events() {
                                         {"warning", ev.message}});
                 break;
             case Kind::kFailed:
-                if (out && out->internal && out->held) {
+                if (!out) break;
+                if (out->internal && out->held) {
                     ::kill(ev.pid, SIGKILL);
                     spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
                                  label, quote(ns), ev.message);
@@ -531,6 +576,7 @@ void Members::on_tracer_events() {
                     rec != records_.end() && rec->second.state != "member")
                     records_.erase(rec);
                 spdlog::info("members: {} did not join {}: {}", label, quote(ns), ev.message);
+                publish("failed", ev.pid, comm_of(ev.pid), ns, ev.message);
                 answer(ev.request, Error{ev.code ? ev.code : EIO, label + ": " + ev.message});
                 outstanding_.erase(ev.request);
                 break;
@@ -538,12 +584,14 @@ void Members::on_tracer_events() {
                 set_record(ev.pid, ns, "member");
                 track(ev.pid, ns, 0);
                 spdlog::info("members: {} joined {} at its exec", label, quote(ns));
+                publish("joined", ev.pid, comm_of(ev.pid), ns, "at its exec");
                 outstanding_.erase(ev.request);
                 break;
             case Kind::kEnded:
                 records_.erase(ev.pid);
                 spdlog::info("members: supervision of {} for {} ended: {}", label, quote(ns),
                              ev.message);
+                publish("supervision-ended", ev.pid, comm_of(ev.pid), ns, ev.message);
                 outstanding_.erase(ev.request);
                 break;
             case Kind::kChildJoined:
@@ -609,6 +657,30 @@ json Members::processes(const Caller& caller, const std::string* only) const {
         seen[pid] = true;
     }
     ::closedir(d);
+    if (!tracker_) return rows;
+    // The tracker knows members pnsd has not joined itself (children, policy cgroups) and
+    // the ones on their way in (pending, held at exec) or out (escaped).
+    std::map<pid_t, pns_member> tracked;
+    for (const auto& [tgid, m] : tracker_->members()) tracked[tgid] = m;
+    for (auto& row : rows) {
+        auto it = tracked.find(row["pid"].get<pid_t>());
+        row["tracked"] = it != tracked.end();
+        if (it != tracked.end() && it->second.cgroup) row["cgroup_id"] = it->second.cgroup;
+    }
+    for (const auto& [tgid, m] : tracked) {
+        if (seen.contains(tgid) || m.state == PNS_STATE_MEMBER) continue;
+        std::string ns = name_of(m.ns);
+        auto status = proc::read_status(tgid);
+        if (!status || ns.empty() || !visible(ns, status->uids[1])) continue;
+        const char* state = m.state == PNS_STATE_PENDING ? "pending"
+                            : m.state == PNS_STATE_HELD  ? "held"
+                                                         : "escaped";
+        json row = {{"pid", tgid},     {"comm", status->name},   {"uid", status->uids[1]},
+                    {"namespace", ns}, {"view", nullptr},        {"state", state},
+                    {"tracked", true}, {"joined_by_pnsd", false}};
+        if (m.cgroup) row["cgroup_id"] = m.cgroup;
+        rows.push_back(std::move(row));
+    }
     return rows;
 }
 

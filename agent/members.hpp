@@ -39,10 +39,12 @@ class Members {
     using Json = nlohmann::json;
     // Delivers the answer of a deferred request (on the main thread).
     using Answer = std::function<void(Server::Ticket, const Result<Json>&)>;
+    // Sends one more line of a streaming request; false once its client is gone.
+    using Push = std::function<bool(Server::Ticket, const Json&)>;
 
     // `tracker` may be null (pnsd runs without the BPF tracker).
-    Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker,
-            Answer answer);
+    Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker, Answer answer,
+            Push push);
 
     bool handles(std::string_view op) const { return op.starts_with("proc."); }
 
@@ -109,6 +111,15 @@ class Members {
     Tracer& tracer_;
     Tracker* tracker_;
     Answer answer_;
+    Push push_;
+    struct Watcher {
+        Server::Ticket ticket;
+        Caller caller;
+    };
+    std::vector<Watcher> watchers_;  // `pnsctl events`
+    // Tells the watchers who may see it (root, the process's uid, the namespace's owner).
+    void publish(const std::string& kind, pid_t pid, const std::string& comm, const std::string& ns,
+                 const std::string& detail = {});
     std::uint64_t next_request_ = 0;
     std::map<std::uint64_t, Outstanding> outstanding_;
     std::map<pid_t, Record> records_;

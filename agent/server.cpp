@@ -364,6 +364,22 @@ void Server::answer(Ticket ticket, std::string response) {
     flush(conn);
 }
 
+bool Server::push(Ticket ticket, const std::string& response) {
+    auto it = connections_.find(ticket.fd);
+    if (it == connections_.end() || it->second->serial != ticket.connection) return false;
+    Connection& conn = *it->second;
+    if (conn.pending_output() > kOutputHighWater) {
+        close_connection(ticket.fd);
+        return false;
+    }
+    conn.out += response;
+    conn.last_activity = Clock::now();
+    // Sent when the socket is writable, from the event loop: push() may be called while this
+    // very connection's requests are being served.
+    update_interest(conn);
+    return connections_.contains(ticket.fd);
+}
+
 Status Server::watch(int fd, std::function<void()> on_readable) {
     epoll_event ev{};
     ev.events = EPOLLIN;

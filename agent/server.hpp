@@ -53,6 +53,11 @@ class Server {
     // Main thread only (the one in run()).
     void answer(Ticket ticket, std::string response);
 
+    // Sends one more response line for a deferred request that streams (the request stays
+    // open). False when the client is gone, or reads so slowly that its answers pile up past
+    // the high-water mark (then it is disconnected).
+    bool push(Ticket ticket, const std::string& response);
+
     // Calls `on_readable` in the event loop whenever `fd` is readable.
     Status watch(int fd, std::function<void()> on_readable);
 

@@ -30,8 +30,7 @@ Result<Client> Client::connect(const std::string& path) {
     return Client(std::move(fd), path);
 }
 
-Result<protocol::Response> Client::call(const protocol::Request& request,
-                                        std::chrono::milliseconds timeout) {
+Status Client::send(const protocol::Request& request) {
     std::string wire = protocol::encode_request(request);
     std::string_view rest = wire;
     while (!rest.empty()) {
@@ -42,17 +41,24 @@ Result<protocol::Response> Client::call(const protocol::Request& request,
         }
         rest.remove_prefix(static_cast<std::size_t>(n));
     }
+    return {};
+}
 
+Result<protocol::Response> Client::next(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     std::size_t newline;
     while ((newline = pending_.find('\n')) == std::string::npos) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0)
-            return Error{ETIMEDOUT, "pnsd at " + quote(path_) + " did not answer within " +
-                                        std::to_string(timeout.count() / 1000) + " s"};
+        int wait = -1;
+        if (timeout.count() >= 0) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0)
+                return Error{ETIMEDOUT, "pnsd at " + quote(path_) + " did not answer within " +
+                                            std::to_string(timeout.count() / 1000) + " s"};
+            wait = static_cast<int>(left.count());
+        }
         pollfd pfd{fd_.get(), POLLIN, 0};
-        int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+        int ready = ::poll(&pfd, 1, wait);
         if (ready < 0 && errno == EINTR) continue;
         if (ready < 0) return sys_error("poll");
         if (ready == 0) continue;
@@ -66,6 +72,12 @@ Result<protocol::Response> Client::call(const protocol::Request& request,
     std::string line = pending_.substr(0, newline);
     pending_.erase(0, newline + 1);
     return protocol::decode_response(line);
+}
+
+Result<protocol::Response> Client::call(const protocol::Request& request,
+                                        std::chrono::milliseconds timeout) {
+    if (auto st = send(request); !st) return st.error();
+    return next(timeout);
 }
 
 }  // namespace pns::cli

@@ -21,6 +21,11 @@ class Client {
     Result<protocol::Response> call(const protocol::Request& request,
                                     std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+    // Sends a request without waiting; then next() reads its responses (a streaming request
+    // has many), waiting at most `timeout` each (negative: for ever).
+    Status send(const protocol::Request& request);
+    Result<protocol::Response> next(std::chrono::milliseconds timeout);
+
   private:
     Client(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
     UniqueFd fd_;

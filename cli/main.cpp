@@ -473,6 +473,40 @@ int main(int argc, char** argv) {
         });
     });
 
+    // events
+    app.add_subcommand("events", "print joins, holds, exits and escapes as they happen")
+        ->callback([&] {
+            auto client = cli::Client::connect(globals.socket);
+            if (!client) {
+                status = fail(globals, client.error());
+                return;
+            }
+            if (auto st = client->send(protocol::Request{"proc.events", json::object()}); !st) {
+                status = fail(globals, st.error());
+                return;
+            }
+            for (bool first = true;; first = false) {
+                auto response = client->next(std::chrono::milliseconds(-1));
+                if (!response) {
+                    status = fail(globals, response.error());
+                    return;
+                }
+                if (!response->ok()) {
+                    status = fail(globals, Error{protocol::errno_from_code(response->code),
+                                                 response->message});
+                    return;
+                }
+                if (first) continue;  // {"watching": true}
+                if (globals.json_output)
+                    std::printf("%s\n", response->result
+                                            .dump(-1, ' ', false, json::error_handler_t::replace)
+                                            .c_str());
+                else
+                    cli::print_event(stdout, response->result);
+                std::fflush(stdout);
+            }
+        });
+
     // ps [--ns NAME]
     auto* ps = app.add_subcommand("ps", "list the processes in views, and those pnsd supervises");
     ps->add_option("--ns", ns_name, "only this namespace's");

@@ -135,6 +135,14 @@ void print_processes(std::FILE* out, const json& list) {
     }
 }
 
+void print_event(std::FILE* out, const json& e) {
+    std::string line = since(json{{"since", e.value("time", std::int64_t{0})}}) + "  " +
+                       str(e, "event") + "  " + str(e, "pid") + " (" + str(e, "comm") + ")";
+    if (!e.value("namespace", std::string()).empty()) line += "  " + str(e, "namespace");
+    if (e.contains("detail")) line += "  " + str(e, "detail");
+    std::fprintf(out, "%s\n", line.c_str());
+}
+
 void print_join(std::FILE* out, const json& result) {
     std::string state = str(result, "state");
     if (state == "supervised")

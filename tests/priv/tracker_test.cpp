@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <gtest/gtest.h>
@@ -186,6 +187,48 @@ TEST_F(TrackerTest, TrackingGoesOnWhilePnsdIsDown) {
         if (row["pid"] == child) listed = true;
     EXPECT_TRUE(listed) << ps.dump();
     member.send("y");
+}
+
+// A member that makes itself a mount namespace of its own has left its view: reported, and
+// in a locked namespace killed.
+TEST_F(TrackerTest, AMemberLeavingALockedViewIsKilled) {
+    ok({"ns", "create", "--locked", "lk"});
+    ok({"policy", "set", "--cgroup", name_, "--ns", "lk"});
+    auto r = run(in_cgroup("exec /usr/bin/unshare -m /bin/sleep 5"));
+    EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+    EXPECT_GE(tracker_status()["escapes"].get<int>(), 1);
+    auto log = pnsd_->log_since_start();
+    EXPECT_NE(log.find("left the view of locked namespace 'lk': killed"), std::string::npos) << log;
+}
+
+TEST_F(TrackerTest, AMemberLeavingAnUnlockedViewIsReported) {
+    ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
+    auto before = tracker_status()["escapes"].get<int>();
+    auto r = run(in_cgroup("exec /usr/bin/unshare -m /bin/cat " + target_));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(tracker_status()["escapes"].get<int>(), before + 1);
+    EXPECT_NE(pnsd_->log_since_start().find("left the view of 'pol' by itself"), std::string::npos);
+}
+
+TEST_F(TrackerTest, EventsStreamJoinsHoldsAndExits) {
+    ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
+    Proc events(
+        {"/usr/bin/env", "PNS_SOCKET=" + pnsd_->socket(), pnsctl_path(), "events", "--json"});
+    usleep(300000);  // connected and watching
+    auto r = run(in_cgroup("exec /bin/cat " + target_));
+    EXPECT_EQ(r.out, "view\n");
+    std::set<std::string> kinds;
+    for (int i = 0; i < 20 && !kinds.contains("exit"); ++i) {
+        std::string line = events.line(std::chrono::seconds(5));
+        if (line.empty()) break;
+        json e = parse_json(line);
+        kinds.insert(e.value("event", std::string()));
+        if (e["event"] != "exit") {
+            EXPECT_EQ(e["namespace"], "pol") << line;
+        }
+    }
+    EXPECT_TRUE(kinds.contains("joined") || kinds.contains("joined-held")) << kinds.size();
+    EXPECT_TRUE(kinds.contains("exit"));
 }
 
 TEST_F(TrackerTest, PolicyRequestsAreAuthorizedAndChecked) {
