@@ -169,6 +169,25 @@ TEST_F(TrackerTest, TheMapDoesNotGrowAfter100000ShortLivedProcesses) {
     EXPECT_EQ(members().size(), before);
 }
 
+TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsdStarts) {
+    Proc early({"/bin/sh", "-c", "echo $$ > " + cgroup_ + "/cgroup.procs && exec sleep 30"});
+    usleep(200000);
+    std::string outside = mount_ns(early.pid());
+    ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
+    std::string view;
+    for (int i = 0; i < 200 && (view = mount_ns(early.pid())) == outside; ++i) usleep(10000);
+    EXPECT_NE(view, outside);
+    // Entered while pnsd was down: joined when it is back.
+    pnsd_->kill9();
+    Proc late({"/bin/sh", "-c", "echo $$ > " + cgroup_ + "/cgroup.procs && read x"});
+    usleep(200000);
+    std::string before = mount_ns(late.pid());
+    ASSERT_TRUE(pnsd_->start());
+    std::string after;
+    for (int i = 0; i < 200 && (after = mount_ns(late.pid())) == before; ++i) usleep(10000);
+    EXPECT_EQ(after, view);
+}
+
 TEST_F(TrackerTest, TrackingGoesOnWhilePnsdIsDown) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     Proc member(in_cgroup("read x; sleep 30 & echo $!; read y"));
