@@ -56,7 +56,15 @@ class TrackerTest : public PnsdTest {
     void TearDown() override {
         if (!cgroup_.empty()) {
             write_file(cgroup_ + "/cgroup.kill", "1");
-            for (int i = 0; i < 200 && rmdir(cgroup_.c_str()) != 0; ++i) usleep(10000);
+            // Child cgroups first (a test may have made one), then the test's own.
+            std::vector<std::string> dirs;
+            for (const auto& e : std::filesystem::recursive_directory_iterator(cgroup_))
+                if (e.is_directory()) dirs.push_back(e.path());
+            std::sort(dirs.rbegin(), dirs.rend());
+            dirs.push_back(cgroup_);
+            for (const auto& d : dirs)
+                for (int i = 0; i < 200 && rmdir(d.c_str()) != 0; ++i) usleep(10000);
+            EXPECT_FALSE(exists(cgroup_)) << "cgroup left behind";
         }
         PnsdTest::TearDown();
     }
