@@ -636,8 +636,11 @@ json Members::processes(const Caller& caller, const std::string* only) const {
         if (loc == index.mnt.end() && !recorded) continue;
         std::string ns = loc != index.mnt.end() ? loc->second.name : rec->second.ns;
         if (!visible(ns, status->uids[1])) continue;
-        json row = {
-            {"pid", pid}, {"comm", status->name}, {"uid", status->uids[1]}, {"namespace", ns}};
+        json row = {{"pid", pid},
+                    {"comm", status->name},
+                    {"uid", status->uids[1]},
+                    {"namespace", ns},
+                    {"cgroup", proc::cgroup_path(pid)}};
         if (loc != index.mnt.end()) {
             row["view"] = loc->second.uid == 0 ? std::string("primary")
                                                : "uid " + std::to_string(loc->second.uid);
@@ -679,6 +682,7 @@ json Members::processes(const Caller& caller, const std::string* only) const {
                     {"namespace", ns}, {"view", nullptr},        {"state", state},
                     {"tracked", true}, {"joined_by_pnsd", false}};
         if (m.cgroup) row["cgroup_id"] = m.cgroup;
+        row["cgroup"] = proc::cgroup_path(tgid);
         rows.push_back(std::move(row));
     }
     return rows;

@@ -126,6 +126,20 @@ Result<ino_t> namespace_inode(pid_t pid, const char* type) {
     return st.st_ino;
 }
 
+std::string cgroup_path(pid_t pid) {
+    auto text = read_file(path_of(pid, "cgroup"));
+    if (!text) return {};
+    std::string_view rest(*text);
+    while (!rest.empty()) {
+        auto eol = rest.find('\n');
+        std::string_view line = rest.substr(0, eol);
+        if (line.starts_with("0::")) return std::string(line.substr(3));
+        if (eol == std::string_view::npos) break;
+        rest.remove_prefix(eol + 1);
+    }
+    return {};
+}
+
 Result<std::string> read_link(pid_t pid, const char* link) {
     std::string path = path_of(pid, link);
     std::string target(4096, '\0');

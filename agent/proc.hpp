@@ -44,6 +44,9 @@ bool is_kernel_thread(const Stat& stat);
 // The inode of one of the process's namespaces ("mnt", "user", "pid").
 Result<ino_t> namespace_inode(pid_t pid, const char* type);
 
+// The process's cgroup2 path (the "0::" line of /proc/PID/cgroup), "" if none.
+std::string cgroup_path(pid_t pid);
+
 // The target of a /proc/PID link ("cwd", "root", "exe").
 Result<std::string> read_link(pid_t pid, const char* link);
 

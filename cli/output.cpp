@@ -124,14 +124,15 @@ void print_processes(std::FILE* out, const json& list) {
         ns_width = std::max(ns_width, str(row, "namespace").size());
         view_width = std::max(view_width, str(row, "view").size());
     }
-    std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %s\n", "PID", static_cast<int>(ns_width),
-                 "NAMESPACE", static_cast<int>(view_width), "VIEW", "STATE", "SINCE", "COMMAND");
+    std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %-16s  %s\n", "PID",
+                 static_cast<int>(ns_width), "NAMESPACE", static_cast<int>(view_width), "VIEW",
+                 "STATE", "SINCE", "COMMAND", "CGROUP");
     for (const auto& row : *it) {
         std::string view = row.contains("view") && row["view"].is_string() ? str(row, "view") : "-";
-        std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %s\n", str(row, "pid").c_str(),
+        std::fprintf(out, "%7s  %-*s  %-*s  %-10s  %-8s  %-16s  %s\n", str(row, "pid").c_str(),
                      static_cast<int>(ns_width), str(row, "namespace").c_str(),
                      static_cast<int>(view_width), view.c_str(), str(row, "state").c_str(),
-                     since(row).c_str(), str(row, "comm").c_str());
+                     since(row).c_str(), str(row, "comm").c_str(), str(row, "cgroup").c_str());
     }
 }
 

@@ -211,7 +211,11 @@ TEST_F(TrackerTest, TrackingGoesOnWhilePnsdIsDown) {
     auto ps = ctl_json(pnsd(), {"ps", "--ns", "pol"});
     bool listed = false;
     for (const auto& row : ps["processes"])
-        if (row["pid"] == child) listed = true;
+        if (row["pid"] == child) {
+            listed = true;
+            EXPECT_EQ(row["cgroup"], "/" + name_);
+            EXPECT_EQ(row["state"], "member");
+        }
     EXPECT_TRUE(listed) << ps.dump();
     member.send("y");
 }
