@@ -99,9 +99,20 @@ Result<Target> inspect(const Caller& caller, pid_t pid) {
                                      "may move it"};
     }
     // pnsd itself traces the processes it supervises (they may be detached). TracerPid names
-    // the tracing thread.
+    // the tracing thread. While a tracer detaches, TracerPid can briefly name the process's
+    // real parent (the kernel resets the parent before it clears the ptrace flag): a tracer
+    // other than pnsd counts only if it is still there a moment later.
     auto tracer_status = status->tracer ? proc::read_status(status->tracer) : Error{ESRCH, ""};
     t.traced_by_pnsd = tracer_status && tracer_status->tgid == ::getpid();
+    for (int again = 0; again < 5 && status->tracer != 0 && !t.traced_by_pnsd; ++again) {
+        ::usleep(200);
+        auto reread = proc::read_status(pid);
+        if (!reread) break;
+        status->tracer = reread->tracer;
+        t.status.tracer = reread->tracer;
+        tracer_status = status->tracer ? proc::read_status(status->tracer) : Error{ESRCH, ""};
+        t.traced_by_pnsd = tracer_status && tracer_status->tgid == ::getpid();
+    }
     if (status->tracer != 0 && !t.traced_by_pnsd) {
         return Error{EBUSY, t.label + " is traced by " + std::to_string(status->tracer) +
                                 (tracer_status ? " (" + tracer_status->name + ")" : std::string()) +
@@ -214,19 +225,6 @@ std::string Members::name_of(std::uint32_t ns) const {
     return {};
 }
 
-// Tells the tracker that `pid` is a member of `ns` now (its children will be too).
-void Members::track(pid_t pid, const std::string& ns, std::uint64_t cgroup) {
-    if (!tracker_) return;
-    auto index = views_.index();
-    for (const auto& [ino, loc] : index.mnt) {
-        if (loc.name != ns || loc.uid != 0) continue;
-        pns_member m{static_cast<std::uint32_t>(ino), PNS_STATE_MEMBER, cgroup};
-        if (auto st = tracker_->set_member(pid, m); !st)
-            spdlog::error("tracker: {}", st.error().message);
-        return;
-    }
-}
-
 void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held) {
     auto give_up = [&](const std::string& why) {
         if (held) {
@@ -247,8 +245,7 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
     uid_t view_uid = t.root ? 0 : t.uid;
     if (auto loc = index.mnt.find(t.mnt);
         loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
-        set_record(pid, name, "member");
-        track(pid, name, cgroup);
+        set_record(pid, name, "member");  // (the tracker marked it when it entered the cgroup)
         if (held) ::kill(pid, SIGCONT);
         return;
     }
@@ -256,6 +253,8 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
         return give_up("it does not run with its user's primary group");
     auto dest = std::make_shared<Destination>();
     dest->ns = name;
+    dest->tracker = tracker_;
+    dest->tracker_ns = primary_of(name);
     if (t.root) {
         auto mnt = views_.primary(name);
         if (!mnt) return give_up(mnt.error().message);
@@ -279,7 +278,9 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
     out.internal = true;
     out.held = held;
     out.cgroup = cgroup;
+    out.start_time = t.stat.start_time;
     outstanding_[request] = out;
+    dest->cgroup = cgroup;
     set_record(pid, name, held ? "held" : "pending");
     tracer_.join(request, pid, t.stat.start_time, std::move(dest), held);
 }
@@ -432,6 +433,8 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
 
     auto dest = std::make_shared<Destination>();
     dest->ns = name;
+    dest->tracker = tracker_;
+    dest->tracker_ns = primary_of(name);
     if (t.root) {
         auto mnt = views_.primary(name);
         if (!mnt) return Error(std::move(mnt).error());
@@ -444,6 +447,7 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
     }
     std::uint64_t request = ++next_request_;
     outstanding_[request] = Outstanding{ticket, pid, name, false, false};
+    outstanding_[request].start_time = t.stat.start_time;
     tracer_.join(request, pid, t.stat.start_time, std::move(dest));
     return json(nullptr);
 }
@@ -521,7 +525,6 @@ void Members::on_tracer_events() {
                 json result = {{"pid", ev.pid}, {"name", ns}};
                 if (out && out->internal) {
                     set_record(ev.pid, ns, "member");
-                    track(ev.pid, ns, out->cgroup);
                     spdlog::info("policy: {} joined {}{}", label, quote(ns),
                                  out->held ? " (it was held at exec)" : "");
                     publish(out->held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
@@ -536,7 +539,6 @@ void Members::on_tracer_events() {
                     spdlog::info("members: {} left {} for the host view", label, quote(ns));
                 } else {
                     set_record(ev.pid, ns, "member");
-                    track(ev.pid, ns, 0);
                     result["state"] = "member";
                     spdlog::info("members: {} joined {}", label, quote(ns));
                     publish("joined", ev.pid, comm_of(ev.pid), ns);
@@ -582,7 +584,6 @@ void Members::on_tracer_events() {
                 break;
             case Kind::kExecJoined:
                 set_record(ev.pid, ns, "member");
-                track(ev.pid, ns, 0);
                 spdlog::info("members: {} joined {} at its exec", label, quote(ns));
                 publish("joined", ev.pid, comm_of(ev.pid), ns, "at its exec");
                 outstanding_.erase(ev.request);

@@ -91,6 +91,7 @@ class Members {
         bool internal = false;  // for a policy: nobody waits for an answer
         bool held = false;      // held at exec: killed if the join fails
         std::uint64_t cgroup = 0;
+        std::uint64_t start_time = 0;  // of the process, to tell it from a later one
     };
 
     Result<Json> join(const Caller& caller, const Json& args, Server::Ticket ticket);
@@ -104,7 +105,6 @@ class Members {
 
     // The namespace whose primary view has mount namespace inode `ns` ("" if none).
     std::string name_of(std::uint32_t ns) const;
-    void track(pid_t pid, const std::string& ns, std::uint64_t cgroup);
 
     const Registry& registry_;
     Views& views_;

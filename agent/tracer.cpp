@@ -28,6 +28,7 @@
 
 #include "agent/arch/arch.hpp"
 #include "agent/proc.hpp"
+#include "agent/tracker.hpp"
 
 namespace pns::agent {
 
@@ -823,6 +824,11 @@ void Tracer::Loop::finish(Job& job) {
         if (::ptrace(PTRACE_SETSIGMASK, tid, sizeof job.saved_mask, &job.saved_mask) != 0)
             spdlog::error("tracer: {}: restore signal mask: {}", describe(tid),
                           std::strerror(errno));
+    }
+    if (!job.error && job.dest->tracker && job.dest->tracker_ns) {
+        pns_member member{job.dest->tracker_ns, PNS_STATE_MEMBER, job.dest->cgroup};
+        if (auto st = job.dest->tracker->set_member(tid, member); !st)
+            spdlog::error("tracker: {}", st.error().message);
     }
     // PTRACE_DETACH delivers a signal only from a signal-delivery-stop; any other held signal
     // is sent again (its siginfo becomes the kernel's).

@@ -41,11 +41,18 @@
 
 namespace pns::agent {
 
+class Tracker;
+
 // Where a process goes: the namespaces a holder process enters, and the target after it.
 struct Destination {
     std::string ns;  // the pns namespace (for events and logs)
     UniqueFd user;   // a satellite's user namespace; invalid for the primary or the host
     UniqueFd mnt;    // the mount namespace
+    // The tracker to tell, while the process is still stopped (so it cannot have exited and
+    // left a stale entry): the namespace's id there, and the policy cgroup, if any.
+    Tracker* tracker = nullptr;
+    std::uint32_t tracker_ns = 0;
+    std::uint64_t cgroup = 0;
 };
 
 struct TraceEvent {

@@ -124,6 +124,7 @@ class Racing : public TrackerTest, public ::testing::WithParamInterface<const ch
 TEST_P(Racing, NoProgramExecdInAPolicyCgroupStartsOutsideTheView) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     auto before = tracker_status()["held_at_exec"].get<std::uint64_t>();
+    auto members_before = members().size();
     auto r = run({PNS_RACER_PATH, GetParam(), "2000", cgroup_, checker_, target_, "view"},
                  RunOptions{.timeout = std::chrono::seconds(300)});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -132,6 +133,8 @@ TEST_P(Racing, NoProgramExecdInAPolicyCgroupStartsOutsideTheView) {
     std::cout << "[ figures  ] " << GetParam() << ": held at exec in " << held
               << " of 2000 rounds\n";
     RecordProperty("held_at_exec", static_cast<int>(held));
+    // Every child has exited: none is left in the members map (no entry made after an exit).
+    EXPECT_EQ(members().size(), members_before);
     EXPECT_EQ(read_file(target_), "host\n");
 }
 
