@@ -29,12 +29,10 @@ forkexec() { # -> "median_us p99_us" of fork + exec /bin/true + wait, COUNT roun
   "$forks" "$count" "$work/go.$1" exec
 }
 
-bpf=/sys/fs/bpf/pnsbench$$
-BENCH_PNSD_ARGS=(--bpf-dir "$bpf")
+bpf=$BENCH_BPF_DIR
 cg=$cgroot/pnsbench$$
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
 bench_extra_cleanup() {
-  rm -rf "$bpf"
   rmdir "$cg" 2>/dev/null || true
   sysctl -qw kernel.bpf_stats_enabled="$stats_before"
 }
