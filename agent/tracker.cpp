@@ -8,11 +8,34 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cstdarg>
+#include <cstddef>
+#include <cstdio>
+
+#include <spdlog/spdlog.h>
+
 #include "tracker.skel.h"
 
 namespace pns::agent {
 
+// The layout BPF and pnsd share (include/pns/tracker.h), checked where both meet.
+static_assert(sizeof(pns_member) == 16 && offsetof(pns_member, cgroup) == 8);
+static_assert(sizeof(pns_event) == 40 && offsetof(pns_event, cgroup) == 16 &&
+              offsetof(pns_event, comm) == 24);
+
 namespace {
+
+// libbpf reports its own problems (verifier logs, missing BTF) on stderr by default; they go
+// to pnsd's log instead, prefixed like every component's.
+int log_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+    char buf[2048];
+    std::vsnprintf(buf, sizeof buf, format, args);
+    std::string line(buf);
+    while (!line.empty() && line.back() == '\n') line.pop_back();
+    spdlog::log(level == LIBBPF_WARN ? spdlog::level::warn : spdlog::level::debug, "libbpf: {}",
+                line);
+    return 0;
+}
 
 constexpr const char* kMaps[] = {"members", "policies", "views", "events", "counters"};
 constexpr const char* kPrograms[] = {"on_fork",          "on_exec",  "on_exit",
@@ -90,6 +113,7 @@ Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
 }
 
 Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
+    libbpf_set_print(log_libbpf);
     bool all_pinned = true;
     for (const char* map : kMaps) all_pinned = all_pinned && exists(pin_dir + "/" + map);
     for (const char* program : kPrograms)

@@ -22,6 +22,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -224,6 +225,31 @@ long mount_id(const std::string& path, pid_t pid = 0);
 // ---- processes in the background ----
 
 // The mount namespace of process `pid`, as "mnt:[N]".
+// Polls `done` until it holds or `timeout` passes; returns its last answer. For events that
+// have no notification to wait on (a process has exec'd, joined, entered a cgroup).
+inline bool wait_until(const std::function<bool()>& done,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline) return done();
+        usleep(1000);
+    }
+    return true;
+}
+
+// The command name of process `pid` ("" when it is gone).
+inline std::string comm_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+    std::string comm;
+    std::getline(in, comm);
+    return comm;
+}
+
+// Waits until process `pid` runs the program called `comm` (it has exec'd it).
+inline bool wait_for_exec(pid_t pid, const std::string& comm) {
+    return wait_until([&] { return comm_of(pid) == comm; });
+}
+
 inline std::string mount_ns(pid_t pid) {
     std::error_code ec;
     auto target = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/ns/mnt", ec);

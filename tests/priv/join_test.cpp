@@ -153,7 +153,7 @@ TEST_F(JoinTest, RunGivesTheCommandTheTerminal) {
     EXPECT_TRUE(out.starts_with("/dev/pts/")) << out;
     // pnsctl became sh, which became sleep: the same process, in the view.
     EXPECT_EQ(mount_ns(pid), view_ns("dev"));
-    usleep(100000);
+    ASSERT_TRUE(wait_for_exec(pid, "sleep"));
     ASSERT_EQ(write(master, "\x03", 1), 1);  // ^C
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
@@ -260,14 +260,14 @@ TEST_F(JoinTest, AttachAsAnUnprivilegedUser) {
 TEST_F(JoinTest, AttachWithoutANamespaceUsesTheCallersOwn) {
     make_view("dev");
     Proc sleeper({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(sleeper.pid(), "sleep"));
     auto r =
         ctl({"run", "--ns", "dev", "--", pnsctl_path(), "attach", std::to_string(sleeper.pid())});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(mount_ns(sleeper.pid()), view_ns("dev"));
     // Outside every namespace there is none to default to.
     Proc other({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(other.pid(), "sleep"));
     auto none = ctl({"attach", std::to_string(other.pid())});
     EXPECT_EQ(none.exit_code, 1);
     EXPECT_NE(none.err.find("--ns"), std::string::npos) << none.err;
@@ -276,7 +276,7 @@ TEST_F(JoinTest, AttachWithoutANamespaceUsesTheCallersOwn) {
 TEST_F(JoinTest, DetachTakesARootProcessBackToTheHostView) {
     make_view("dev");
     Proc sleeper({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(sleeper.pid(), "sleep"));
     ok({"attach", "--ns", "dev", std::to_string(sleeper.pid())});
     EXPECT_EQ(mount_ns(sleeper.pid()), view_ns("dev"));
     ok({"detach", std::to_string(sleeper.pid())});
@@ -291,7 +291,7 @@ TEST_F(JoinTest, ASatelliteMemberCannotLeaveAndIsToldWhy) {
     make_view("mine", kOtherUid);
     make_view("other", kOtherUid);
     Proc sleeper({"/bin/sleep", "60"}, kOtherUid);
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(sleeper.pid(), "sleep"));
     ok({"attach", "--ns", "mine", std::to_string(sleeper.pid())}, as(kOtherUid));
     std::string inside = mount_ns(sleeper.pid());
     auto detach = ctl({"detach", std::to_string(sleeper.pid())}, as(kOtherUid));
@@ -337,7 +337,7 @@ TEST_F(JoinTest, AProcessWithoutStackRoomGetsAScratchPage) {
     make_view("dev");
     Proc victim({victim_, "tinystack", dir_.path() + "/stop"});
     ASSERT_EQ(victim.line(), "ready");
-    usleep(20000);
+    ASSERT_TRUE(wait_until([&] { return state_of(victim.pid()) == 'S'; }));  // in pause()
     auto maps = [&] { return read_file("/proc/" + std::to_string(victim.pid()) + "/maps"); };
     std::string before = maps();
     ok({"attach", "--ns", "dev", std::to_string(victim.pid())});
@@ -435,7 +435,7 @@ INSTANTIATE_TEST_SUITE_P(StopOrKill, SupervisionEnd, ::testing::Values(false, tr
 TEST_F(JoinTest, MembersAreFoundAgainAfterARestart) {
     make_view("dev");
     Proc sleeper({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(sleeper.pid(), "sleep"));
     ok({"attach", "--ns", "dev", std::to_string(sleeper.pid())});
     EXPECT_EQ(pnsd_->stop(), 0);
     ASSERT_TRUE(pnsd_->start());
@@ -459,7 +459,7 @@ TEST_F(JoinTest, RefusesProcessesThatAreNotTheCallers) {
     make_view("mine", kOtherUid);
     make_view("dev");
     Proc roots({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(roots.pid(), "sleep"));
     std::string before = mount_ns(roots.pid());
     auto r = ctl({"attach", "--ns", "mine", std::to_string(roots.pid())}, as(kOtherUid));
     EXPECT_EQ(r.exit_code, 1);
@@ -469,7 +469,7 @@ TEST_F(JoinTest, RefusesProcessesThatAreNotTheCallers) {
 
     // A user's process into a namespace the user does not own.
     Proc users({"/bin/sleep", "60"}, kOtherUid);
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(users.pid(), "sleep"));
     auto into_roots = ctl({"attach", "--ns", "dev", std::to_string(users.pid())}, as(kOtherUid));
     EXPECT_EQ(into_roots.exit_code, 1);
     EXPECT_NE(into_roots.err.find("only its owner and root"), std::string::npos) << into_roots.err;
@@ -484,7 +484,7 @@ TEST_F(JoinTest, RefusesProcessesThatAreNotTheCallers) {
 TEST_F(JoinTest, RootProcessesJoinOnlyRootsNamespaces) {
     make_view("mine", kOtherUid);
     Proc roots({"/bin/sleep", "60"});
-    usleep(50000);
+    ASSERT_TRUE(wait_for_exec(roots.pid(), "sleep"));
     std::string before = mount_ns(roots.pid());
     auto r = ctl({"attach", "--ns", "mine", std::to_string(roots.pid())});
     EXPECT_EQ(r.exit_code, 1);
@@ -558,7 +558,7 @@ TEST_F(JoinTest, RefusesSeccompFilteredProcessesAndNonRootProcessesWithCapabilit
     Proc capable({"/usr/bin/setpriv", "--reuid", std::to_string(kOtherUid), "--regid",
                   std::to_string(kOtherGid), "--clear-groups", "--inh-caps", "+net_bind_service",
                   "--ambient-caps", "+net_bind_service", "/bin/sleep", "60"});
-    usleep(100000);
+    ASSERT_TRUE(wait_for_exec(capable.pid(), "sleep"));
     auto c = ctl({"attach", "--ns", "mine", std::to_string(capable.pid())});
     EXPECT_EQ(c.exit_code, 1);
     EXPECT_NE(c.err.find("capabilities"), std::string::npos) << c.err;

@@ -20,6 +20,15 @@ namespace {
 
 using nlohmann::json;
 
+// The cgroup2 path of process `pid` ("0::" line of /proc/PID/cgroup).
+std::string cgroup_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.starts_with("0::")) return line.substr(3);
+    return {};
+}
+
 std::string cgroup2_root() {
     std::ifstream in("/proc/self/mountinfo");
     std::string line;
@@ -182,7 +191,7 @@ TEST_F(TrackerTest, TheMapDoesNotGrowAfter100000ShortLivedProcesses) {
 
 TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsdStarts) {
     Proc early({"/bin/sh", "-c", "echo $$ > " + cgroup_ + "/cgroup.procs && exec sleep 30"});
-    usleep(200000);
+    ASSERT_TRUE(wait_for_exec(early.pid(), "sleep"));
     std::string outside = mount_ns(early.pid());
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     std::string view;
@@ -191,7 +200,7 @@ TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsd
     // Entered while pnsd was down: joined when it is back.
     pnsd_->kill9();
     Proc late({"/bin/sh", "-c", "echo $$ > " + cgroup_ + "/cgroup.procs && read x"});
-    usleep(200000);
+    ASSERT_TRUE(wait_until([&] { return cgroup_of(late.pid()) == "/" + name_; }));
     std::string before = mount_ns(late.pid());
     ASSERT_TRUE(pnsd_->start());
     std::string after;
@@ -202,7 +211,8 @@ TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsd
 TEST_F(TrackerTest, TrackingGoesOnWhilePnsdIsDown) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     Proc member(in_cgroup("read x; sleep 30 & echo $!; read y"));
-    usleep(200000);
+    std::string view = "mnt:[" + std::to_string(primary_inode()) + "]";
+    ASSERT_TRUE(wait_until([&] { return mount_ns(member.pid()) == view; }));
     pnsd_->kill9();
     member.send("x");
     pid_t child = std::stoi(member.line());
@@ -248,7 +258,10 @@ TEST_F(TrackerTest, EventsStreamJoinsHoldsAndExits) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     Proc events(
         {"/usr/bin/env", "PNS_SOCKET=" + pnsd_->socket(), pnsctl_path(), "events", "--json"});
-    usleep(300000);  // connected and watching
+    // Watching once pnsd counts its connection (and this status request's).
+    ASSERT_TRUE(wait_until([&] {
+        return tracker_status().is_object() && ctl_json(pnsd(), {"status"})["clients"] >= 2;
+    }));
     auto r = run(in_cgroup("exec /bin/cat " + target_));
     EXPECT_EQ(r.out, "view\n");
     std::set<std::string> kinds;
