@@ -27,7 +27,8 @@ namespace {
 
 // libbpf reports its own problems (verifier logs, missing BTF) on stderr by default; they go
 // to pnsd's log instead, prefixed like every component's.
-int log_libbpf(enum libbpf_print_level level, const char* format, va_list args) {
+__attribute__((format(printf, 2, 0))) int log_libbpf(enum libbpf_print_level level,
+                                                     const char* format, va_list args) {
     char buf[2048];
     std::vsnprintf(buf, sizeof buf, format, args);
     std::string line(buf);
