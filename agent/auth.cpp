@@ -1,6 +1,9 @@
 #include "agent/auth.hpp"
 
+#include <pwd.h>
+
 #include <string>
+#include <vector>
 
 #include "pns/text.hpp"
 
@@ -17,6 +20,14 @@ std::string uid_str(uid_t uid) {
 }
 
 }  // namespace
+
+gid_t primary_gid(uid_t uid) {
+    std::vector<char> buf(16384);
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
+    return static_cast<gid_t>(uid);
+}
 
 Status may_create(const Caller& caller, uid_t owner, std::size_t owned) {
     if (caller.is_root()) return {};

@@ -22,6 +22,10 @@ Status may_edit(const Caller& caller, const Namespace& ns);
 // Everybody may list namespaces; only the owner and root see their entries.
 bool may_see_entries(const Caller& caller, const Namespace& ns);
 
+// The primary group of `uid` from the user database (the uid itself when it has no entry):
+// the group a satellite maps, and the one a lookup made on a user's behalf runs with.
+gid_t primary_gid(uid_t uid);
+
 // Export reveals the entries, so it follows may_see_entries, as an error.
 Status may_read_table(const Caller& caller, const Namespace& ns);
 

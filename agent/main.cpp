@@ -122,11 +122,7 @@ class Daemon {
     std::optional<Result<json>> dispatch(const Caller& caller, const protocol::Request& request,
                                          Server::Ticket ticket) {
         if (request.op == "status") return Result<json>(status(caller));
-        if (members_.handles(request.op)) {
-            auto result = members_.handle(caller, request, ticket);
-            if (!result || *result) members_.sync_views();  // a satellite may have been made
-            return result;
-        }
+        if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
         if (policies_.handles(request.op)) return policies_.handle(caller, request);
         if (registry_.handles(request.op)) {
             auto result = registry_.handle(caller, request);

@@ -1,4 +1,5 @@
 #include "agent/members.hpp"
+#include "agent/auth.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -35,14 +36,6 @@ struct Target {
     std::string label;  // "PID (comm)" for messages
     bool traced_by_pnsd = false;
 };
-
-gid_t primary_gid(uid_t uid) {
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
-    return static_cast<gid_t>(uid);
-}
 
 std::string hex(std::uint64_t value) {
     char buf[32];
@@ -197,11 +190,15 @@ void Members::publish(const std::string& kind, pid_t pid, const std::string& com
 }
 
 void Members::sync_views() {
-    if (!tracker_) return;
     auto index = views_.index();
     std::map<std::string, std::uint32_t> primary;
-    for (const auto& [ino, loc] : index.mnt)
-        if (loc.uid == 0) primary[loc.name] = static_cast<std::uint32_t>(ino);
+    names_.clear();
+    for (const auto& [ino, loc] : index.mnt) {
+        if (loc.uid != 0) continue;
+        primary[loc.name] = static_cast<std::uint32_t>(ino);
+        names_[static_cast<std::uint32_t>(ino)] = loc.name;
+    }
+    if (!tracker_) return;
     std::map<std::uint32_t, std::uint32_t> want;
     for (const auto& [ino, loc] : index.mnt)
         if (auto p = primary.find(loc.name); p != primary.end())
@@ -213,6 +210,26 @@ void Members::sync_views() {
             spdlog::error("tracker: {}", st.error().message);
 }
 
+Result<std::shared_ptr<Destination>> Members::destination(const std::string& name, bool root,
+                                                          uid_t uid, gid_t gid) {
+    auto dest = std::make_shared<Destination>();
+    dest->ns = name;
+    dest->tracker = tracker_;
+    dest->tracker_ns = primary_of(name);
+    if (root) {
+        auto mnt = views_.primary(name);
+        if (!mnt) return Error(std::move(mnt).error());
+        dest->mnt = std::move(*mnt);
+        return dest;
+    }
+    auto sat = views_.satellite(name, uid, gid);
+    if (!sat) return Error(std::move(sat).error());
+    dest->user = std::move(sat->user);
+    dest->mnt = std::move(sat->mnt);
+    sync_views();  // the satellite may be new: the tracker must know its mount namespace
+    return dest;
+}
+
 std::uint32_t Members::primary_of(const std::string& name) const {
     struct stat st {};
     if (::stat((views_.view_dir(name) + "/mnt").c_str(), &st) != 0) return 0;
@@ -220,9 +237,10 @@ std::uint32_t Members::primary_of(const std::string& name) const {
 }
 
 std::string Members::name_of(std::uint32_t ns) const {
-    for (const auto& [ino, loc] : views_.index().mnt)
-        if (static_cast<std::uint32_t>(ino) == ns && loc.uid == 0) return loc.name;
-    return {};
+    // Kept by sync_views, which runs whenever views come and go: tracker events are many, and
+    // scanning every view's pins for each would cost in proportion to the namespaces.
+    auto it = names_.find(ns);
+    return it == names_.end() ? std::string() : it->second;
 }
 
 void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held) {
@@ -249,23 +267,11 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
         if (held) ::kill(pid, SIGCONT);
         return;
     }
-    if (!t.root && t.gid != primary_gid(t.uid))
+    if (!t.root && t.gid != auth::primary_gid(t.uid))
         return give_up("it does not run with its user's primary group");
-    auto dest = std::make_shared<Destination>();
-    dest->ns = name;
-    dest->tracker = tracker_;
-    dest->tracker_ns = primary_of(name);
-    if (t.root) {
-        auto mnt = views_.primary(name);
-        if (!mnt) return give_up(mnt.error().message);
-        dest->mnt = std::move(*mnt);
-    } else {
-        auto sat = views_.satellite(name, t.uid, t.gid);
-        if (!sat) return give_up(sat.error().message);
-        dest->user = std::move(sat->user);
-        dest->mnt = std::move(sat->mnt);
-        sync_views();
-    }
+    auto made = destination(name, t.root, t.uid, t.gid);
+    if (!made) return give_up(made.error().message);
+    auto dest = std::move(*made);
     // A join already under way for it (it entered the cgroup, then exec'd): the tracer merges
     // the two; only the later request is reported.
     std::erase_if(outstanding_, [&](const auto& entry) {
@@ -425,26 +431,15 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
         set_record(pid, name, "member");
         return json{{"pid", pid}, {"name", name}, {"state", "member"}, {"already", true}};
     }
-    if (!t.root && t.gid != primary_gid(t.uid))
+    if (!t.root && t.gid != auth::primary_gid(t.uid))
         return Error{EPERM, t.label + " runs with group " + std::to_string(t.gid) +
                                 ", not its user's primary group " +
-                                std::to_string(primary_gid(t.uid)) +
+                                std::to_string(auth::primary_gid(t.uid)) +
                                 ", the only group a view maps"};
 
-    auto dest = std::make_shared<Destination>();
-    dest->ns = name;
-    dest->tracker = tracker_;
-    dest->tracker_ns = primary_of(name);
-    if (t.root) {
-        auto mnt = views_.primary(name);
-        if (!mnt) return Error(std::move(mnt).error());
-        dest->mnt = std::move(*mnt);
-    } else {
-        auto sat = views_.satellite(name, t.uid, t.gid);
-        if (!sat) return Error(std::move(sat).error());
-        dest->user = std::move(sat->user);
-        dest->mnt = std::move(sat->mnt);
-    }
+    auto made = destination(name, t.root, t.uid, t.gid);
+    if (!made) return Error(std::move(made).error());
+    auto dest = std::move(*made);
     std::uint64_t request = ++next_request_;
     outstanding_[request] = Outstanding{ticket, pid, name, false, false};
     outstanding_[request].start_time = t.stat.start_time;

@@ -103,6 +103,11 @@ class Members {
     // Forgets the records of processes that are gone.
     void prune();
 
+    // Where a process of `uid`/`gid` goes in `name`: the primary for root, else the uid's
+    // satellite (made if missing), and the tracker to tell.
+    Result<std::shared_ptr<Destination>> destination(const std::string& name, bool root, uid_t uid,
+                                                     gid_t gid);
+
     // The namespace whose primary view has mount namespace inode `ns` ("" if none).
     std::string name_of(std::uint32_t ns) const;
 
@@ -123,6 +128,7 @@ class Members {
     std::uint64_t next_request_ = 0;
     std::map<std::uint64_t, Outstanding> outstanding_;
     std::map<pid_t, Record> records_;
+    std::map<std::uint32_t, std::string> names_;  // primary's mount ns inode -> namespace
 };
 
 }  // namespace pns::agent

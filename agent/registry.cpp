@@ -73,14 +73,6 @@ Result<Table> parse_table_arg(const json& args) {
     return parse_table(*text);
 }
 
-gid_t primary_gid(uid_t uid) {
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    std::vector<char> buf(16384);
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
-    return static_cast<gid_t>(uid);
-}
-
 // Sources are looked up as the requester, in its own view (DESIGN.md, decision 4).
 Resolver resolver_of(const Caller& caller) {
     return Resolver{caller.uid, caller.gid, caller.pid};
@@ -88,7 +80,7 @@ Resolver resolver_of(const Caller& caller) {
 
 // Without a requester (pnsd starting), as the owner in the host's view.
 Resolver owner_resolver(const Namespace& ns) {
-    return Resolver{ns.owner, primary_gid(ns.owner), 0};
+    return Resolver{ns.owner, auth::primary_gid(ns.owner), 0};
 }
 
 json edit_result(const Namespace& ns, bool changed) {
@@ -408,8 +400,8 @@ Result<json> Registry::view_info(const Caller& caller, const json& args) {
         auto id = uid->get<std::uint64_t>();
         if (id == 0 || id >= UINT32_MAX)
             return Error::invalid("no satellite for uid " + std::to_string(id));
-        auto sat =
-            views_->satellite(ns.name, static_cast<uid_t>(id), primary_gid(static_cast<uid_t>(id)));
+        auto sat = views_->satellite(ns.name, static_cast<uid_t>(id),
+                                     auth::primary_gid(static_cast<uid_t>(id)));
         if (!sat) return Error(std::move(sat).error());
         std::string users = dir + "/users/" + std::to_string(id);
         result["satellite"] = {{"uid", id}, {"user", users + "/user"}, {"mnt", users + "/mnt"}};

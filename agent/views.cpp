@@ -1,4 +1,5 @@
 #include "agent/views.hpp"
+#include "agent/auth.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -151,14 +152,6 @@ Result<std::vector<gid_t>> process_groups(pid_t pid) {
         return groups;
     }
     return Error{EINVAL, "no Groups: line for pid " + std::to_string(pid)};
-}
-
-gid_t primary_gid(uid_t uid) {
-    std::vector<char> buf(16384);
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found) return pw.pw_gid;
-    return static_cast<gid_t>(uid);
 }
 
 // The supplementary groups of a user, for lookups made on their behalf without a process.
@@ -1070,7 +1063,7 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
     // Outside the view: the sources of binds that cannot come back as they were. A new
     // entry's is looked up as the requester; one made anew beneath a change, as the owner in
     // the host's view (the requester of that entry is not here).
-    Resolver owner{ns.owner, primary_gid(ns.owner), 0};
+    Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
     std::vector<Entry> coming_back, leaving;
     for (std::size_t i = keep; i < applied.size(); ++i) {
         leaving.push_back(applied[i].entry);

@@ -214,6 +214,18 @@ class PnsdTest : public PrivTest {
     }
     const Pnsd& pnsd() const { return *pnsd_; }
 
+    // pnsctl ARGS against this test's pnsd.
+    Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) {
+        return pnsd_->ctl(args, options);
+    }
+    // pnsctl ARGS, which must succeed (a fatal failure names the command and its error).
+    void ok(const std::vector<std::string>& args, const RunOptions& options = {}) {
+        auto r = pnsd_->ctl(args, options);
+        std::string command = "pnsctl";
+        for (const auto& a : args) command += " " + a;
+        ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
+    }
+
     TempDir dir_;
     std::optional<Pnsd> pnsd_;
 };

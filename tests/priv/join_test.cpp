@@ -49,17 +49,6 @@ class JoinTest : public PnsdTest {
         ok({"bind", "--ns", name, data("alt"), host_}, as);
     }
 
-    void ok(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        auto r = pnsd_->ctl(args, options);
-        std::string command = "pnsctl";
-        for (const auto& a : args) command += " " + a;
-        ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
-    }
-
-    Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        return pnsd_->ctl(args, options);
-    }
-
     RunOptions as(uid_t uid) {
         RunOptions o;
         o.uid = uid;

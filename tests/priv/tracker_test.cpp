@@ -78,13 +78,6 @@ class TrackerTest : public PnsdTest {
         PnsdTest::TearDown();
     }
 
-    void ok(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        auto r = pnsd_->ctl(args, options);
-        std::string command = "pnsctl";
-        for (const auto& a : args) command += " " + a;
-        ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
-    }
-
     json tracker_status() { return ctl_json(pnsd(), {"status"})["tracker"]; }
 
     // The tracker's members map, read from its pins as pnsd leaves them.

@@ -51,64 +51,31 @@ struct Way {
 // never restarts, to see edits arrive live.
 class Member {
   public:
-    Member(const Way& way) {
-        int in[2], out[2];
-        if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) {
-            ADD_FAILURE() << "pipe";
-            return;
+    Member(const Way& way) : proc_(with_reader(way)) {}
+    pid_t pid() const { return proc_.pid(); }
+
+    // The content of `path` as the member sees it now.
+    std::string read(const std::string& path) {
+        proc_.send(path);
+        std::string got;
+        auto deadline = Clock::now() + std::chrono::seconds(20);
+        while (Clock::now() < deadline) {
+            std::string line = proc_.line(std::chrono::seconds(20));
+            if (line == "<<end>>") return got;
+            got += line + "\n";
         }
+        return "NO ANSWER";
+    }
+
+  private:
+    static std::vector<std::string> with_reader(const Way& way) {
         std::vector<std::string> argv = way.argv;
         argv.insert(argv.end(), {"/bin/sh", "-c",
                                  "while read -r p; do cat \"$p\" 2>/dev/null || echo MISSING; "
                                  "echo '<<end>>'; done"});
-        std::vector<char*> args;
-        for (auto& a : argv) args.push_back(a.data());
-        args.push_back(nullptr);
-        pid_ = fork();
-        if (pid_ == 0) {
-            dup2(in[0], 0);
-            dup2(out[1], 1);
-            execv(args[0], args.data());
-            _exit(127);
-        }
-        close(in[0]);
-        close(out[1]);
-        to_ = in[1];
-        from_ = out[0];
+        return argv;
     }
-    ~Member() {
-        if (to_ >= 0) close(to_);
-        if (from_ >= 0) close(from_);
-        if (pid_ > 0) {
-            kill(pid_, SIGKILL);
-            waitpid(pid_, nullptr, 0);
-        }
-    }
-    pid_t pid() const { return pid_; }
-
-    // The content of `path` as the member sees it now.
-    std::string read(const std::string& path) {
-        std::string line = path + "\n";
-        if (write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-            return "WRITE FAILED";
-        std::string got;
-        auto deadline = Clock::now() + std::chrono::seconds(20);
-        while (got.find("<<end>>\n") == std::string::npos && Clock::now() < deadline) {
-            pollfd pfd{from_, POLLIN, 0};
-            poll(&pfd, 1, 1000);
-            char buf[4096];
-            ssize_t n = ::read(from_, buf, sizeof buf);
-            if (n <= 0) break;
-            got.append(buf, static_cast<std::size_t>(n));
-        }
-        auto end = got.find("<<end>>\n");
-        if (end == std::string::npos) return "NO ANSWER";
-        return got.substr(0, end);
-    }
-
-  private:
-    pid_t pid_ = -1;
-    int to_ = -1, from_ = -1;
+    Proc proc_;
 };
 
 class ViewsTest : public PnsdTest {
@@ -122,17 +89,6 @@ class ViewsTest : public PnsdTest {
     }
 
     std::string data(const std::string& rel) const { return data_ + "/" + rel; }
-
-    void ok(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        auto r = pnsd_->ctl(args, options);
-        std::string command = "pnsctl";
-        for (const auto& a : args) command += " " + a;
-        ASSERT_EQ(r.exit_code, 0) << command << ": " << r.err;
-    }
-
-    Output ctl(const std::vector<std::string>& args, const RunOptions& options = {}) {
-        return pnsd_->ctl(args, options);
-    }
 
     // A path in pnsd's own mount namespace, as the test reaches it.
     std::string in_pnsd_ns(const std::string& path) const {
