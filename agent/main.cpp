@@ -107,6 +107,7 @@ class Daemon {
             for (const auto& line : policies_.load()) spdlog::warn("policy: {}", line);
             // Events that came while pnsd was down (processes held since) are taken now.
             members_.on_tracker_events();
+            members_.finish_holds();
         }
         return server_->run([this](const Caller& caller, std::string_view line,
                                    Server::Ticket ticket) { return handle(caller, line, ticket); },

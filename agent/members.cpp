@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <csignal>
 #include <cstdio>
@@ -263,7 +264,14 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
     uid_t view_uid = t.root ? 0 : t.uid;
     if (auto loc = index.mnt.find(t.mnt);
         loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
-        set_record(pid, name, "member");  // (the tracker marked it when it entered the cgroup)
+        set_record(pid, name, "member");
+        if (held && tracker_) {
+            // Already in the view (joined by other means between its exec and now): the map's
+            // entry goes from held to member before it is let go.
+            pns_member member{primary_of(name), PNS_STATE_MEMBER, cgroup};
+            if (auto st = tracker_->set_member(pid, member); !st)
+                spdlog::error("tracker: {}", st.error().message);
+        }
         if (held) ::kill(pid, SIGCONT);
         return;
     }
@@ -338,6 +346,25 @@ void Members::on_tracker_events() {
             default:
                 break;
         }
+    }
+}
+
+void Members::finish_holds() {
+    if (!tracker_) return;
+    for (const auto& [tgid, member] : tracker_->members()) {
+        if (member.state != PNS_STATE_HELD) continue;
+        bool under_way = std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& e) {
+            return e.second.internal && e.second.pid == tgid;
+        });
+        if (under_way) continue;
+        std::string name = name_of(member.ns);
+        if (name.empty()) {
+            ::kill(tgid, SIGKILL);
+            spdlog::warn("policy: {} killed: held at exec for a namespace that is gone", tgid);
+            continue;
+        }
+        spdlog::info("policy: {} still held at exec for {}: joining it", tgid, quote(name));
+        join_for_policy(tgid, name, member.cgroup, true);
     }
 }
 

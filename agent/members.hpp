@@ -68,6 +68,11 @@ class Members {
     // escapes.
     void on_tracker_events();
 
+    // At start, after the events that waited are taken: processes the map still marks held
+    // (a previous pnsd took their event and died before letting them go) are joined now, or
+    // killed if they cannot be; none stays stopped.
+    void finish_holds();
+
     // Makes the tracker's map of views match the pinned views (after views come and go).
     void sync_views();
 

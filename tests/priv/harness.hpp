@@ -277,6 +277,15 @@ inline char state_of(pid_t pid) {
     return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
 }
 
+// The pid of the process tracing `pid` (0 when none), or -1 when it is gone.
+inline pid_t tracer_of(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.starts_with("TracerPid:")) return std::stoi(line.substr(10));
+    return -1;
+}
+
 // A program run in the background with pipes to its stdin and stdout, as root or as a uid.
 class Proc {
   public:

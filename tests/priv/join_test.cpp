@@ -69,12 +69,7 @@ class JoinTest : public PnsdTest {
         char state = state_of(pid);
         EXPECT_TRUE(state == 'S' || state == 'R') << "state " << state;
         EXPECT_EQ(mount_ns(pid), ns_before);
-        std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-        std::string line;
-        while (std::getline(in, line))
-            if (line.starts_with("TracerPid:")) {
-                EXPECT_EQ(line, "TracerPid:\t0");
-            }
+        EXPECT_EQ(tracer_of(pid), 0);
     }
 
     std::string data_, victim_, host_;
@@ -376,17 +371,7 @@ TEST_F(JoinTest, DetachEndsASupervision) {
     ok({"attach", "--ns", "dev", std::to_string(spawner.pid())});
     ok({"detach", std::to_string(spawner.pid())});
     // Let go: untraced, running, and its children stay outside.
-    auto deadline = Clock::now() + std::chrono::seconds(10);
-    std::string tracer;
-    while (Clock::now() < deadline) {
-        std::ifstream in("/proc/" + std::to_string(spawner.pid()) + "/status");
-        std::string line;
-        while (std::getline(in, line))
-            if (line.starts_with("TracerPid:")) tracer = line;
-        if (tracer == "TracerPid:\t0") break;
-        usleep(10000);
-    }
-    EXPECT_EQ(tracer, "TracerPid:\t0");
+    EXPECT_TRUE(wait_until([&] { return tracer_of(spawner.pid()) == 0; }));
     spawner.send("go");
     EXPECT_EQ(spawner.line(), "children 20 misses 0");
     EXPECT_EQ(spawner.line(), "host");
@@ -406,11 +391,7 @@ TEST_P(SupervisionEnd, PnsdGoingAwayLetsSupervisedProcessesGo) {
         pnsd_->kill9();
     else
         EXPECT_EQ(pnsd_->stop(), 0);
-    std::ifstream in("/proc/" + std::to_string(spawner.pid()) + "/status");
-    std::string line, tracer;
-    while (std::getline(in, line))
-        if (line.starts_with("TracerPid:")) tracer = line;
-    EXPECT_EQ(tracer, "TracerPid:\t0");
+    EXPECT_EQ(tracer_of(spawner.pid()), 0);
     char state = state_of(spawner.pid());
     EXPECT_TRUE(state == 'S' || state == 'R') << state;
     spawner.send("go");
