@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <CLI/CLI.hpp>
 
+#include "agent/guard.hpp"
 #include "agent/log.hpp"
 #include "agent/members.hpp"
 #include "agent/policies.hpp"
@@ -48,12 +49,14 @@ class Daemon {
   public:
     Daemon(Options options, Registry registry, Views& views, std::unique_ptr<Tracer> tracer,
            std::unique_ptr<Tracker> tracker, std::string tracker_error,
-           std::unique_ptr<Server> server)
+           std::unique_ptr<Guard> guard, std::string guard_error, std::unique_ptr<Server> server)
         : options_(std::move(options)),
           registry_(std::move(registry)),
           tracer_(std::move(tracer)),
           tracker_(std::move(tracker)),
           tracker_error_(std::move(tracker_error)),
+          guard_(std::move(guard)),
+          guard_error_(std::move(guard_error)),
           server_(std::move(server)),
           members_(
               registry_, views, *tracer_, tracker_.get(),
@@ -152,7 +155,17 @@ class Daemon {
                 {"clients", server_->connections()},
                 {"requests", server_->requests_served()},
                 {"tracker", tracker_status()},
+                {"guard", guard_status()},
                 {"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", caller.pid}}}};
+    }
+
+    json guard_status() const {
+        if (!guard_) return {{"state", "unavailable"}, {"reason", guard_error_}};
+        return {{"state", "active"},
+                {"reused", guard_->reused()},
+                {"guarded_namespaces", guard_->guarded()},
+                {"denied_files", guard_->denied()},
+                {"refusals", guard_->refusals()}};
     }
 
     json tracker_status() const {
@@ -175,6 +188,8 @@ class Daemon {
     std::unique_ptr<Tracer> tracer_;
     std::unique_ptr<Tracker> tracker_;
     std::string tracker_error_;
+    std::unique_ptr<Guard> guard_;
+    std::string guard_error_;
     std::unique_ptr<Server> server_;
     Members members_;
     Policies policies_;
@@ -245,18 +260,6 @@ int serve(const Options& options) {
         return 1;
     }
     for (const auto& line : *skipped) spdlog::warn("store: {}", line);
-    for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
-
-    auto server = Server::listen(options.socket);
-    if (!server) {
-        spdlog::error("pnsd: {}", server.error().message);
-        return 1;
-    }
-    auto tracer = Tracer::start();
-    if (!tracer) {
-        spdlog::error("tracer: {}", tracer.error().message);
-        return 1;
-    }
     // The BPF tracker: without it pnsd still serves (no cgroup policies), and says why.
     std::unique_ptr<Tracker> tracker;
     std::string tracker_error;
@@ -269,8 +272,39 @@ int serve(const Options& options) {
         tracker_error = loaded.error().message;
         spdlog::error("tracker: unavailable: {}", tracker_error);
     }
+    // The LSM guard: only where the kernel runs BPF LSM programs; without it, deny entries are
+    // refused and locked namespaces are guarded by the tracker alone (escapes killed).
+    std::unique_ptr<Guard> guard;
+    std::string guard_error = "it needs the tracker, which is unavailable";
+    if (tracker) {
+        if (auto loaded = Guard::open(*tracker); loaded) {
+            guard = std::move(*loaded);
+            guard_error.clear();
+            if (auto st = guard->set_pnsd(::getpid()); !st)
+                spdlog::error("guard: {}", st.error().message);
+            spdlog::info("guard: {}", guard->reused() ? "reusing the pinned LSM guard"
+                                                      : "LSM guard loaded and pinned");
+        } else {
+            guard_error = loaded.error().message;
+        }
+    }
+    if (!guard) spdlog::warn("guard: unavailable: {}", guard_error);
+    registry.use_guard(guard.get(), guard_error);
+    for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
+
+    auto server = Server::listen(options.socket);
+    if (!server) {
+        spdlog::error("pnsd: {}", server.error().message);
+        return 1;
+    }
+    auto tracer = Tracer::start();
+    if (!tracer) {
+        spdlog::error("tracer: {}", tracer.error().message);
+        return 1;
+    }
     Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(tracker),
-                  std::move(tracker_error), std::move(*server));
+                  std::move(tracker_error), std::move(guard), std::move(guard_error),
+                  std::move(*server));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
     if (!st) {

@@ -1,5 +1,6 @@
 #include "agent/members.hpp"
 #include "agent/auth.hpp"
+#include "agent/guard.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -321,6 +322,16 @@ void Members::on_tracker_events() {
                               quote(name));
                 publish(e.kind == PNS_EVENT_HELD ? "held" : "entered", tgid, comm, name);
                 join_for_policy(tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
+                break;
+            }
+            case PNS_EVENT_REFUSED: {
+                std::string name = name_of(e.ns);
+                std::string what = refusal_name(e.refused);
+                if (e.refused == PNS_REFUSED_OPEN || e.refused == PNS_REFUSED_PRIVILEGE)
+                    what += " of inode " + std::to_string(e.inode);
+                spdlog::info("guard: {} ({}), member of {}: refused {}", tgid, comm, quote(name),
+                             what);
+                publish("refused", tgid, comm, name, what);
                 break;
             }
             case PNS_EVENT_EXIT:

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "agent/auth.hpp"
 #include "pns/text.hpp"
 
@@ -104,9 +106,39 @@ bool Registry::handles(std::string_view op) const {
     return op.starts_with("ns.") || op.starts_with("entry.");
 }
 
-Status Registry::realize(const Namespace& next, const Caller& caller) {
+Status Registry::realize(const Namespace& next, const Caller& caller, const Namespace* before) {
     if (!views_) return {};
-    return views_->realize(next, resolver_of(caller));
+    bool denies = std::any_of(next.table.entries.begin(), next.table.entries.end(),
+                              [](const Entry& e) { return e.kind == EntryKind::kDeny; });
+    if (denies && !guard_)
+        return Error{EOPNOTSUPP,
+                     "deny entries need the LSM guard, which is unavailable: " + guard_missing_};
+    Resolver resolver = resolver_of(caller);
+    if (auto st = views_->realize(next, resolver); !st) return st;
+    if (auto st = guard(next, resolver); !st) {
+        if (before) (void)views_->realize(*before, owner_resolver(*before));
+        return st;
+    }
+    return {};
+}
+
+void Registry::forget_guard(const std::string& name) {
+    if (!guard_ || !views_) return;
+    auto primary = views_->primary(name);
+    struct stat st {};
+    if (!primary || ::fstat(primary->get(), &st) != 0) return;
+    if (auto forgot = guard_->forget(static_cast<std::uint32_t>(st.st_ino)); !forgot)
+        spdlog::warn("guard: forget {}: {}", quote(name), forgot.error().message);
+}
+
+Status Registry::guard(const Namespace& ns, const Resolver& resolver) {
+    if (!guard_ || !views_) return {};
+    auto facts = views_->guard_facts(ns, resolver);
+    if (!facts) return facts.error();
+    std::uint32_t flags = 0;
+    if (ns.locked) flags |= PNS_GUARD_LOCKED;
+    if (facts->user_controlled) flags |= PNS_GUARD_NO_PRIVILEGE;
+    return guard_->set_rules(facts->ns, flags, facts->denied);
 }
 
 std::vector<std::string> Registry::members(const std::string& name) const {
@@ -135,8 +167,20 @@ std::vector<std::string> Registry::adopt_views() {
     std::vector<std::string> problems;
     if (!views_) return problems;
     for (const auto& [name, ns] : namespaces_) {
-        if (auto st = views_->realize(ns, owner_resolver(ns)); !st)
+        if (auto st = views_->realize(ns, owner_resolver(ns)); !st) {
             problems.push_back("view " + quote(name) + ": " + st.error().message);
+            continue;
+        }
+        // Files of deny entries are looked up again: an inode may have changed meanwhile.
+        bool denies = std::any_of(ns.table.entries.begin(), ns.table.entries.end(),
+                                  [](const Entry& e) { return e.kind == EntryKind::kDeny; });
+        if (!guard_ && denies)
+            problems.push_back("namespace " + quote(name) +
+                               " has deny entries that are not enforced: the LSM guard is "
+                               "unavailable: " +
+                               guard_missing_);
+        if (auto st = guard(ns, owner_resolver(ns)); !st)
+            problems.push_back("guard of " + quote(name) + ": " + st.error().message);
     }
     auto pinned = views_->pinned();
     if (!pinned) {
@@ -228,11 +272,13 @@ Result<json> Registry::create(const Caller& caller, const json& args) {
         ns.table = std::move(*table);
     }
     // The view first: a table pnsd cannot realize is refused before it is stored.
-    if (auto st = realize(ns, caller); !st) {
+    if (auto st = realize(ns, caller, nullptr); !st) {
+        forget_guard(ns.name);
         if (views_) (void)views_->destroy(ns.name);
         return st.error();
     }
     if (auto st = store_.save(ns); !st) {
+        forget_guard(ns.name);
         if (views_) (void)views_->destroy(ns.name);
         return st.error();
     }
@@ -266,6 +312,7 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
             return Error{EACCES, "only root may remove a namespace that has members"};
     }
     if (auto st = store_.remove(ns.name); !st) return st.error();
+    forget_guard(ns.name);
     if (views_) {
         if (auto st = views_->destroy(ns.name); !st) return st.error();
     }
@@ -321,7 +368,7 @@ Result<json> Registry::edit(const Caller& caller, const json& args, const Change
     // Stored first: if pnsd dies before the view follows, it realizes the stored table when
     // it starts. If the view cannot follow, the stored table goes back to what it was.
     if (auto st = store_.save(next); !st) return st.error();
-    if (auto st = realize(next, caller); !st) {
+    if (auto st = realize(next, caller, &current); !st) {
         if (auto back = store_.save(current); !back)
             return Error{EIO, st.error().message + "; and restoring the stored table failed: " +
                                   back.error().message};

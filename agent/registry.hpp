@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/guard.hpp"
 #include "agent/namespace.hpp"
 #include "agent/store.hpp"
 #include "agent/views.hpp"
@@ -35,6 +36,12 @@ class Registry {
     Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
     bool handles(std::string_view op) const;
 
+    // The LSM guard, or why there is none: `deny` entries are refused without it.
+    void use_guard(Guard* guard, std::string why_not) {
+        guard_ = guard;
+        guard_missing_ = std::move(why_not);
+    }
+
     std::size_t size() const { return namespaces_.size(); }
     // The namespace called `name`, or nullptr.
     const Namespace* lookup(const std::string& name) const {
@@ -58,8 +65,13 @@ class Registry {
     Result<Json> explain(const Caller& caller, const Json& args);
     Result<Json> view_info(const Caller& caller, const Json& args);
 
-    // Makes the view show `next` (no-op without views).
-    Status realize(const Namespace& next, const Caller& caller);
+    // Makes the view show `next` and the guard enforce it (no-op without views). If the guard
+    // cannot follow, the view goes back to `before` (when there is one).
+    Status realize(const Namespace& next, const Caller& caller, const Namespace* before);
+    // Gives the guard `ns`'s rules, its deny entries looked up as `resolver`.
+    Status guard(const Namespace& ns, const Resolver& resolver);
+    // Drops the guard's rules for `name`'s view (before the view goes).
+    void forget_guard(const std::string& name);
     // Processes inside any of the view's mount namespaces, as "PID (COMM)".
     std::vector<std::string> members(const std::string& name) const;
 
@@ -76,6 +88,8 @@ class Registry {
 
     Store store_;
     Views* views_;
+    Guard* guard_ = nullptr;
+    std::string guard_missing_ = "not loaded";
     std::map<std::string, Namespace> namespaces_;
 };
 

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent/bpf.hpp"
 #include "tracker.skel.h"
 
 namespace pns::agent {
@@ -25,41 +26,19 @@ static_assert(sizeof(pns_event) == 40 && offsetof(pns_event, cgroup) == 16 &&
 
 namespace {
 
-// libbpf reports its own problems (verifier logs, missing BTF) on stderr by default; they go
-// to pnsd's log instead, prefixed like every component's.
-__attribute__((format(printf, 2, 0))) int log_libbpf(enum libbpf_print_level level,
-                                                     const char* format, va_list args) {
-    char buf[2048];
-    std::vsnprintf(buf, sizeof buf, format, args);
-    std::string line(buf);
-    while (!line.empty() && line.back() == '\n') line.pop_back();
-    spdlog::log(level == LIBBPF_WARN ? spdlog::level::warn : spdlog::level::debug, "libbpf: {}",
-                line);
-    return 0;
-}
-
 constexpr const char* kMaps[] = {"members", "policies", "views", "events", "counters"};
 constexpr const char* kPrograms[] = {"on_fork",          "on_exec",  "on_exit",
                                      "on_cgroup_attach", "on_setns", "on_unshare"};
-
-bool exists(const std::string& path) {
-    struct stat st {};
-    return ::lstat(path.c_str(), &st) == 0;
-}
 
 std::string link_pin(const std::string& dir, const char* program) {
     return dir + "/link_" + program;
 }
 
-Error libbpf_error(int err, const std::string& what) {
-    return Error::from_errno(err < 0 ? -err : err, what);
-}
-
-int dup_fd(int fd) {
-    return ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
-}
-
 }  // namespace
+
+using bpf::dup_fd;
+using bpf::exists;
+using bpf::libbpf_error;
 
 Tracker::Tracker(std::string dir, bool reused) : dir_(std::move(dir)), reused_(reused) {}
 
@@ -114,7 +93,7 @@ Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
 }
 
 Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
-    libbpf_set_print(log_libbpf);
+    libbpf_set_print(bpf::log_libbpf);
     bool all_pinned = true;
     for (const char* map : kMaps) all_pinned = all_pinned && exists(pin_dir + "/" + map);
     for (const char* program : kPrograms)
@@ -162,67 +141,36 @@ void Tracker::drain(const std::function<void(const pns_event&)>& on_event) {
     sink_ = nullptr;
 }
 
-namespace {
-
-template <typename K, typename V>
-Status update(int fd, K key, const V& value, const char* what) {
-    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0)
-        return sys_error(std::string("update the tracker's ") + what);
-    return {};
-}
-
-template <typename K>
-Status erase(int fd, K key, const char* what) {
-    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
-        return sys_error(std::string("update the tracker's ") + what);
-    return {};
-}
-
-template <typename K, typename V>
-std::vector<std::pair<K, V>> dump(int fd) {
-    std::vector<std::pair<K, V>> all;
-    K key{}, next{};
-    K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        V value{};
-        if (bpf_map_lookup_elem(fd, &next, &value) == 0) all.emplace_back(next, value);
-        key = next;
-        prev = &key;
-    }
-    return all;
-}
-
-}  // namespace
-
 Status Tracker::set_view(std::uint32_t mnt, std::uint32_t ns) {
-    return update(views_.get(), mnt, ns, "views");
+    return bpf::update(views_.get(), mnt, ns, "the tracker's views");
 }
 Status Tracker::remove_view(std::uint32_t mnt) {
-    return erase(views_.get(), mnt, "views");
+    return bpf::erase(views_.get(), mnt, "the tracker's views");
 }
 std::vector<std::pair<std::uint32_t, std::uint32_t>> Tracker::views() const {
-    return dump<std::uint32_t, std::uint32_t>(views_.get());
+    return bpf::dump<std::uint32_t, std::uint32_t>(views_.get());
 }
 
 Status Tracker::set_policy(std::uint64_t cgroup, std::uint32_t ns) {
-    return update(policies_.get(), cgroup, ns, "policies");
+    return bpf::update(policies_.get(), cgroup, ns, "the tracker's policies");
 }
 Status Tracker::remove_policy(std::uint64_t cgroup) {
-    return erase(policies_.get(), cgroup, "policies");
+    return bpf::erase(policies_.get(), cgroup, "the tracker's policies");
 }
 std::vector<std::pair<std::uint64_t, std::uint32_t>> Tracker::policies() const {
-    return dump<std::uint64_t, std::uint32_t>(policies_.get());
+    return bpf::dump<std::uint64_t, std::uint32_t>(policies_.get());
 }
 
 Status Tracker::set_member(pid_t tgid, const pns_member& member) {
-    return update(members_.get(), static_cast<std::uint32_t>(tgid), member, "members");
+    return bpf::update(members_.get(), static_cast<std::uint32_t>(tgid), member,
+                       "the tracker's members");
 }
 Status Tracker::remove_member(pid_t tgid) {
-    return erase(members_.get(), static_cast<std::uint32_t>(tgid), "members");
+    return bpf::erase(members_.get(), static_cast<std::uint32_t>(tgid), "the tracker's members");
 }
 std::vector<std::pair<pid_t, pns_member>> Tracker::members() const {
     std::vector<std::pair<pid_t, pns_member>> all;
-    for (auto& [tgid, m] : dump<std::uint32_t, pns_member>(members_.get()))
+    for (auto& [tgid, m] : bpf::dump<std::uint32_t, pns_member>(members_.get()))
         all.emplace_back(static_cast<pid_t>(tgid), m);
     return all;
 }

@@ -53,6 +53,10 @@ class Tracker {
 
     std::array<std::uint64_t, PNS_COUNTERS> counters() const;
 
+    // For the guard, which shares these two maps.
+    int members_fd() const { return members_.get(); }
+    int events_fd() const { return events_.get(); }
+
   private:
     Tracker(std::string dir, bool reused);
     static Status pin_all_new(const std::string& dir, Tracker& tracker);

@@ -1,5 +1,6 @@
 #include "agent/views.hpp"
 #include "agent/auth.hpp"
+#include "agent/guard.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -744,6 +745,8 @@ class Editor {
                     return tree;
                 }
                 [[fallthrough]];
+            case EntryKind::kDeny:
+                return Error{EINVAL, "a deny entry is no mount"};
             case EntryKind::kTmpfs: {
                 if (!S_ISDIR(target.mode))
                     return Error::invalid("tmpfs of " + quote(entry.target) +
@@ -1018,7 +1021,10 @@ void Views::scrub(int primary, const std::vector<Applied>& applied,
     }
 }
 
-Status Views::realize(const Namespace& ns, const Resolver& resolver) {
+Status Views::realize(const Namespace& full, const Resolver& resolver) {
+    // `deny` entries are the guard's, not mounts (guard_facts resolves them).
+    Namespace ns = full;
+    std::erase_if(ns.table.entries, [](const Entry& e) { return e.kind == EntryKind::kDeny; });
     return worker_.run([&]() -> Status {
         auto primary_fd = open_or_create_primary(ns.name);
         if (!primary_fd) return primary_fd.error();
@@ -1191,16 +1197,82 @@ Status Views::destroy(const std::string& name) {
     });
 }
 
+Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver& resolver) {
+    GuardFacts facts;
+    facts.user_controlled = ns.owner != 0;
+    auto primary_fd = primary(ns.name);
+    if (!primary_fd) return primary_fd.error();
+    struct stat pinned {};
+    if (::fstat(primary_fd->get(), &pinned) != 0) return sys_error("stat the view");
+    facts.ns = static_cast<std::uint32_t>(pinned.st_ino);
+
+    std::vector<gid_t> groups;
+    if (resolver.pid > 0) {
+        auto g = process_groups(resolver.pid);
+        if (!g) return Error{ESRCH, "the requesting process is gone"};
+        groups = std::move(*g);
+    } else {
+        groups = user_groups(resolver.uid, resolver.gid);
+    }
+    auto lookup = [](const std::string& path, std::uint64_t resolve, struct stat& st) {
+        open_how how{};
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = resolve;
+        std::string relative = path == "/" ? "." : path.substr(1);
+        UniqueFd fd(
+            static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
+        return fd && ::fstat(fd.get(), &st) == 0;
+    };
+    Status st = worker_.run([&]() -> Status {
+        auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
+        if (!in_view) return in_view.error();
+        // setns(CLONE_NEWNS) put this thread's root and cwd at the view's root.
+        for (const Entry& e : ns.table.entries) {
+            struct stat target {};
+            if (e.kind == EntryKind::kDeny) {
+                auto as_user = ScopedFsCredentials::become(resolver.uid, resolver.gid, groups);
+                if (!as_user) return as_user.error();
+                if (!lookup(e.target, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, target))
+                    return Error::from_errno(errno,
+                                             "deny " + quote(e.target) + " (looked up as uid " +
+                                                 std::to_string(resolver.uid) + " in the view)");
+                if (S_ISDIR(target.st_mode))
+                    return Error::invalid("deny " + quote(e.target) +
+                                          ": a directory (deny takes files; hide takes "
+                                          "directories)");
+                facts.denied.push_back({facts.ns, kernel_dev(target.st_dev),
+                                        static_cast<std::uint64_t>(target.st_ino)});
+            } else if (e.kind == EntryKind::kBind && !facts.user_controlled) {
+                // As root, but following no symlink: only what the entry itself shows.
+                facts.user_controlled =
+                    !lookup(e.target, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS, target) ||
+                    target.st_uid != 0;
+            }
+        }
+        return {};
+    });
+    if (!st) return st.error();
+    return facts;
+}
+
 Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& path) {
-    // The last entry at or above `path` decides; its DST prefix is replaced by its SRC.
+    // The last entry at or above `path` decides; its DST prefix is replaced by its SRC. A deny
+    // entry serves nothing; it only says that members may not open the file.
+    json denied = nullptr;
+    for (std::size_t i = 0; i < ns.table.entries.size(); ++i) {
+        const Entry& e = ns.table.entries[i];
+        if (e.kind == EntryKind::kDeny && e.target == path) denied = i + 1;
+    }
     for (auto it = ns.table.entries.rbegin(); it != ns.table.entries.rend(); ++it) {
         const Entry& e = *it;
+        if (e.kind == EntryKind::kDeny) continue;
         bool covers = path == e.target || e.target == "/" ||
                       (path.starts_with(e.target) && path[e.target.size()] == '/');
         if (!covers) continue;
         std::size_t index = static_cast<std::size_t>(ns.table.entries.rend() - it);
         std::string rest = e.target == "/" ? path : path.substr(e.target.size());
         json j = {{"path", path}, {"entry", index}, {"line", format_entry(e)}};
+        if (!denied.is_null()) j["denied_by_entry"] = denied;
         switch (e.kind) {
             case EntryKind::kBind: {
                 std::string from = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
@@ -1224,10 +1296,14 @@ Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& pa
             case EntryKind::kTmpfs:
                 j["private_tmpfs"] = true;
                 break;
+            case EntryKind::kDeny:
+                break;
         }
         return j;
     }
-    return json{{"path", path}, {"entry", nullptr}, {"resolves_to", path}};
+    json j = {{"path", path}, {"entry", nullptr}, {"resolves_to", path}};
+    if (!denied.is_null()) j["denied_by_entry"] = denied;
+    return j;
 }
 
 }  // namespace pns::agent

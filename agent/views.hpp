@@ -28,6 +28,7 @@
 #include "agent/worker.hpp"
 #include "pns/result.hpp"
 #include "pns/table.hpp"
+#include "pns/tracker.h"
 #include "pns/unique_fd.hpp"
 
 namespace pns::agent {
@@ -82,6 +83,17 @@ class Views {
         std::map<ino_t, Location> user;  // the satellites' user namespaces
     };
     Index index() const;
+
+    // What the LSM guard enforces for a view, found in its primary once the table's mounts
+    // are on: the files of `deny` entries (looked up as `resolver`, in the view), and whether
+    // a non-root user controls what some entry shows (the owner is not root, or a bind shows
+    // something a non-root user owns).
+    struct GuardFacts {
+        std::uint32_t ns = 0;  // the primary's inode: how the BPF maps name the namespace
+        std::vector<pns_denied_file> denied;
+        bool user_controlled = false;
+    };
+    Result<GuardFacts> guard_facts(const Namespace& ns, const Resolver& resolver);
 
     // Which entry serves `path` in the view, and what it resolves to.
     Result<nlohmann::json> explain(const Namespace& ns, const std::string& path);

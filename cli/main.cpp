@@ -364,7 +364,9 @@ int main(int argc, char** argv) {
     for (const Simple& simple :
          {Simple{"hide", "make DST appear empty", EntryKind::kHide},
           Simple{"ro", "make DST read-only", EntryKind::kReadOnly},
-          Simple{"tmpfs", "a private scratch directory at DST", EntryKind::kTmpfs}}) {
+          Simple{"tmpfs", "a private scratch directory at DST", EntryKind::kTmpfs},
+          Simple{"deny", "members may not open or run the file at DST (needs the LSM guard)",
+                 EntryKind::kDeny}}) {
         auto* cmd = app.add_subcommand(simple.name, simple.help);
         add_ns_option(cmd, edit);
         cmd->add_option("DST", bind_args.dst)->required();

@@ -50,6 +50,16 @@ void print_status(std::FILE* out, const json& status) {
         else
             std::fprintf(out, "tracker:     unavailable (%s)\n", str(*t, "reason").c_str());
     }
+    if (auto g = status.find("guard"); g != status.end() && g->is_object()) {
+        if (str(*g, "state") == "active")
+            std::fprintf(out,
+                         "lsm guard:   active, %s namespaces guarded, %s denied files, %s "
+                         "refusals\n",
+                         str(*g, "guarded_namespaces").c_str(), str(*g, "denied_files").c_str(),
+                         str(*g, "refusals").c_str());
+        else
+            std::fprintf(out, "lsm guard:   unavailable (%s)\n", str(*g, "reason").c_str());
+    }
     if (auto caller = status.find("caller"); caller != status.end() && caller->is_object())
         std::fprintf(out, "you are:     uid %s, pid %s\n", str(*caller, "uid").c_str(),
                      str(*caller, "pid").c_str());

@@ -239,18 +239,11 @@ Result<Entry> entry_from_json(const json& j) {
     if (!verb) return Error(std::move(verb).error());
 
     Entry entry;
-    if (*verb == "bind") {
-        entry.kind = EntryKind::kBind;
-    } else if (*verb == "hide") {
-        entry.kind = EntryKind::kHide;
-    } else if (*verb == "ro") {
-        entry.kind = EntryKind::kReadOnly;
-    } else if (*verb == "tmpfs") {
-        entry.kind = EntryKind::kTmpfs;
-    } else {
-        return Error::invalid("unknown verb " + quote(*verb) +
-                              " (expected bind, hide, ro or tmpfs)");
-    }
+    auto kind = kind_of_verb(*verb);
+    if (!kind)
+        return Error::invalid("unknown verb " + quote(*verb) + " (expected " +
+                              std::string(kVerbs) + ")");
+    entry.kind = *kind;
 
     if (auto it = j.find("union"); it != j.end() && !it->is_null()) {
         if (!it->is_string()) return bad_request("\"union\" is not a string");

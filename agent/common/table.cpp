@@ -85,6 +85,13 @@ void append_token(std::string& out, std::string_view token) {
 
 }  // namespace
 
+std::optional<EntryKind> kind_of_verb(std::string_view verb) {
+    for (EntryKind kind : {EntryKind::kBind, EntryKind::kHide, EntryKind::kReadOnly,
+                           EntryKind::kTmpfs, EntryKind::kDeny})
+        if (to_string(kind) == verb) return kind;
+    return std::nullopt;
+}
+
 std::string_view to_string(EntryKind kind) {
     switch (kind) {
         case EntryKind::kBind:
@@ -95,6 +102,8 @@ std::string_view to_string(EntryKind kind) {
             return "ro";
         case EntryKind::kTmpfs:
             return "tmpfs";
+        case EntryKind::kDeny:
+            return "deny";
     }
     return "?";
 }
@@ -360,18 +369,12 @@ class TableParser {
     static Result<Entry> parse_entry(const std::vector<Token>& tokens, std::size_t line_no) {
         const Token& verb = tokens[0];
         Entry entry;
-        if (verb.text == "bind") {
-            entry.kind = EntryKind::kBind;
-        } else if (verb.text == "hide") {
-            entry.kind = EntryKind::kHide;
-        } else if (verb.text == "ro") {
-            entry.kind = EntryKind::kReadOnly;
-        } else if (verb.text == "tmpfs") {
-            entry.kind = EntryKind::kTmpfs;
-        } else {
+        auto kind = kind_of_verb(verb.text);
+        if (!kind)
             return fail(line_no, verb.column,
-                        "unknown verb " + quote(verb.text) + " (expected bind, hide, ro or tmpfs)");
-        }
+                        "unknown verb " + quote(verb.text) + " (expected " +
+                            std::string(kVerbs) + ")");
+        entry.kind = *kind;
 
         std::size_t next = 1;
         std::size_t create_column = 0;  // of the first -c, to point at it if it is refused

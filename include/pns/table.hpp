@@ -26,6 +26,7 @@ enum class EntryKind : std::uint8_t {
     kHide,      // hide DST
     kReadOnly,  // ro DST
     kTmpfs,     // tmpfs DST
+    kDeny,      // deny DST: members get EACCES opening or executing the file (the LSM guard)
 };
 
 // Where a bind places SRC relative to what DST already holds.
@@ -88,5 +89,9 @@ std::string format_table(const Table& table);
 Result<Table> parse_table(std::string_view text);
 
 std::string_view to_string(EntryKind kind);
+
+// The kind a verb names ("bind", "hide", ...), or nothing.
+std::optional<EntryKind> kind_of_verb(std::string_view verb);
+inline constexpr std::string_view kVerbs = "bind, hide, ro, tmpfs or deny";
 
 }  // namespace pns

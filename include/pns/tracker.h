@@ -1,5 +1,6 @@
-/* What the BPF tracker (bpf/tracker.bpf.c) and pnsd share: map values and ring-buffer events.
- * C, so that both the BPF program (with vmlinux.h) and C++ include it. */
+/* What the BPF tracker (bpf/tracker.bpf.c), the LSM guard (bpf/guard.bpf.c) and pnsd share:
+ * map keys and values, ring-buffer events. C, so that both the BPF programs (with vmlinux.h)
+ * and C++ include it. */
 #pragma once
 
 #ifndef __bpf__
@@ -34,14 +35,21 @@ enum pns_event_kind {
     PNS_EVENT_HELD = 2,    /* a process exec'd in a policy cgroup outside the view: held */
     PNS_EVENT_EXIT = 3,    /* a member exited */
     PNS_EVENT_ESCAPE = 4,  /* a member left its view by itself */
+    PNS_EVENT_REFUSED = 5, /* the guard refused a member something (enum pns_refusal) */
 };
 
 struct pns_event {
     __u32 kind;
     __u32 tgid;
     __u32 ns;
-    __u32 mnt; /* the mount namespace it is in now */
-    __u64 cgroup;
+    union {
+        __u32 mnt;     /* the mount namespace it is in now */
+        __u32 refused; /* PNS_EVENT_REFUSED: what (enum pns_refusal) */
+    };
+    union {
+        __u64 cgroup;
+        __u64 inode; /* PNS_EVENT_REFUSED of an open or exec: the denied file's inode */
+    };
     char comm[16];
 };
 
@@ -51,4 +59,41 @@ enum pns_counter {
     PNS_COUNTER_LOST_EVENTS = 2,
     PNS_COUNTER_ESCAPES = 3,
     PNS_COUNTERS = 4,
+};
+
+/* The LSM guard. Namespaces it guards: ns -> flags. */
+#define PNS_MAX_GUARDED 4096
+#define PNS_MAX_DENIED 65536
+
+enum pns_guard_flags {
+    PNS_GUARD_LOCKED = 1,       /* no mount changes, no other mount namespace */
+    PNS_GUARD_NO_PRIVILEGE = 2, /* no set-uid, set-gid or file capabilities at exec */
+};
+
+/* A file members of `ns` may not open or execute, by inode: `dev` is the kernel's dev_t of
+ * its file system ((major << 20) | minor), as the LSM hooks see it. */
+struct pns_denied_file {
+    __u32 ns;
+    __u32 dev;
+    __u64 ino;
+};
+
+enum pns_refusal {
+    PNS_REFUSED_MOUNT = 1,
+    PNS_REFUSED_UMOUNT = 2,
+    PNS_REFUSED_MOVE_MOUNT = 3,
+    PNS_REFUSED_PIVOT_ROOT = 4,
+    PNS_REFUSED_MOUNT_SETATTR = 5,
+    PNS_REFUSED_SETNS = 6,   /* into another mount namespace */
+    PNS_REFUSED_UNSHARE = 7, /* a new mount namespace */
+    PNS_REFUSED_CLONE = 8,   /* a child in a new mount namespace */
+    PNS_REFUSED_OPEN = 9,    /* a denied file, opened or executed */
+    PNS_REFUSED_PRIVILEGE = 10, /* an exec that would gain privilege */
+};
+
+/* guard_config[0]: pnsd's own tgid; a member it is joining (ptrace-stopped, pnsd its tracer)
+ * may setns. */
+struct pns_guard_config {
+    __u32 pnsd_tgid;
+    __u32 unused;
 };

@@ -31,6 +31,9 @@ Entry ro(std::string dst) {
 Entry tmpfs(std::string dst) {
     return Entry{EntryKind::kTmpfs, {}, false, {}, std::move(dst)};
 }
+Entry deny(std::string dst) {
+    return Entry{EntryKind::kDeny, {}, false, {}, std::move(dst)};
+}
 
 // Succeeds when parsing `text` fails with EINVAL, at line `line` and column `column`, with a
 // message holding `needle`.
@@ -80,7 +83,7 @@ std::vector<Entry> all_entries(const std::vector<std::string>& paths) {
                 }
             }
         }
-        for (const Entry& e : {hide(dst), ro(dst), tmpfs(dst)}) {
+        for (const Entry& e : {hide(dst), ro(dst), tmpfs(dst), deny(dst)}) {
             if (validate_entry(e)) out.push_back(e);
         }
     }
@@ -105,6 +108,7 @@ TEST(Format, EveryVerbAndFlag) {
     EXPECT_EQ(format_entry(ro("/d")), "ro /d");
     EXPECT_EQ(format_entry(ro("/")), "ro /");
     EXPECT_EQ(format_entry(tmpfs("/tmp")), "tmpfs /tmp");
+    EXPECT_EQ(format_entry(deny("/etc/shadow")), "deny /etc/shadow");
     EXPECT_EQ(format_table(Table{}), "");
     EXPECT_EQ(format_table(Table{{hide("/a"), ro("/b")}}), "hide /a\nro /b\n");
 }
@@ -128,8 +132,9 @@ TEST(RoundTrip, EveryVerbAndFlagCombination) {
         "/hash#tag", "/#lead", "/\"",  "/\\",         "/ ",       "/caf\xc3\xa9/\xf0\x9f\x98\x80",
         "/-a",       "/-c"};
     Table table{all_entries(paths)};
-    // 14 targets x 14 sources x 5 bind forms + 14 x (hide, ro, tmpfs) less hide / and tmpfs /.
-    ASSERT_EQ(table.entries.size(), 14u * 14 * 5 + 14 * 3 - 2);
+    // 14 targets x 14 sources x 5 bind forms + 14 x (hide, ro, tmpfs, deny) less hide /,
+    // tmpfs / and deny /.
+    ASSERT_EQ(table.entries.size(), 14u * 14 * 5 + 14 * 4 - 3);
     EXPECT_TRUE(RoundTrips(table));
     // One entry at a time too, so a failure names the entry.
     for (const auto& entry : table.entries) EXPECT_TRUE(RoundTrips(Table{{entry}})) << entry;
@@ -312,6 +317,7 @@ TEST(ParseError, MissingPaths) {
     EXPECT_TRUE(ParseFails("hide\n", 1, 5, "missing path; usage: hide DST"));
     EXPECT_TRUE(ParseFails("ro\n", 1, 3, "usage: ro DST"));
     EXPECT_TRUE(ParseFails("tmpfs\r\n", 1, 6, "usage: tmpfs DST"));
+    EXPECT_TRUE(ParseFails("deny\n", 1, 5, "usage: deny DST"));
     EXPECT_TRUE(ParseFails("\thide\t# nothing\n", 1, 6, "missing path"));
     // The column is just past the token as written, quotes and escapes included.
     EXPECT_TRUE(ParseFails("bind \"/a b\"\n", 1, 12, "missing path"));
@@ -403,6 +409,8 @@ TEST(ParseError, HideOrTmpfsOfRoot) {
     EXPECT_TRUE(ParseFails("hide /\n", 1, 6, "would leave the view without a root"));
     EXPECT_TRUE(ParseFails("ro /a\n tmpfs  //\n", 2, 9, "tmpfs of '/'"));
     EXPECT_TRUE(ParseFails("hide /.\n", 1, 6, "hide of '/'"));
+    EXPECT_TRUE(ParseFails("deny /\n", 1, 6, "deny of '/'"));
+    EXPECT_TRUE(ParseFails("deny /a /b\n", 1, 9, "unexpected '/b'"));
     auto t = parse_table("ro /\nbind /new /\n");
     ASSERT_TRUE(Succeeds(t));
 }
@@ -454,7 +462,7 @@ TEST(Generated, RandomTablesRoundTrip) {
             auto src = normalize_path(random_path());
             if (!dst || !src) continue;
             Entry e;
-            e.kind = static_cast<EntryKind>(pick(4));
+            e.kind = static_cast<EntryKind>(pick(5));
             if (e.kind == EntryKind::kBind) {
                 e.mode = static_cast<UnionMode>(pick(3));
                 e.create = e.mode != UnionMode::kReplace && pick(2) == 1;
@@ -595,6 +603,11 @@ TEST(ToString, Verbs) {
     EXPECT_EQ(to_string(EntryKind::kHide), "hide");
     EXPECT_EQ(to_string(EntryKind::kReadOnly), "ro");
     EXPECT_EQ(to_string(EntryKind::kTmpfs), "tmpfs");
+    EXPECT_EQ(to_string(EntryKind::kDeny), "deny");
+    for (auto kind : {EntryKind::kBind, EntryKind::kHide, EntryKind::kReadOnly, EntryKind::kTmpfs,
+                      EntryKind::kDeny})
+        EXPECT_EQ(kind_of_verb(to_string(kind)), kind);
+    EXPECT_FALSE(kind_of_verb("mount"));
 }
 
 }  // namespace

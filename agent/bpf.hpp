@@ -1,0 +1,77 @@
+// What the tracker and the guard both need from libbpf: errors, pins, typed map access.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pns/result.hpp"
+
+namespace pns::agent::bpf {
+
+// libbpf reports its own problems (verifier logs, missing BTF) on stderr by default; this
+// sends them to pnsd's log instead, prefixed like every component's.
+__attribute__((format(printf, 2, 0))) int log_libbpf(enum libbpf_print_level level,
+                                                     const char* format, va_list args);
+
+// While one lives, libbpf's warnings go to the log at debug: for a load whose failure is
+// expected on some kernels and reported once, in one line, by its caller.
+class QuietLibbpf {
+  public:
+    QuietLibbpf();
+    ~QuietLibbpf();
+    QuietLibbpf(const QuietLibbpf&) = delete;
+    QuietLibbpf& operator=(const QuietLibbpf&) = delete;
+};
+
+// libbpf returns negative error numbers (or sets errno); both become an Error.
+inline Error libbpf_error(int err, const std::string& what) {
+    return Error::from_errno(err < 0 ? -err : err, what);
+}
+
+inline bool exists(const std::string& path) {
+    struct stat st {};
+    return ::lstat(path.c_str(), &st) == 0;
+}
+
+// A descriptor of pnsd's own for one libbpf keeps (closed with the skeleton).
+inline int dup_fd(int fd) {
+    return ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+template <typename K, typename V>
+Status update(int fd, K key, const V& value, const char* what) {
+    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0)
+        return sys_error(std::string("update ") + what);
+    return {};
+}
+
+template <typename K>
+Status erase(int fd, K key, const char* what) {
+    if (bpf_map_delete_elem(fd, &key) != 0 && errno != ENOENT)
+        return sys_error(std::string("update ") + what);
+    return {};
+}
+
+template <typename K, typename V>
+std::vector<std::pair<K, V>> dump(int fd) {
+    std::vector<std::pair<K, V>> all;
+    K key{}, next{};
+    K* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        V value{};
+        if (bpf_map_lookup_elem(fd, &next, &value) == 0) all.emplace_back(next, value);
+        key = next;
+        prev = &key;
+    }
+    return all;
+}
+
+}  // namespace pns::agent::bpf

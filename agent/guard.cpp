@@ -1,0 +1,205 @@
+#include "agent/guard.hpp"
+
+#include <dirent.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <set>
+#include <tuple>
+
+#include <spdlog/spdlog.h>
+
+#include "agent/bpf.hpp"
+#include "guard.skel.h"
+
+namespace pns::agent {
+
+static_assert(sizeof(pns_denied_file) == 16 && offsetof(pns_denied_file, ino) == 8);
+
+namespace {
+
+constexpr const char* kMaps[] = {"guarded", "denied", "guard_config", "refusals"};
+constexpr const char* kPrograms[] = {"guard_mount",      "guard_umount",  "guard_move_mount",
+                                     "guard_pivot_root", "guard_capable", "guard_clone",
+                                     "guard_open",       "guard_exec"};
+
+std::string map_pin(const std::string& dir, const char* map) {
+    return dir + "/guard_map_" + map;
+}
+std::string link_pin(const std::string& dir, const char* program) {
+    return dir + "/guard_link_" + program;
+}
+
+// Unpins a guard left half-pinned by a start that failed.
+void unpin_all(const std::string& dir) {
+    for (const char* map : kMaps) ::unlink(map_pin(dir, map).c_str());
+    for (const char* program : kPrograms) ::unlink(link_pin(dir, program).c_str());
+}
+
+// Why a load failed, in terms an operator can act on.
+std::string explain_refusal(const Error& error) {
+    std::string why = error.message;
+    std::ifstream lsm("/sys/kernel/security/lsm");
+    std::string active;
+    if (std::getline(lsm, active) && (',' + active + ',').find(",bpf,") == std::string::npos)
+        return why + "; the kernel's active LSMs are '" + active + "' (boot with bpf in lsm=)";
+    std::ifstream lockdown("/sys/kernel/security/lockdown");
+    std::string mode;
+    if (std::getline(lockdown, mode)) {
+        auto open = mode.find('['), close = mode.find(']');
+        if (open != std::string::npos && close != std::string::npos) {
+            mode = mode.substr(open + 1, close - open - 1);
+            if (mode != "none") why += "; the kernel is locked down (" + mode + ")";
+        }
+    }
+    return why;
+}
+
+}  // namespace
+
+Status Guard::load_and_pin(const Tracker& tracker) {
+    guard_bpf* skel = guard_bpf__open();
+    if (!skel) return bpf::libbpf_error(errno, "open the LSM guard");
+    struct Close {
+        guard_bpf* s;
+        ~Close() { guard_bpf__destroy(s); }
+    } close{skel};
+    if (int err = bpf_map__reuse_fd(skel->maps.members, tracker.members_fd()); err)
+        return bpf::libbpf_error(err, "share the tracker's members with the LSM guard");
+    if (int err = bpf_map__reuse_fd(skel->maps.events, tracker.events_fd()); err)
+        return bpf::libbpf_error(err, "share the tracker's events with the LSM guard");
+    if (int err = guard_bpf__load(skel); err) return bpf::libbpf_error(err, "load the LSM guard");
+    bpf_program* programs[] = {skel->progs.guard_mount,      skel->progs.guard_umount,
+                               skel->progs.guard_move_mount, skel->progs.guard_pivot_root,
+                               skel->progs.guard_capable,    skel->progs.guard_clone,
+                               skel->progs.guard_open,       skel->progs.guard_exec};
+    static_assert(std::size(programs) == std::size(kPrograms));
+    bpf_map* maps[] = {skel->maps.guarded, skel->maps.denied, skel->maps.guard_config,
+                       skel->maps.refusals};
+    UniqueFd* fds[] = {&guarded_, &denied_, &config_, &refusals_};
+    // Maps first: a guard whose links are pinned is complete.
+    for (std::size_t i = 0; i < std::size(maps); ++i) {
+        if (int err = bpf_map__pin(maps[i], map_pin(dir_, kMaps[i]).c_str()); err)
+            return bpf::libbpf_error(err, std::string("pin the guard's map ") + kMaps[i]);
+        fds[i]->reset(bpf::dup_fd(bpf_map__fd(maps[i])));
+        if (!*fds[i]) return sys_error("dup");
+    }
+    for (std::size_t i = 0; i < std::size(programs); ++i) {
+        bpf_link* link = bpf_program__attach(programs[i]);
+        if (!link) return bpf::libbpf_error(errno, std::string("attach ") + kPrograms[i]);
+        int err = bpf_link__pin(link, link_pin(dir_, kPrograms[i]).c_str());
+        bpf_link__destroy(link);  // the pin keeps it attached
+        if (err) return bpf::libbpf_error(err, std::string("pin the link of ") + kPrograms[i]);
+    }
+    return {};
+}
+
+Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
+    const std::string& dir = tracker.pin_dir();
+    bool all_pinned = true;
+    for (const char* map : kMaps) all_pinned = all_pinned && bpf::exists(map_pin(dir, map));
+    for (const char* program : kPrograms)
+        all_pinned = all_pinned && bpf::exists(link_pin(dir, program));
+    // A guard pinned beside a tracker that was loaded afresh shares nothing with it.
+    all_pinned = all_pinned && tracker.reused();
+
+    std::unique_ptr<Guard> guard(new Guard(all_pinned));
+    guard->dir_ = dir;
+    if (all_pinned) {
+        UniqueFd* fds[] = {&guard->guarded_, &guard->denied_, &guard->config_, &guard->refusals_};
+        for (std::size_t i = 0; i < std::size(kMaps); ++i) {
+            fds[i]->reset(bpf_obj_get(map_pin(dir, kMaps[i]).c_str()));
+            if (!*fds[i]) return sys_error("open the pinned map '" + map_pin(dir, kMaps[i]) + "'");
+        }
+        return guard;
+    }
+    unpin_all(dir);
+    bpf::QuietLibbpf quiet;
+    if (auto st = guard->load_and_pin(tracker); !st) {
+        unpin_all(dir);
+        return Error{st.error().code, explain_refusal(st.error())};
+    }
+    return guard;
+}
+
+Status Guard::set_pnsd(pid_t tgid) {
+    pns_guard_config config{static_cast<std::uint32_t>(tgid), 0};
+    return bpf::update(config_.get(), std::uint32_t{0}, config, "the guard's config");
+}
+
+Status Guard::set_rules(std::uint32_t ns, std::uint32_t flags,
+                        const std::vector<pns_denied_file>& denied) {
+    auto key_of = [](const pns_denied_file& f) { return std::tuple(f.ns, f.dev, f.ino); };
+    std::set<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> wanted;
+    for (const auto& f : denied) wanted.insert(key_of(f));
+    // New files first, then the flags, then stale files: a file denied before and after the
+    // change stays denied throughout.
+    for (const auto& f : denied) {
+        if (auto st = bpf::update(denied_.get(), f, std::uint8_t{1}, "the guard's denied files");
+            !st)
+            return st;
+    }
+    if (flags) {
+        if (auto st = bpf::update(guarded_.get(), ns, flags, "the guard's namespaces"); !st)
+            return st;
+    } else if (auto st = bpf::erase(guarded_.get(), ns, "the guard's namespaces"); !st) {
+        return st;
+    }
+    for (const auto& [f, unused] : bpf::dump<pns_denied_file, std::uint8_t>(denied_.get())) {
+        if (f.ns != ns || wanted.contains(key_of(f))) continue;
+        if (auto st = bpf::erase(denied_.get(), f, "the guard's denied files"); !st) return st;
+    }
+    return {};
+}
+
+Status Guard::forget(std::uint32_t ns) {
+    return set_rules(ns, 0, {});
+}
+
+std::uint64_t Guard::refusals() const {
+    std::uint32_t zero = 0;
+    std::uint64_t n = 0;
+    bpf_map_lookup_elem(refusals_.get(), &zero, &n);
+    return n;
+}
+
+std::size_t Guard::guarded() const {
+    return bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()).size();
+}
+
+std::size_t Guard::denied() const {
+    return bpf::dump<pns_denied_file, std::uint8_t>(denied_.get()).size();
+}
+
+std::uint32_t kernel_dev(dev_t dev) {
+    return static_cast<std::uint32_t>((major(dev) << 20) | minor(dev));
+}
+
+const char* refusal_name(std::uint32_t what) {
+    switch (what) {
+        case PNS_REFUSED_MOUNT:
+            return "mount";
+        case PNS_REFUSED_UMOUNT:
+            return "umount";
+        case PNS_REFUSED_MOVE_MOUNT:
+            return "move_mount";
+        case PNS_REFUSED_PIVOT_ROOT:
+            return "pivot_root";
+        case PNS_REFUSED_MOUNT_SETATTR:
+            return "mount_setattr";
+        case PNS_REFUSED_SETNS:
+            return "setns";
+        case PNS_REFUSED_UNSHARE:
+            return "unshare";
+        case PNS_REFUSED_CLONE:
+            return "clone";
+        case PNS_REFUSED_OPEN:
+            return "open";
+        case PNS_REFUSED_PRIVILEGE:
+            return "privilege";
+    }
+    return "?";
+}
+
+}  // namespace pns::agent

@@ -1,0 +1,59 @@
+// The LSM guard (bpf/guard.bpf.c) as pnsd sees it. It shares the tracker's map of members and
+// its ring buffer, and is pinned beside it (guard_* under the tracker's pin directory), so it
+// goes on guarding while pnsd is down and a restarted pnsd reuses it. Where the kernel does
+// not run BPF LSM programs, open() says why and pnsd serves without it; nothing else depends
+// on it, except that `deny` entries are refused.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/tracker.hpp"
+#include "pns/result.hpp"
+#include "pns/tracker.h"
+#include "pns/unique_fd.hpp"
+
+namespace pns::agent {
+
+class Guard {
+  public:
+    // Reuses the guard pinned beside `tracker`, or loads, attaches and pins a new one.
+    static Result<std::unique_ptr<Guard>> open(const Tracker& tracker);
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+    bool reused() const { return reused_; }
+
+    // The pnsd whose joins may setns a member of a locked namespace (set at every start).
+    Status set_pnsd(pid_t tgid);
+
+    // What the guard enforces for the namespace named `ns` in the maps (the inode of its
+    // primary view): `flags` (enum pns_guard_flags) and exactly the files in `denied`.
+    Status set_rules(std::uint32_t ns, std::uint32_t flags,
+                     const std::vector<pns_denied_file>& denied);
+    Status forget(std::uint32_t ns);
+
+    std::uint64_t refusals() const;
+    std::size_t guarded() const;
+    std::size_t denied() const;
+
+  private:
+    explicit Guard(bool reused) : reused_(reused) {}
+    Status load_and_pin(const Tracker& tracker);
+
+    bool reused_ = false;
+    std::string dir_;
+    UniqueFd guarded_, denied_, config_, refusals_;
+};
+
+// The kernel's dev_t of a file system as the LSM hooks see it, from stat(2)'s st_dev.
+std::uint32_t kernel_dev(dev_t dev);
+
+// What a refusal (enum pns_refusal) refused, for logs and events.
+const char* refusal_name(std::uint32_t what);
+
+}  // namespace pns::agent

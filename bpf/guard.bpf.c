@@ -1,0 +1,218 @@
+// The LSM guard (DESIGN.md, decision 3): BPF LSM programs that refuse members of views what
+// their namespace forbids. Loaded by pnsd only where the kernel runs the BPF LSM; it shares
+// the tracker's map of members (who is a member of which namespace) and its ring buffer
+// (refusals are reported like every other event), and adds:
+//   - locked namespaces: no mount, umount, move_mount, pivot_root or mount_setattr, no other
+//     mount namespace (setns, unshare, clone): EPERM;
+//   - `deny PATH` entries: members get EACCES opening or executing the file, by inode, so
+//     every path and hard link to it is denied alike;
+//   - namespaces with entries a non-root user controls: no privilege gained by exec (set-uid,
+//     set-gid, file capabilities): EPERM.
+// It only ever answers "no": it never writes to user memory and never rewrites a path.
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "pns/tracker.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define EPERM 1
+#define EACCES 13
+#define CLONE_NEWNS 0x00020000
+#define CAP_SYS_CHROOT 18
+#define CAP_SYS_ADMIN 21
+#define TS_COMPAT 0x0002
+
+// System call numbers, x86-64 and i386 (a member may run 32-bit code).
+#define NR_SETNS 308
+#define NR_UNSHARE 272
+#define NR_MOUNT_SETATTR 442
+#define NR32_SETNS 346
+#define NR32_UNSHARE 310
+#define NR32_MOUNT_SETATTR 442
+
+// The tracker's maps, reused by pnsd from the tracker's pins before this is loaded.
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, PNS_MAX_MEMBERS);
+    __type(key, __u32);
+    __type(value, struct pns_member);
+} members SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, PNS_EVENTS_BYTES);
+} events SEC(".maps");
+
+// namespace -> enum pns_guard_flags
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, PNS_MAX_GUARDED);
+    __type(key, __u32);
+    __type(value, __u32);
+} guarded SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, PNS_MAX_DENIED);
+    __type(key, struct pns_denied_file);
+    __type(value, __u8);
+} denied SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct pns_guard_config);
+} guard_config SEC(".maps");
+
+// refusals so far
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} refusals SEC(".maps");
+
+// The calling process's membership, or NULL when it is no member.
+static __always_inline struct pns_member* current_member(void) {
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    return bpf_map_lookup_elem(&members, &tgid);
+}
+
+static __always_inline __u32 flags_of(const struct pns_member* m) {
+    __u32* flags = bpf_map_lookup_elem(&guarded, &m->ns);
+    return flags ? *flags : 0;
+}
+
+static __always_inline int refuse(const struct pns_member* m, __u32 what, __u64 inode, int err) {
+    __u32 zero = 0;
+    __u64* n = bpf_map_lookup_elem(&refusals, &zero);
+    if (n) __sync_fetch_and_add(n, 1);
+    struct pns_event* e = bpf_ringbuf_reserve(&events, sizeof *e, 0);
+    if (e) {
+        struct task_struct* task = bpf_get_current_task_btf();
+        e->kind = PNS_EVENT_REFUSED;
+        e->tgid = task->tgid;
+        e->ns = m->ns;
+        e->refused = what;
+        e->inode = inode;
+        bpf_get_current_comm(&e->comm, sizeof e->comm);
+        bpf_ringbuf_submit(e, 0);
+    }
+    return -err;
+}
+
+// A member of a locked namespace, or NULL.
+static __always_inline struct pns_member* locked_member(void) {
+    struct pns_member* m = current_member();
+    return m && (flags_of(m) & PNS_GUARD_LOCKED) ? m : NULL;
+}
+
+SEC("lsm/sb_mount")
+int BPF_PROG(guard_mount, const char* dev_name, const struct path* path, const char* type,
+             unsigned long flags, void* data, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    return m ? refuse(m, PNS_REFUSED_MOUNT, 0, EPERM) : 0;
+}
+
+SEC("lsm/sb_umount")
+int BPF_PROG(guard_umount, struct vfsmount* mnt, int flags, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    return m ? refuse(m, PNS_REFUSED_UMOUNT, 0, EPERM) : 0;
+}
+
+SEC("lsm/move_mount")
+int BPF_PROG(guard_move_mount, const struct path* from, const struct path* to, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    return m ? refuse(m, PNS_REFUSED_MOVE_MOUNT, 0, EPERM) : 0;
+}
+
+SEC("lsm/sb_pivotroot")
+int BPF_PROG(guard_pivot_root, const struct path* old_path, const struct path* new_path, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    return m ? refuse(m, PNS_REFUSED_PIVOT_ROOT, 0, EPERM) : 0;
+}
+
+// Whether pnsd is joining the calling process right now: stopped for ptrace by pnsd, which
+// made it call setns (agent/tracer.cpp).
+static __always_inline bool joined_by_pnsd(struct task_struct* task) {
+    __u32 zero = 0;
+    struct pns_guard_config* config = bpf_map_lookup_elem(&guard_config, &zero);
+    if (!config || !config->pnsd_tgid || !task->ptrace) return false;
+    return BPF_CORE_READ(task, parent, tgid) == config->pnsd_tgid;
+}
+
+// mount_setattr, setns and unshare have no hook of their own; each asks for a capability
+// first (fs/namespace.c: may_mount, mntns_install; kernel/nsproxy.c), which is refused here
+// while that system call is the one running. Only setns into a mount namespace asks for
+// CAP_SYS_CHROOT, so joining other kinds of namespaces stays allowed.
+SEC("lsm/capable")
+int BPF_PROG(guard_capable, const struct cred* cred, struct user_namespace* ns, int cap,
+             unsigned int opts, int ret) {
+    if (ret) return ret;
+    if (cap != CAP_SYS_ADMIN && cap != CAP_SYS_CHROOT) return 0;
+    struct pns_member* m = locked_member();
+    if (!m) return 0;
+    struct task_struct* task = bpf_get_current_task_btf();
+    struct pt_regs* regs = (struct pt_regs*)bpf_task_pt_regs(task);
+    bool compat = BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+    long nr = BPF_CORE_READ(regs, orig_ax);
+    unsigned long arg0 = compat ? BPF_CORE_READ(regs, bx) : BPF_CORE_READ(regs, di);
+    if (cap == CAP_SYS_ADMIN && nr == (compat ? NR32_MOUNT_SETATTR : NR_MOUNT_SETATTR))
+        return refuse(m, PNS_REFUSED_MOUNT_SETATTR, 0, EPERM);
+    if (cap == CAP_SYS_CHROOT && nr == (compat ? NR32_SETNS : NR_SETNS) && !joined_by_pnsd(task))
+        return refuse(m, PNS_REFUSED_SETNS, 0, EPERM);
+    if (cap == CAP_SYS_ADMIN && nr == (compat ? NR32_UNSHARE : NR_UNSHARE) && (arg0 & CLONE_NEWNS))
+        return refuse(m, PNS_REFUSED_UNSHARE, 0, EPERM);
+    return 0;
+}
+
+SEC("lsm/task_alloc")
+int BPF_PROG(guard_clone, struct task_struct* task, unsigned long clone_flags, int ret) {
+    if (ret || !(clone_flags & CLONE_NEWNS)) return ret;
+    struct pns_member* m = locked_member();
+    return m ? refuse(m, PNS_REFUSED_CLONE, 0, EPERM) : 0;
+}
+
+// Every open goes through here, exec's included (fs/exec.c: do_open_execat).
+SEC("lsm/file_open")
+int BPF_PROG(guard_open, struct file* file, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = current_member();
+    if (!m) return 0;
+    struct inode* inode = file->f_inode;
+    struct pns_denied_file key = {
+        .ns = m->ns,
+        .dev = BPF_CORE_READ(inode, i_sb, s_dev),
+        .ino = BPF_CORE_READ(inode, i_ino),
+    };
+    if (!bpf_map_lookup_elem(&denied, &key)) return 0;
+    return refuse(m, PNS_REFUSED_OPEN, key.ino, EACCES);
+}
+
+// Runs once the new credentials are computed (fs/exec.c: begin_new_exec, before the point of
+// no return), so the exec fails cleanly and the process goes on with its old program.
+SEC("lsm/bprm_creds_from_file")
+int BPF_PROG(guard_exec, struct linux_binprm* bprm, const struct file* file, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = current_member();
+    if (!m || !(flags_of(m) & PNS_GUARD_NO_PRIVILEGE)) return 0;
+    struct task_struct* task = bpf_get_current_task_btf();
+    const struct cred* now = task->cred;
+    const struct cred* next = bprm->cred;
+    __u64 caps_now = BPF_CORE_READ(now, cap_permitted.val);
+    __u64 caps_next = BPF_CORE_READ(next, cap_permitted.val);
+    bool gains = BPF_CORE_READ(next, euid.val) != BPF_CORE_READ(now, euid.val) ||
+                 BPF_CORE_READ(next, egid.val) != BPF_CORE_READ(now, egid.val) ||
+                 (caps_next & ~caps_now) != 0;
+    if (!gains) return 0;
+    return refuse(m, PNS_REFUSED_PRIVILEGE, BPF_CORE_READ(file, f_inode, i_ino), EPERM);
+}
