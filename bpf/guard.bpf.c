@@ -210,9 +210,13 @@ int BPF_PROG(guard_exec, struct linux_binprm* bprm, const struct file* file, int
     const struct cred* next = bprm->cred;
     __u64 caps_now = BPF_CORE_READ(now, cap_permitted.val);
     __u64 caps_next = BPF_CORE_READ(next, cap_permitted.val);
-    bool gains = BPF_CORE_READ(next, euid.val) != BPF_CORE_READ(now, euid.val) ||
-                 BPF_CORE_READ(next, egid.val) != BPF_CORE_READ(now, egid.val) ||
-                 (caps_next & ~caps_now) != 0;
+    // A gain: capabilities it did not have (root regaining them after dropping them, file
+    // capabilities), or a non-root process taking another uid or gid (set-uid, set-gid).
+    // Root taking a set-uid program's uid gives something up, and is let be.
+    bool was_root = BPF_CORE_READ(now, euid.val) == 0;
+    bool gains = (caps_next & ~caps_now) != 0 ||
+                 (!was_root && (BPF_CORE_READ(next, euid.val) != BPF_CORE_READ(now, euid.val) ||
+                                BPF_CORE_READ(next, egid.val) != BPF_CORE_READ(now, egid.val)));
     if (!gains) return 0;
     return refuse(m, PNS_REFUSED_PRIVILEGE, BPF_CORE_READ(file, f_inode, i_ino), EPERM);
 }

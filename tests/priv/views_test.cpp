@@ -465,3 +465,36 @@ TEST_F(ViewsTest, NothingIsLeftMountedOnTheHost) {
 
 }  // namespace
 }  // namespace pns::test
+
+namespace pns::test {
+namespace {
+
+// `deny` is the LSM guard's: where the guard is unavailable (this machine kind's kernel
+// refuses LSM programs) the entry is refused with the reason and the table stays as it was;
+// where it is active (the VM), it is taken. Both ways are checked against pnsctl status.
+class DenyTest : public PnsdTest {};
+
+TEST_F(DenyTest, DenyEntriesAreRefusedWithoutTheGuard) {
+    std::string file = make_file(dir_.path() + "/secret", "x");
+    ok({"ns", "create", "dn"});
+    std::string before = export_of(pnsd(), "dn");
+    auto guard = ctl_json(pnsd(), {"status"})["guard"];
+    auto r = ctl({"deny", "--ns", "dn", file});
+    if (guard["state"] == "active") {
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        EXPECT_EQ(export_of(pnsd(), "dn"), "deny " + file + "\n");
+        return;
+    }
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(is_one_line(r.err)) << r.err;
+    EXPECT_NE(r.err.find("deny entries need the LSM guard, which is unavailable: " +
+                         guard["reason"].get<std::string>()),
+              std::string::npos)
+        << r.err;
+    EXPECT_EQ(export_of(pnsd(), "dn"), before);
+    auto status = ctl({"status"});
+    EXPECT_NE(status.out.find("lsm guard:   unavailable ("), std::string::npos) << status.out;
+}
+
+}  // namespace
+}  // namespace pns::test
