@@ -123,6 +123,10 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
     return guard;
 }
 
+void Guard::remove(const Tracker& tracker) {
+    unpin_all(tracker.pin_dir());
+}
+
 Status Guard::set_pnsd(pid_t tgid) {
     pns_guard_config config{static_cast<std::uint32_t>(tgid), 0};
     return bpf::update(config_.get(), std::uint32_t{0}, config, "the guard's config");

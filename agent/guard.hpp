@@ -23,6 +23,8 @@ class Guard {
   public:
     // Reuses the guard pinned beside `tracker`, or loads, attaches and pins a new one.
     static Result<std::unique_ptr<Guard>> open(const Tracker& tracker);
+    // Unpins a guard pinned beside `tracker`: it stops guarding.
+    static void remove(const Tracker& tracker);
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
 

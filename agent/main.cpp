@@ -36,6 +36,7 @@ struct Options {
     std::string runtime_dir = "/run/pns";
     std::string bpf_dir = "/sys/fs/bpf/pns";
     std::string log_level = "info";
+    bool no_guard = false;
 };
 
 // Requests that change something are worth a line in the log at info; reads only at debug.
@@ -275,8 +276,9 @@ int serve(const Options& options) {
     // The LSM guard: only where the kernel runs BPF LSM programs; without it, deny entries are
     // refused and locked namespaces are guarded by the tracker alone (escapes killed).
     std::unique_ptr<Guard> guard;
-    std::string guard_error = "it needs the tracker, which is unavailable";
-    if (tracker) {
+    std::string guard_error =
+        options.no_guard ? "disabled (--no-guard)" : "it needs the tracker, which is unavailable";
+    if (tracker && !options.no_guard) {
         if (auto loaded = Guard::open(*tracker); loaded) {
             guard = std::move(*loaded);
             guard_error.clear();
@@ -288,6 +290,7 @@ int serve(const Options& options) {
             guard_error = loaded.error().message;
         }
     }
+    if (tracker && options.no_guard) Guard::remove(*tracker);
     if (!guard) spdlog::warn("guard: unavailable: {}", guard_error);
     registry.use_guard(guard.get(), guard_error);
     for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
@@ -327,6 +330,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--bpf-dir", options.bpf_dir, "where the BPF tracker is pinned (on bpffs)")
         ->capture_default_str();
+    app.add_flag("--no-guard", options.no_guard,
+                 "run without the LSM guard: one pinned by an earlier pnsd is removed, deny "
+                 "entries are refused");
     app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
         ->capture_default_str();
     app.set_version_flag("--version", PNS_VERSION);

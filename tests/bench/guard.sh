@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Figure for the LSM guard: the cost of its hooks on a mount-free, open/stat-heavy workload
+# (pns-bench-lookup: stat + open + close of the files below /usr/share), run by a member of a
+# locked namespace that has a deny entry (so every open is looked up), with the guard against
+# without it (pnsd --no-guard), alternated ROUNDS times in one run. Needs a kernel that runs BPF
+# LSM programs: vmtest/run --bench runs it in the VM.
+#
+#   tests/bench/guard.sh [BUILD_DIR] [COUNT] [ROUNDS]   (default: build, 200000 lookups, 3)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+count=${2:-200000}
+rounds=${3:-3}
+pnsd=$build/pnsd pnsctl=$build/pnsctl lookup=$build/tests/pns-bench-lookup
+for tool in "$pnsd" "$pnsctl" "$lookup"; do
+  [ -x "$tool" ] || { echo "bench: $tool not built (run scripts/run-tests first)" >&2; exit 1; }
+done
+source "$root/tests/bench/common.sh"
+
+# One measurement: a pnsd with or without the guard, a locked namespace showing /usr/share
+# at a directory of its own, its member running the workload. Prints milliseconds.
+measure() { # guard|none
+  if [ "$1" = none ]; then BENCH_PNSD_ARGS=(--no-guard); else BENCH_PNSD_ARGS=(); fi
+  bench_start_pnsd "$pnsd"
+  local state
+  state=$("$pnsctl" status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["guard"]["state"])')
+  if [ "$1" = guard ] && [ "$state" != active ]; then
+    echo "bench: the LSM guard is not active here: $("$pnsctl" status | grep 'lsm guard')" >&2
+    exit 1
+  fi
+  mkdir -p "$work/share" && echo secret >"$work/secret"
+  "$pnsctl" ns create --locked bench >/dev/null
+  "$pnsctl" bind --ns bench /usr/share "$work/share" >/dev/null
+  [ "$1" = guard ] && "$pnsctl" deny --ns bench "$work/secret" >/dev/null
+  "$pnsctl" run --ns bench -- "$lookup" "$work/share" "$count"
+  bench_cleanup
+  trap - EXIT
+}
+
+echo "guard bench: $count lookups (stat + open + close) by a member of a locked namespace, $rounds rounds"
+declare -a with without
+for i in $(seq "$rounds"); do
+  without+=("$(measure none)")
+  with+=("$(measure guard)")
+  echo "round $i: without the guard ${without[-1]} ms, with it ${with[-1]} ms"
+done
+python3 - "${without[*]}" "${with[*]}" <<'PY'
+import statistics, sys
+without = [float(x) for x in sys.argv[1].split()]
+with_ = [float(x) for x in sys.argv[2].split()]
+print("median without %.1f ms, with %.1f ms: ratio %.3f (with / without)"
+      % (statistics.median(without), statistics.median(with_),
+         statistics.median(with_) / statistics.median(without)))
+PY
