@@ -22,8 +22,10 @@ int log_libbpf(enum libbpf_print_level level, const char* format, va_list args) 
     std::vsnprintf(buf, sizeof buf, format, args);
     std::string line(buf);
     while (!line.empty() && line.back() == '\n') line.pop_back();
-    spdlog::log(level == LIBBPF_WARN && !quiet ? spdlog::level::warn : spdlog::level::debug,
-                "libbpf: {}", line);
+    auto at = quiet                  ? spdlog::level::trace
+              : level == LIBBPF_WARN ? spdlog::level::warn
+                                     : spdlog::level::debug;
+    spdlog::log(at, "libbpf: {}", line);
     return 0;
 }
 

@@ -21,7 +21,7 @@ namespace pns::agent::bpf {
 __attribute__((format(printf, 2, 0))) int log_libbpf(enum libbpf_print_level level,
                                                      const char* format, va_list args);
 
-// While one lives, libbpf's warnings go to the log at debug: for a load whose failure is
+// While one lives, libbpf's output goes to the log at trace: for a load whose failure is
 // expected on some kernels and reported once, in one line, by its caller.
 class QuietLibbpf {
   public:

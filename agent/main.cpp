@@ -261,7 +261,18 @@ int serve(const Options& options) {
         return 1;
     }
     for (const auto& line : *skipped) spdlog::warn("store: {}", line);
-    // The BPF tracker: without it pnsd still serves (no cgroup policies), and says why.
+    auto server = Server::listen(options.socket);
+    if (!server) {
+        spdlog::error("pnsd: {}", server.error().message);
+        return 1;
+    }
+    auto tracer = Tracer::start();
+    if (!tracer) {
+        spdlog::error("tracer: {}", tracer.error().message);
+        return 1;
+    }
+    // The BPF tracker (once pnsd can serve: a pnsd that cannot start pins nothing); without
+    // it pnsd still serves (no cgroup policies), and says why.
     std::unique_ptr<Tracker> tracker;
     std::string tracker_error;
     if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
@@ -291,20 +302,11 @@ int serve(const Options& options) {
         }
     }
     if (tracker && options.no_guard) Guard::remove(*tracker);
-    if (!guard) spdlog::warn("guard: unavailable: {}", guard_error);
+    // Expected on kernels without BPF LSM: said once, at info, and in pnsctl status.
+    if (!guard) spdlog::info("guard: unavailable: {}", guard_error);
     registry.use_guard(guard.get(), guard_error);
     for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
 
-    auto server = Server::listen(options.socket);
-    if (!server) {
-        spdlog::error("pnsd: {}", server.error().message);
-        return 1;
-    }
-    auto tracer = Tracer::start();
-    if (!tracer) {
-        spdlog::error("tracer: {}", tracer.error().message);
-        return 1;
-    }
     Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(tracker),
                   std::move(tracker_error), std::move(guard), std::move(guard_error),
                   std::move(*server));

@@ -745,8 +745,6 @@ class Editor {
                     return tree;
                 }
                 [[fallthrough]];
-            case EntryKind::kDeny:
-                return Error{EINVAL, "a deny entry is no mount"};
             case EntryKind::kTmpfs: {
                 if (!S_ISDIR(target.mode))
                     return Error::invalid("tmpfs of " + quote(entry.target) +
@@ -760,6 +758,8 @@ class Editor {
                 }
                 return tree;
             }
+            case EntryKind::kDeny:
+                break;  // not a mount: Views::realize takes deny entries out of the table
         }
         return Error{EINVAL, "unknown entry kind"};
     }

@@ -34,7 +34,7 @@ class Concurrency : public PnsdTest {
         const std::string line = request("ns.ls").dump() + "\n";
         for (auto& c : clients) EXPECT_TRUE(c.send_all(line));
         // One deadline for all: a pnsd that serves nobody fails this in 10 s, not 64 times 10 s.
-        auto deadline = Clock::now() + 10s;
+        auto deadline = Clock::now() + stretched(10s);
         for (auto& c : clients) {
             auto response = c.read_line(
                 std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
@@ -154,9 +154,9 @@ TEST_F(Concurrency, StalledHalfRequestDoesNotDelayOthers) {
     }
     // While they stall, 64 other clients are served at once, promptly.
     auto took = many_list(64);
-    EXPECT_LT(took, 2s) << "64 clients took "
-                        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                        << " ms";
+    EXPECT_LT(took, stretched(2s))
+        << "64 clients took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+        << " ms";
     many_pnsctl_list(64);
     // The stalled ones finish their requests and are answered correctly.
     for (auto& s : stalled) ASSERT_TRUE(s.send_all(whole.substr(first_half.size())));
@@ -180,7 +180,7 @@ TEST_F(Concurrency, ClientsBeyondTheFdLimitAreToldNotLeftHanging) {
     const std::string line = request("ns.ls").dump() + "\n";
     for (auto& c : clients) c.send_some(line);  // a refused client may be closed already
     std::size_t served = 0, refused = 0;
-    auto deadline = Clock::now() + 10s;
+    auto deadline = Clock::now() + stretched(10s);
     for (auto& c : clients) {
         auto response = c.read_line(
             std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
@@ -311,9 +311,9 @@ TEST_F(Concurrency, ClientThatNeverReadsDoesNotBlockOthers) {
 
     // Meanwhile everybody else is served promptly.
     auto took = many_list(64);
-    EXPECT_LT(took, 2s) << "64 clients took "
-                        << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                        << " ms";
+    EXPECT_LT(took, stretched(2s))
+        << "64 clients took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+        << " ms";
     many_pnsctl_list(16);
 
     // Once the hog reads, it gets every answer, in order, and can finish its last request.
@@ -321,11 +321,11 @@ TEST_F(Concurrency, ClientThatNeverReadsDoesNotBlockOthers) {
     if (rest.size() == one.size()) rest.clear();
     std::size_t expected = complete + (rest.empty() ? 0 : 1);
     std::size_t received = 0;
-    auto deadline = Clock::now() + 30s;
+    auto deadline = Clock::now() + stretched(30s);
     while (received < expected) {
         ASSERT_LT(Clock::now(), deadline) << received << " of " << expected << " answers";
         pollfd pfd{hog.fd(), static_cast<short>(POLLIN | (rest.empty() ? 0 : POLLOUT)), 0};
-        ASSERT_GT(::poll(&pfd, 1, 10000), 0);
+        ASSERT_GT(::poll(&pfd, 1, static_cast<int>(stretched(10s).count())), 0);
         if (!rest.empty() && (pfd.revents & POLLOUT)) {
             long n = hog.send_some(rest);
             ASSERT_GE(n, 0);

@@ -104,7 +104,7 @@ Output run(const std::vector<std::string>& argv, const RunOptions& options) {
     } else {
         fcntl(in_fd, F_SETFL, O_NONBLOCK);
     }
-    auto deadline = Clock::now() + options.timeout;
+    auto deadline = Clock::now() + stretched(options.timeout);
     bool out_open = true, err_open = true;
     while (out_open || err_open) {
         pollfd fds[3] = {{out_open ? out[0] : -1, POLLIN, 0},
@@ -334,7 +334,7 @@ bool Pnsd::start() {
     // Wait for whichever comes first: READY=1 on the notify socket, or pnsd's exit (its
     // pidfd turns readable).
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0));
-    auto deadline = Clock::now() + std::chrono::seconds(20);
+    auto deadline = Clock::now() + stretched(std::chrono::seconds(20));
     bool ready = false;
     while (!ready) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -378,7 +378,9 @@ int Pnsd::signal_and_wait(int sig) {
     if (pidfd >= 0) {
         pollfd pfd{pidfd, POLLIN, 0};
         int ready;
-        while ((ready = poll(&pfd, 1, 20000)) < 0 && errno == EINTR) {
+        while ((ready = poll(&pfd, 1,
+                             static_cast<int>(stretched(std::chrono::seconds(20)).count()))) < 0 &&
+               errno == EINTR) {
         }
         close(pidfd);
         if (ready == 0) {
@@ -469,7 +471,7 @@ long RawClient::send_some(std::string_view data) {
 }
 
 std::optional<std::string> RawClient::read_line(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
+    auto deadline = Clock::now() + stretched(timeout);
     std::size_t newline;
     while ((newline = pending_.find('\n')) == std::string::npos) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -490,7 +492,7 @@ std::optional<std::string> RawClient::read_line(std::chrono::milliseconds timeou
 }
 
 bool RawClient::wait_closed(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
+    auto deadline = Clock::now() + stretched(timeout);
     for (;;) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0) return false;
@@ -645,6 +647,26 @@ long mount_id(const std::string& path, pid_t pid) {
         if (unescape_mountinfo(point) == path) return id;
     }
     return -1;
+}
+
+namespace {
+double from_env(const char* name) {
+    const char* text = std::getenv(name);
+    if (!text || !*text) return 1.0;
+    char* end = nullptr;
+    double value = std::strtod(text, &end);
+    return end && *end == '\0' && value > 0 ? value : 1.0;
+}
+}  // namespace
+
+double slowdown() {
+    static const double factor = from_env("PNS_TEST_SLOWDOWN");
+    return factor;
+}
+
+int scaled(int count) {
+    static const double scale = from_env("PNS_TEST_SCALE");
+    return std::max(1, static_cast<int>(count * scale));
 }
 
 void PrivTest::SetUp() {

@@ -234,6 +234,20 @@ class PnsdTest : public PrivTest {
 // -1 when nothing is mounted there.
 long mount_id(const std::string& path, pid_t pid = 0);
 
+// ---- slow machines ----
+
+// The suite runs on slow machines too: vmtest/ runs it under an emulated CPU (qemu TCG, 10 to
+// 50 times slower than these hosts). There PNS_TEST_SLOWDOWN stretches every deadline and time
+// limit by its factor, and PNS_TEST_SCALE takes that fraction of each heavy test's rounds; the
+// run says so. Both are 1 when unset.
+double slowdown();
+int scaled(int count);  // never below 1
+template <typename Rep, typename Period>
+std::chrono::milliseconds stretched(std::chrono::duration<Rep, Period> d) {
+    return std::chrono::milliseconds(static_cast<long long>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(d).count() * slowdown()));
+}
+
 // ---- processes in the background ----
 
 // The mount namespace of process `pid`, as "mnt:[N]".
@@ -241,7 +255,7 @@ long mount_id(const std::string& path, pid_t pid = 0);
 // have no notification to wait on (a process has exec'd, joined, entered a cgroup).
 inline bool wait_until(const std::function<bool()>& done,
                        std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto deadline = std::chrono::steady_clock::now() + stretched(timeout);
     while (!done()) {
         if (std::chrono::steady_clock::now() >= deadline) return done();
         usleep(1000);
@@ -332,7 +346,7 @@ class Proc {
 
     // The next line of output (without '\n'); empty on EOF or after `timeout`.
     std::string line(std::chrono::seconds timeout = std::chrono::seconds(30)) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
+        auto deadline = std::chrono::steady_clock::now() + stretched(timeout);
         for (;;) {
             auto nl = buf_.find('\n');
             if (nl != std::string::npos) {
@@ -354,7 +368,7 @@ class Proc {
 
     // Waits for the exit; returns the exit status (128 + signal), -1 after `timeout`.
     int wait(std::chrono::seconds timeout = std::chrono::seconds(60)) {
-        auto deadline = std::chrono::steady_clock::now() + timeout;
+        auto deadline = std::chrono::steady_clock::now() + stretched(timeout);
         while (std::chrono::steady_clock::now() < deadline) {
             int status = 0;
             pid_t r = waitpid(pid_, &status, WNOHANG);

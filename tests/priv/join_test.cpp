@@ -302,7 +302,7 @@ TEST_P(BusyTarget, Attached200TimesItNoticesNothing) {
     std::string stop = dir_.path() + "/stop";
     Proc victim({victim_, GetParam(), stop});
     ASSERT_EQ(victim.line(), "ready");
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0, rounds = scaled(200); i < rounds; ++i) {
         const char* ns = i % 2 ? "b" : "a";
         auto r = ctl({"attach", "--ns", ns, std::to_string(victim.pid())});
         ASSERT_EQ(r.exit_code, 0) << "attach " << i << ": " << r.err;
@@ -340,7 +340,8 @@ INSTANTIATE_TEST_SUITE_P(Workloads, BusyTarget,
 
 TEST_F(JoinTest, EveryChildOfASupervisedProcessJoinsAndItJoinsAtExec) {
     make_view("dev");
-    Proc spawner({victim_, "spawner", host_, "view", "1000"});
+    const std::string children = std::to_string(scaled(1000));
+    Proc spawner({victim_, "spawner", host_, "view", children});
     ASSERT_EQ(spawner.line(), "ready");
     auto r = ctl({"attach", "--ns", "dev", std::to_string(spawner.pid())});
     ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -357,7 +358,7 @@ TEST_F(JoinTest, EveryChildOfASupervisedProcessJoinsAndItJoinsAtExec) {
     EXPECT_TRUE(listed) << ps.dump();
 
     spawner.send("go");
-    EXPECT_EQ(spawner.line(std::chrono::seconds(120)), "children 1000 misses 0");
+    EXPECT_EQ(spawner.line(std::chrono::seconds(120)), "children " + children + " misses 0");
     // Then it exec'd cat, which joined before its first instruction.
     EXPECT_EQ(spawner.line(), "view");
     EXPECT_EQ(spawner.wait(), 0);

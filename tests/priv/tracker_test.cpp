@@ -127,13 +127,14 @@ TEST_P(Racing, NoProgramExecdInAPolicyCgroupStartsOutsideTheView) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     auto before = tracker_status()["held_at_exec"].get<std::uint64_t>();
     auto members_before = members().size();
-    auto r = run({PNS_RACER_PATH, GetParam(), "2000", cgroup_, checker_, target_, "view"},
+    const std::string rounds = std::to_string(scaled(2000));
+    auto r = run({PNS_RACER_PATH, GetParam(), rounds, cgroup_, checker_, target_, "view"},
                  RunOptions{.timeout = std::chrono::seconds(300)});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.out, "rounds 2000 misses 0 stops 0\n") << r.err;
+    EXPECT_EQ(r.out, "rounds " + rounds + " misses 0 stops 0\n") << r.err;
     auto held = tracker_status()["held_at_exec"].get<std::uint64_t>() - before;
-    std::cout << "[ figures  ] " << GetParam() << ": held at exec in " << held
-              << " of 2000 rounds\n";
+    std::cout << "[ figures  ] " << GetParam() << ": held at exec in " << held << " of " << rounds
+              << " rounds\n";
     RecordProperty("held_at_exec", static_cast<int>(held));
     // Every child has exited: none is left in the members map (no entry made after an exit).
     EXPECT_EQ(members().size(), members_before);
@@ -175,10 +176,11 @@ TEST_F(TrackerTest, ChildrenAndGrandchildrenAreTrackedAndExitsCleanTheMap) {
 TEST_F(TrackerTest, TheMapDoesNotGrowAfter100000ShortLivedProcesses) {
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     auto before = members().size();
-    auto r = run(in_cgroup(checker_ + " forker 100000"),
+    const std::string count = std::to_string(scaled(100000));
+    auto r = run(in_cgroup(checker_ + " forker " + count),
                  RunOptions{.timeout = std::chrono::seconds(300)});
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(r.out, "forked 100000\n");
+    EXPECT_EQ(r.out, "forked " + count + "\n");
     EXPECT_EQ(members().size(), before);
 }
 
@@ -188,7 +190,7 @@ TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsd
     std::string outside = mount_ns(early.pid());
     ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
     std::string view;
-    for (int i = 0; i < 200 && (view = mount_ns(early.pid())) == outside; ++i) usleep(10000);
+    wait_until([&] { return (view = mount_ns(early.pid())) != outside; });
     EXPECT_NE(view, outside);
     // Entered while pnsd was down: joined when it is back.
     pnsd_->kill9();
@@ -197,7 +199,7 @@ TEST_F(TrackerTest, ProcessesAlreadyInTheCgroupJoinWhenThePolicyIsSetAndWhenPnsd
     std::string before = mount_ns(late.pid());
     ASSERT_TRUE(pnsd_->start());
     std::string after;
-    for (int i = 0; i < 200 && (after = mount_ns(late.pid())) == before; ++i) usleep(10000);
+    wait_until([&] { return (after = mount_ns(late.pid())) != before; });
     EXPECT_EQ(after, view);
 }
 
