@@ -143,9 +143,12 @@ int BPF_PROG(on_exec, struct task_struct* task, pid_t old_pid, struct linux_binp
     return 0;
 }
 
+// The tracepoint has a second argument, group_dead, only since Linux 6.13; the count of live
+// threads it comes from (kernel/exit.c: do_exit decrements it before the tracepoint) is read
+// instead, so the tracker loads on 6.12 too.
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_exit, struct task_struct* task, bool group_dead) {
-    if (!group_dead) return 0;
+int BPF_PROG(on_exit, struct task_struct* task) {
+    if (BPF_CORE_READ(task, signal, live.counter) != 0) return 0;  // other threads live on
     __u32 tgid = task->tgid;
     if (bpf_map_delete_elem(&members, &tgid) == 0) emit(PNS_EVENT_EXIT, task, 0, 0);
     return 0;
