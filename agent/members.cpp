@@ -362,7 +362,9 @@ void Members::on_tracker_events() {
 
 void Members::finish_holds() {
     if (!tracker_) return;
-    for (const auto& [tgid, member] : tracker_->members()) {
+    for (const auto& entry : tracker_->members()) {
+        const pid_t tgid = entry.first;  // (a structured binding cannot be captured in C++20)
+        const pns_member& member = entry.second;
         if (member.state != PNS_STATE_HELD) continue;
         bool under_way = std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& e) {
             return e.second.internal && e.second.pid == tgid;
