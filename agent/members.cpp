@@ -263,8 +263,14 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
     if (t.root && ns->owner != 0) return give_up("it runs as root and the namespace is not root's");
     auto index = views_.index();
     uid_t view_uid = t.root ? 0 : t.uid;
-    if (auto loc = index.mnt.find(t.mnt);
-        loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
+    // A join of it under way (it entered the cgroup, then exec'd) may have made it enter the
+    // view already, but the tracer has not let it go: that join must send the SIGCONT, after
+    // it has detached (and sent again the SIGSTOP it held), or the process stays stopped.
+    bool joining = std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& entry) {
+        return entry.second.internal && entry.second.pid == pid;
+    });
+    if (auto loc = index.mnt.find(t.mnt); !joining && loc != index.mnt.end() &&
+                                          loc->second.name == name && loc->second.uid == view_uid) {
         set_record(pid, name, "member");
         if (held && tracker_) {
             // Already in the view (joined by other means between its exec and now): the map's
