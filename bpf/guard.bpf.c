@@ -35,17 +35,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR32_MOUNT_SETATTR 442
 
 // The tracker's maps, reused by pnsd from the tracker's pins before this is loaded.
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, PNS_MAX_MEMBERS);
-    __type(key, __u32);
-    __type(value, struct pns_member);
-} members SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, PNS_EVENTS_BYTES);
-} events SEC(".maps");
+#include "shared_maps.h"
 
 // namespace -> enum pns_guard_flags
 struct {

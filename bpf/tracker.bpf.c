@@ -16,12 +16,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define SIGSTOP 19
 #define CLONE_NEWNS 0x00020000
 
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, PNS_MAX_MEMBERS);
-    __type(key, __u32);
-    __type(value, struct pns_member);
-} members SEC(".maps");
+#include "shared_maps.h"
 
 // cgroup id (the cgroup2 directory's inode) -> namespace
 struct {
@@ -38,11 +33,6 @@ struct {
     __type(key, __u32);
     __type(value, __u32);
 } views SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, PNS_EVENTS_BYTES);
-} events SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
