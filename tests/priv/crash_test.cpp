@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <mutex>
@@ -133,7 +134,8 @@ TEST_F(CrashSafety, KillDuringPipelinedApplies) {
     constexpr int kRequests = 12;  // per namespace and round
     std::vector<std::uint64_t> generations(kNamespaces, 1);
 
-    for (int round = 0; round < 20; ++round) {
+    // At least four rounds, so one of them is a graceful stop (scaled: see harness.hpp).
+    for (int round = 0, rounds = std::max(4, scaled(20)); round < rounds; ++round) {
         SCOPED_TRACE("round " + std::to_string(round));
         struct Stream {
             RawClient client;
@@ -235,7 +237,7 @@ TEST_F(CrashSafety, KillDuringConcurrentPnsctlApplies) {
     std::mt19937_64 rng(seed);
     std::vector<std::uint64_t> generations(kWriters, 1);
 
-    for (int round = 0; round < 5; ++round) {
+    for (int round = 0, rounds = std::max(2, scaled(5)); round < rounds; ++round) {
         SCOPED_TRACE("round " + std::to_string(round));
         const int kill_after =
             std::uniform_int_distribution<int>(kWriters, kWriters * kMaxPerWriter / 2)(rng);
