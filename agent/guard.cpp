@@ -4,9 +4,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstring>
 #include <fstream>
-#include <set>
-#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -16,10 +16,12 @@
 namespace pns::agent {
 
 static_assert(sizeof(pns_denied_file) == 16 && offsetof(pns_denied_file, ino) == 8);
+static_assert(sizeof(pns_denied_name) == 24 && offsetof(pns_denied_name, name) == 16);
+static_assert(sizeof(pns_denied_generation) == 8);
 
 namespace {
 
-constexpr const char* kMaps[] = {"guarded", "denied", "guard_config", "refusals"};
+constexpr const char* kMaps[] = {"guarded", "denied", "denied_names", "guard_config", "refusals"};
 constexpr const char* kPrograms[] = {"guard_mount",      "guard_umount",  "guard_move_mount",
                                      "guard_pivot_root", "guard_capable", "guard_clone",
                                      "guard_open",       "guard_exec"};
@@ -56,6 +58,27 @@ std::string explain_refusal(const Error& error) {
     return why;
 }
 
+// Makes the entries of `map` whose namespace is `ns` exactly `wanted` (all of `ns` too).
+// Pass `removing` false to write the wanted ones, true to take off the others.
+template <typename Key, typename Value>
+Status sync_keys(int map, std::uint32_t ns, const std::vector<std::pair<Key, Value>>& wanted,
+                 bool removing, const char* what) {
+    if (!removing) {
+        for (const auto& [k, v] : wanted)
+            if (auto st = bpf::update(map, k, v, what); !st) return st;
+        return {};
+    }
+    auto same = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+    for (const auto& entry : bpf::dump<Key, Value>(map)) {
+        const Key& k = entry.first;
+        if (k.ns != ns || std::any_of(wanted.begin(), wanted.end(),
+                                      [&](const auto& w) { return same(w.first, k); }))
+            continue;
+        if (auto st = bpf::erase(map, k, what); !st) return st;
+    }
+    return {};
+}
+
 }  // namespace
 
 Status Guard::load_and_pin(const Tracker& tracker) {
@@ -75,9 +98,10 @@ Status Guard::load_and_pin(const Tracker& tracker) {
                                skel->progs.guard_capable,    skel->progs.guard_clone,
                                skel->progs.guard_open,       skel->progs.guard_exec};
     static_assert(std::size(programs) == std::size(kPrograms));
-    bpf_map* maps[] = {skel->maps.guarded, skel->maps.denied, skel->maps.guard_config,
-                       skel->maps.refusals};
-    UniqueFd* fds[] = {&guarded_, &denied_, &config_, &refusals_};
+    bpf_map* maps[] = {skel->maps.guarded, skel->maps.denied, skel->maps.denied_names,
+                       skel->maps.guard_config, skel->maps.refusals};
+    UniqueFd* fds[] = {&guarded_, &denied_, &denied_names_, &config_, &refusals_};
+    static_assert(std::size(maps) == std::size(kMaps));
     // Maps first: a guard whose links are pinned is complete.
     for (std::size_t i = 0; i < std::size(maps); ++i) {
         if (int err = bpf_map__pin(maps[i], map_pin(dir_, kMaps[i]).c_str()); err)
@@ -107,7 +131,8 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
     std::unique_ptr<Guard> guard(new Guard(all_pinned));
     guard->dir_ = dir;
     if (all_pinned) {
-        UniqueFd* fds[] = {&guard->guarded_, &guard->denied_, &guard->config_, &guard->refusals_};
+        UniqueFd* fds[] = {&guard->guarded_, &guard->denied_, &guard->denied_names_,
+                           &guard->config_, &guard->refusals_};
         for (std::size_t i = 0; i < std::size(kMaps); ++i) {
             fds[i]->reset(bpf_obj_get(map_pin(dir, kMaps[i]).c_str()));
             if (!*fds[i]) return sys_error("open the pinned map '" + map_pin(dir, kMaps[i]) + "'");
@@ -132,33 +157,30 @@ Status Guard::set_pnsd(pid_t tgid) {
     return bpf::update(config_.get(), std::uint32_t{0}, config, "the guard's config");
 }
 
-Status Guard::set_rules(std::uint32_t ns, std::uint32_t flags,
-                        const std::vector<pns_denied_file>& denied) {
-    auto key_of = [](const pns_denied_file& f) { return std::tuple(f.ns, f.dev, f.ino); };
-    std::set<std::tuple<std::uint32_t, std::uint32_t, std::uint64_t>> wanted;
-    for (const auto& f : denied) wanted.insert(key_of(f));
+Status Guard::set_rules(
+    std::uint32_t ns, std::uint32_t flags,
+    const std::vector<std::pair<pns_denied_file, pns_denied_generation>>& denied,
+    const std::vector<pns_denied_name>& names) {
+    constexpr const char* kFiles = "the guard's denied files";
+    constexpr const char* kNames = "the guard's denied names";
+    std::vector<std::pair<pns_denied_name, std::uint8_t>> denied_names;
+    for (const auto& n : names) denied_names.emplace_back(n, 1);
     // New files first, then the flags, then stale files: a file denied before and after the
     // change stays denied throughout.
-    for (const auto& f : denied) {
-        if (auto st = bpf::update(denied_.get(), f, std::uint8_t{1}, "the guard's denied files");
-            !st)
-            return st;
-    }
+    if (auto st = sync_keys(denied_.get(), ns, denied, false, kFiles); !st) return st;
+    if (auto st = sync_keys(denied_names_.get(), ns, denied_names, false, kNames); !st) return st;
     if (flags) {
         if (auto st = bpf::update(guarded_.get(), ns, flags, "the guard's namespaces"); !st)
             return st;
     } else if (auto st = bpf::erase(guarded_.get(), ns, "the guard's namespaces"); !st) {
         return st;
     }
-    for (const auto& [f, unused] : bpf::dump<pns_denied_file, std::uint8_t>(denied_.get())) {
-        if (f.ns != ns || wanted.contains(key_of(f))) continue;
-        if (auto st = bpf::erase(denied_.get(), f, "the guard's denied files"); !st) return st;
-    }
-    return {};
+    if (auto st = sync_keys(denied_.get(), ns, denied, true, kFiles); !st) return st;
+    return sync_keys(denied_names_.get(), ns, denied_names, true, kNames);
 }
 
 Status Guard::forget(std::uint32_t ns) {
-    return set_rules(ns, 0, {});
+    return set_rules(ns, 0, {}, {});
 }
 
 std::uint64_t Guard::refusals() const {
@@ -173,7 +195,7 @@ std::size_t Guard::guarded() const {
 }
 
 std::size_t Guard::denied() const {
-    return bpf::dump<pns_denied_file, std::uint8_t>(denied_.get()).size();
+    return bpf::dump<pns_denied_file, pns_denied_generation>(denied_.get()).size();
 }
 
 std::uint32_t kernel_dev(dev_t dev) {

@@ -34,9 +34,11 @@ class Guard {
     Status set_pnsd(pid_t tgid);
 
     // What the guard enforces for the namespace named `ns` in the maps (the inode of its
-    // primary view): `flags` (enum pns_guard_flags) and exactly the files in `denied`.
+    // primary view): `flags` (enum pns_guard_flags) and exactly the files in `denied` and the
+    // names in `denied_names`.
     Status set_rules(std::uint32_t ns, std::uint32_t flags,
-                     const std::vector<pns_denied_file>& denied);
+                     const std::vector<std::pair<pns_denied_file, pns_denied_generation>>& denied,
+                     const std::vector<pns_denied_name>& denied_names);
     Status forget(std::uint32_t ns);
 
     std::uint64_t refusals() const;
@@ -49,7 +51,7 @@ class Guard {
 
     bool reused_ = false;
     std::string dir_;
-    UniqueFd guarded_, denied_, config_, refusals_;
+    UniqueFd guarded_, denied_, denied_names_, config_, refusals_;
 };
 
 // The kernel's dev_t of a file system as the LSM hooks see it, from stat(2)'s st_dev.

@@ -138,7 +138,8 @@ Status Registry::guard(const Namespace& ns, const Resolver& resolver) {
     std::uint32_t flags = 0;
     if (ns.locked) flags |= PNS_GUARD_LOCKED;
     if (facts->user_controlled) flags |= PNS_GUARD_NO_PRIVILEGE;
-    return guard_->set_rules(facts->ns, flags, facts->denied);
+    if (!facts->denied.empty()) flags |= PNS_GUARD_DENIES;
+    return guard_->set_rules(facts->ns, flags, facts->denied, facts->denied_names);
 }
 
 std::vector<std::string> Registry::members(const std::string& name) const {

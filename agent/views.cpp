@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/fs.h>
 #include <linux/nsfs.h>
 #include <linux/openat2.h>
 #include <malloc.h>
@@ -16,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -1214,14 +1216,65 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     } else {
         groups = user_groups(resolver.uid, resolver.gid);
     }
-    auto lookup = [](const std::string& path, std::uint64_t resolve, struct stat& st) {
+    auto open_path = [](const std::string& path, std::uint64_t resolve) {
         open_how how{};
         how.flags = O_PATH | O_CLOEXEC;
         how.resolve = resolve;
         std::string relative = path == "/" ? "." : path.substr(1);
+        return UniqueFd(
+            static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
+    };
+    auto lookup = [&](const std::string& path, std::uint64_t resolve, struct stat& st) {
+        UniqueFd fd = open_path(path, resolve);
+        return fd && ::fstat(fd.get(), &st) == 0;
+    };
+    // The inode generation of `path`'s file (`file`), where its file system tells it: asked of
+    // a regular file opened for nothing (no read, no blocking, no controlling terminal).
+    auto generation_of = [&](const std::string& path,
+                             const struct stat& file) -> pns_denied_generation {
+        open_how how{};
+        how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOATIME | O_CLOEXEC;
+        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        std::string relative = path.substr(1);
+        if (!S_ISREG(file.st_mode)) return {0, 0};
         UniqueFd fd(
             static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
-        return fd && ::fstat(fd.get(), &st) == 0;
+        if (!fd && errno == EPERM) {  // O_NOATIME on a file not the caller's
+            how.flags &= ~static_cast<std::uint64_t>(O_NOATIME);
+            fd.reset(static_cast<int>(
+                ::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
+        }
+        struct stat opened {};
+        unsigned int generation = 0;
+        if (!fd || ::fstat(fd.get(), &opened) != 0 || opened.st_ino != file.st_ino ||
+            opened.st_dev != file.st_dev || ::ioctl(fd.get(), FS_IOC_GETVERSION, &generation) != 0)
+            return {0, 0};
+        return {static_cast<std::uint32_t>(generation), 1};
+    };
+    // The directory that holds `path`'s file and its name there, when `path` names the file
+    // itself (it ends in neither a symlink nor a mount: then the kernel's dentry of the file
+    // has that directory for parent).
+    auto by_name = [&](const std::string& path,
+                       const struct stat& file) -> std::optional<pns_denied_name> {
+        auto slash = path.rfind('/');
+        std::string name = path.substr(slash + 1);
+        UniqueFd dir = open_path(slash == 0 ? "/" : path.substr(0, slash),
+                                 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        struct stat dir_st {};
+        struct statx last {};
+        if (!dir || ::fstat(dir.get(), &dir_st) != 0 ||
+            ::statx(dir.get(), name.c_str(), AT_SYMLINK_NOFOLLOW, STATX_TYPE | STATX_INO, &last) !=
+                0)
+            return std::nullopt;
+        bool same = makedev(last.stx_dev_major, last.stx_dev_minor) == file.st_dev &&
+                    last.stx_ino == file.st_ino && dir_st.st_dev == file.st_dev;
+        bool mount_root = (last.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT) &&
+                          (last.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+        if (!same || S_ISLNK(last.stx_mode) || mount_root) return std::nullopt;
+        return pns_denied_name{facts.ns, kernel_dev(file.st_dev),
+                               static_cast<std::uint64_t>(dir_st.st_ino),
+                               pns_name_hash(reinterpret_cast<const unsigned char*>(name.data()),
+                                             static_cast<std::uint32_t>(name.size()))};
     };
     Status st = worker_.run([&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
@@ -1240,8 +1293,11 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
                     return Error::invalid("deny " + quote(e.target) +
                                           ": a directory (deny takes files; hide takes "
                                           "directories)");
-                facts.denied.push_back({facts.ns, kernel_dev(target.st_dev),
-                                        static_cast<std::uint64_t>(target.st_ino)});
+                facts.denied.emplace_back(
+                    pns_denied_file{facts.ns, kernel_dev(target.st_dev),
+                                    static_cast<std::uint64_t>(target.st_ino)},
+                    generation_of(e.target, target));
+                if (auto named = by_name(e.target, target)) facts.denied_names.push_back(*named);
             } else if (e.kind == EntryKind::kBind && !facts.user_controlled) {
                 // As root, but following no symlink: only what the entry itself shows.
                 facts.user_controlled =

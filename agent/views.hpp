@@ -85,12 +85,14 @@ class Views {
     Index index() const;
 
     // What the LSM guard enforces for a view, found in its primary once the table's mounts
-    // are on: the files of `deny` entries (looked up as `resolver`, in the view), and whether
+    // are on: the files of `deny` entries (looked up as `resolver`, in the view), by inode and
+    // by directory and name (unless the path ends in a symlink or a mount), and whether
     // a non-root user controls what some entry shows (the owner is not root, or a bind shows
     // something a non-root user owns).
     struct GuardFacts {
         std::uint32_t ns = 0;  // the primary's inode: how the BPF maps name the namespace
-        std::vector<pns_denied_file> denied;
+        std::vector<std::pair<pns_denied_file, pns_denied_generation>> denied;
+        std::vector<pns_denied_name> denied_names;
         bool user_controlled = false;
     };
     Result<GuardFacts> guard_facts(const Namespace& ns, const Resolver& resolver);

@@ -5,7 +5,8 @@
 //   - locked namespaces: no mount, umount, move_mount, pivot_root or mount_setattr, no other
 //     mount namespace (setns, unshare, clone): EPERM;
 //   - `deny PATH` entries: members get EACCES opening or executing the file, by inode, so
-//     every path and hard link to it is denied alike;
+//     every path and hard link to it is denied alike, and by directory and name, so a file
+//     renamed over it or made anew at its path is denied too;
 //   - namespaces with entries a non-root user controls: no privilege gained by exec (set-uid,
 //     set-gid, file capabilities): EPERM.
 // It only ever answers "no": it never writes to user memory and never rewrites a path.
@@ -49,8 +50,15 @@ struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, PNS_MAX_DENIED);
     __type(key, struct pns_denied_file);
-    __type(value, __u8);
+    __type(value, struct pns_denied_generation);
 } denied SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, PNS_MAX_DENIED);
+    __type(key, struct pns_denied_name);
+    __type(value, __u8);
+} denied_names SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -172,19 +180,38 @@ int BPF_PROG(guard_clone, struct task_struct* task, unsigned long clone_flags, i
     return m ? refuse(m, PNS_REFUSED_CLONE, 0, EPERM) : 0;
 }
 
+// Whether the file's name in its directory is a denied one (struct pns_denied_name).
+static __always_inline bool denied_by_name(const struct pns_member* m, struct file* file,
+                                           __u32 dev) {
+    unsigned char name[PNS_NAME_MAX + 1];
+    struct dentry* dentry = file->f_path.dentry;
+    long n = bpf_probe_read_kernel_str(name, sizeof name, BPF_CORE_READ(dentry, d_name.name));
+    if (n <= 1) return false;
+    struct pns_denied_name key = {
+        .ns = m->ns,
+        .dev = dev,
+        .dir = BPF_CORE_READ(dentry, d_parent, d_inode, i_ino),
+        .name = pns_name_hash(name, (__u32)(n - 1)),
+    };
+    return bpf_map_lookup_elem(&denied_names, &key) != NULL;
+}
+
 // Every open goes through here, exec's included (fs/exec.c: do_open_execat).
 SEC("lsm/file_open")
 int BPF_PROG(guard_open, struct file* file, int ret) {
     if (ret) return ret;
     struct pns_member* m = current_member();
-    if (!m) return 0;
+    if (!m || !(flags_of(m) & PNS_GUARD_DENIES)) return 0;
     struct inode* inode = file->f_inode;
     struct pns_denied_file key = {
         .ns = m->ns,
         .dev = BPF_CORE_READ(inode, i_sb, s_dev),
         .ino = BPF_CORE_READ(inode, i_ino),
     };
-    if (!bpf_map_lookup_elem(&denied, &key)) return 0;
+    struct pns_denied_generation* by_inode = bpf_map_lookup_elem(&denied, &key);
+    if (by_inode && by_inode->known && by_inode->generation != BPF_CORE_READ(inode, i_generation))
+        by_inode = NULL;  // the inode number of a denied file that is gone, given to a new one
+    if (!by_inode && !denied_by_name(m, file, key.dev)) return 0;
     return refuse(m, PNS_REFUSED_OPEN, key.ino, EACCES);
 }
 

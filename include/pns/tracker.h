@@ -68,6 +68,7 @@ enum pns_counter {
 enum pns_guard_flags {
     PNS_GUARD_LOCKED = 1,       /* no mount changes, no other mount namespace */
     PNS_GUARD_NO_PRIVILEGE = 2, /* no set-uid, set-gid or file capabilities at exec */
+    PNS_GUARD_DENIES = 4,       /* has deny entries: opens are checked */
 };
 
 /* A file members of `ns` may not open or execute, by inode: `dev` is the kernel's dev_t of
@@ -78,16 +79,47 @@ struct pns_denied_file {
     __u64 ino;
 };
 
+/* What the denied map holds for a file: its inode's generation (i_generation), so that a new
+ * file that gets the inode number of a deleted denied one is not denied for it. `known` is 0
+ * where the file system does not tell the generation (FS_IOC_GETVERSION): then the inode
+ * number alone decides. */
+struct pns_denied_generation {
+    __u32 generation;
+    __u32 known;
+};
+
+/* The same path, by the directory that holds it and the name it has there (not by inode): a
+ * file renamed over a denied one, or made anew at its path, is denied too. `dir` is the
+ * directory's inode on `dev`; `name` is pns_name_hash of the last component. */
+struct pns_denied_name {
+    __u32 ns;
+    __u32 dev;
+    __u64 dir;
+    __u64 name;
+};
+
+#define PNS_NAME_MAX 255
+
+/* FNV-1a, 64 bits, of a file name's bytes (at most PNS_NAME_MAX): the same in BPF and in pnsd. */
+static inline __u64 pns_name_hash(const unsigned char* name, __u32 len) {
+    __u64 h = 0xcbf29ce484222325ULL;
+    for (__u32 i = 0; i < PNS_NAME_MAX && i < len; i++) {
+        h ^= name[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
 enum pns_refusal {
     PNS_REFUSED_MOUNT = 1,
     PNS_REFUSED_UMOUNT = 2,
     PNS_REFUSED_MOVE_MOUNT = 3,
     PNS_REFUSED_PIVOT_ROOT = 4,
     PNS_REFUSED_MOUNT_SETATTR = 5,
-    PNS_REFUSED_SETNS = 6,   /* into another mount namespace */
-    PNS_REFUSED_UNSHARE = 7, /* a new mount namespace */
-    PNS_REFUSED_CLONE = 8,   /* a child in a new mount namespace */
-    PNS_REFUSED_OPEN = 9,    /* a denied file, opened or executed */
+    PNS_REFUSED_SETNS = 6,      /* into another mount namespace */
+    PNS_REFUSED_UNSHARE = 7,    /* a new mount namespace */
+    PNS_REFUSED_CLONE = 8,      /* a child in a new mount namespace */
+    PNS_REFUSED_OPEN = 9,       /* a denied file, opened or executed */
     PNS_REFUSED_PRIVILEGE = 10, /* an exec that would gain privilege */
 };
 

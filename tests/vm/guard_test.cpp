@@ -168,6 +168,46 @@ TEST_F(GuardTest, DeniedFilesAreDeniedByInodeOnEveryPathAndHardLink) {
     EXPECT_EQ(guard_status()["denied_files"], 0);
 }
 
+TEST_F(GuardTest, AFileReplacedAtADeniedPathIsDeniedToo) {
+    make_file(data_ + "/src/secret", "old secret\n");
+    make_file(data_ + "/src/neighbour", "neighbour\n");
+    make_file(data_ + "/src/real", "behind a symlink\n");
+    ASSERT_EQ(symlink("real", (data_ + "/src/link").c_str()), 0);
+    make_ns("dn", false);
+    ok({"deny", "--ns", "dn", view_dir_ + "/secret"});
+    ok({"deny", "--ns", "dn", view_dir_ + "/link"});
+    auto cat_in_view = [&](const std::string& path) {
+        return ctl({"run", "--ns", "dn", "--", "/bin/cat", path});
+    };
+    auto denied = [&](const std::string& path) {
+        auto r = cat_in_view(path);
+        return r.exit_code != 0 && r.err.find("Permission denied") != std::string::npos;
+    };
+    ASSERT_TRUE(denied(view_dir_ + "/secret"));
+
+    // What an editor or passwd does: a new file renamed over the old one.
+    make_file(data_ + "/src/secret.new", "new secret\n");
+    ASSERT_EQ(rename((data_ + "/src/secret.new").c_str(), (data_ + "/src/secret").c_str()), 0);
+    EXPECT_TRUE(denied(view_dir_ + "/secret"));
+    EXPECT_TRUE(denied(data_ + "/src/secret"));  // the same dentry, by its host path
+    // Removed, then made anew.
+    ASSERT_EQ(unlink((data_ + "/src/secret").c_str()), 0);
+    make_file(data_ + "/src/secret", "newer secret\n");
+    EXPECT_TRUE(denied(view_dir_ + "/secret"));
+    // Control: the file beside it, and the new file once it has another name.
+    EXPECT_EQ(cat_in_view(view_dir_ + "/neighbour").out, "neighbour\n");
+    ASSERT_EQ(rename((data_ + "/src/secret").c_str(), (data_ + "/src/moved").c_str()), 0);
+    EXPECT_EQ(cat_in_view(view_dir_ + "/moved").out, "newer secret\n");
+
+    // A path ending in a symlink is denied by the inode it led to when the entry was made:
+    // its target by inode, not the symlink's name.
+    EXPECT_TRUE(denied(view_dir_ + "/link"));
+    EXPECT_TRUE(denied(view_dir_ + "/real"));
+    ASSERT_EQ(unlink((data_ + "/src/real").c_str()), 0);
+    make_file(data_ + "/src/real", "replaced target\n");
+    EXPECT_EQ(cat_in_view(view_dir_ + "/link").out, "replaced target\n");
+}
+
 TEST_F(GuardTest, SatelliteMembersAreDeniedToo) {
     make_file(data_ + "/mine/secret", "secret\n");
     chown((data_ + "/mine").c_str(), kOtherUid, kOtherGid);
