@@ -8,6 +8,8 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +47,25 @@ inline bool exists(const std::string& path) {
 inline int dup_fd(int fd) {
     return ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
+
+// ---- builds ----
+// A pinned tracker or guard goes on after pnsd exits, so the pnsd that starts next may be
+// another build. Each pins, beside its programs, the stamp of the BPF object it loaded (a hash
+// of the object's bytes, in a one-entry array map); a pnsd whose object has another stamp
+// replaces the programs and keeps the state.
+
+std::uint64_t stamp_of(const void* object, std::size_t size);
+// The stamp pinned at `path`; nothing when there is none (a build from before stamps).
+std::optional<std::uint64_t> pinned_stamp(const std::string& path);
+Status pin_stamp(const std::string& path, std::uint64_t stamp);
+
+// Pins `fd` at `path` in one step, replacing what was pinned there: a link replaced so is
+// detached once nothing else holds it, after the new one is attached.
+Status pin_replacing(int fd, const std::string& path);
+
+// Copies every entry of map `from` into map `to` when both have the same key and value sizes
+// (false when they do not: the caller rebuilds the entries instead).
+Result<bool> copy_entries(int from, int to);
 
 template <typename K, typename V>
 Status update(int fd, K key, const V& value, const char* what) {

@@ -32,11 +32,21 @@ std::string map_pin(const std::string& dir, const char* map) {
 std::string link_pin(const std::string& dir, const char* program) {
     return dir + "/guard_link_" + program;
 }
+std::string stamp_pin(const std::string& dir) {
+    return dir + "/guard_build";
+}
+
+std::uint64_t build_stamp() {
+    std::size_t size = 0;
+    const void* object = guard_bpf__elf_bytes(&size);
+    return bpf::stamp_of(object, size);
+}
 
 // Unpins a guard left half-pinned by a start that failed.
 void unpin_all(const std::string& dir) {
     for (const char* map : kMaps) ::unlink(map_pin(dir, map).c_str());
     for (const char* program : kPrograms) ::unlink(link_pin(dir, program).c_str());
+    ::unlink(stamp_pin(dir).c_str());
 }
 
 // Why a load failed, in terms an operator can act on.
@@ -81,7 +91,7 @@ Status sync_keys(int map, std::uint32_t ns, const std::vector<std::pair<Key, Val
 
 }  // namespace
 
-Status Guard::load_and_pin(const Tracker& tracker) {
+Status Guard::load_and_pin(const Tracker& tracker, bool replacing) {
     guard_bpf* skel = guard_bpf__open();
     if (!skel) return bpf::libbpf_error(errno, "open the LSM guard");
     struct Close {
@@ -102,19 +112,34 @@ Status Guard::load_and_pin(const Tracker& tracker) {
                        skel->maps.guard_config, skel->maps.refusals};
     UniqueFd* fds[] = {&guarded_, &denied_, &denied_names_, &config_, &refusals_};
     static_assert(std::size(maps) == std::size(kMaps));
+    if (replacing) {
+        // The old guard's rules, so that the new one refuses what it refused from the start.
+        for (std::size_t i = 0; i < std::size(maps); ++i) {
+            UniqueFd old(bpf_obj_get(map_pin(dir_, kMaps[i]).c_str()));
+            if (!old) continue;
+            auto copied = bpf::copy_entries(old.get(), bpf_map__fd(maps[i]));
+            if (!copied) return copied.error();
+            if (!*copied)
+                spdlog::info(
+                    "guard: the map {} has another shape in the old build; pnsd "
+                    "fills it anew",
+                    kMaps[i]);
+        }
+    }
     // Maps first: a guard whose links are pinned is complete.
     for (std::size_t i = 0; i < std::size(maps); ++i) {
-        if (int err = bpf_map__pin(maps[i], map_pin(dir_, kMaps[i]).c_str()); err)
-            return bpf::libbpf_error(err, std::string("pin the guard's map ") + kMaps[i]);
+        if (auto st = bpf::pin_replacing(bpf_map__fd(maps[i]), map_pin(dir_, kMaps[i])); !st)
+            return Error{st.error().code, "pin the guard's map " + std::string(kMaps[i]) + ": " +
+                                              st.error().message};
         fds[i]->reset(bpf::dup_fd(bpf_map__fd(maps[i])));
         if (!*fds[i]) return sys_error("dup");
     }
     for (std::size_t i = 0; i < std::size(programs); ++i) {
         bpf_link* link = bpf_program__attach(programs[i]);
         if (!link) return bpf::libbpf_error(errno, std::string("attach ") + kPrograms[i]);
-        int err = bpf_link__pin(link, link_pin(dir_, kPrograms[i]).c_str());
+        auto pinned = bpf::pin_replacing(bpf_link__fd(link), link_pin(dir_, kPrograms[i]));
         bpf_link__destroy(link);  // the pin keeps it attached
-        if (err) return bpf::libbpf_error(err, std::string("pin the link of ") + kPrograms[i]);
+        if (!pinned) return pinned.error();
     }
     return {};
 }
@@ -128,9 +153,10 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
     // A guard pinned beside a tracker that was loaded afresh shares nothing with it.
     all_pinned = all_pinned && tracker.reused();
 
+    const std::uint64_t stamp = build_stamp();
     std::unique_ptr<Guard> guard(new Guard(all_pinned));
     guard->dir_ = dir;
-    if (all_pinned) {
+    if (all_pinned && bpf::pinned_stamp(stamp_pin(dir)) == stamp) {
         UniqueFd* fds[] = {&guard->guarded_, &guard->denied_, &guard->denied_names_,
                            &guard->config_, &guard->refusals_};
         for (std::size_t i = 0; i < std::size(kMaps); ++i) {
@@ -139,11 +165,30 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
         }
         return guard;
     }
-    unpin_all(dir);
     bpf::QuietLibbpf quiet;
-    if (auto st = guard->load_and_pin(tracker); !st) {
+    if (all_pinned) {
+        // Another build's guard: this one takes its place without a moment unguarded.
+        if (auto st = guard->load_and_pin(tracker, true); st) {
+            guard->upgraded_ = true;
+            spdlog::info("guard: replaced the programs of another build");
+            if (auto pinned = bpf::pin_stamp(stamp_pin(dir), stamp); !pinned) return pinned.error();
+            return guard;
+        } else {
+            spdlog::warn(
+                "guard: cannot replace another build's guard in place ({}); loading "
+                "anew",
+                st.error().message);
+        }
+        guard->reused_ = false;
+    }
+    unpin_all(dir);
+    if (auto st = guard->load_and_pin(tracker, false); !st) {
         unpin_all(dir);
         return Error{st.error().code, explain_refusal(st.error())};
+    }
+    if (auto st = bpf::pin_stamp(stamp_pin(dir), stamp); !st) {
+        unpin_all(dir);
+        return st.error();
     }
     return guard;
 }

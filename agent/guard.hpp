@@ -28,7 +28,10 @@ class Guard {
     Guard(const Guard&) = delete;
     Guard& operator=(const Guard&) = delete;
 
+    // Reused: pinned by an earlier pnsd. Upgraded: by another build, whose programs were
+    // replaced by this build's (its rules carried over).
     bool reused() const { return reused_; }
+    bool upgraded() const { return upgraded_; }
 
     // The pnsd whose joins may setns a member of a locked namespace (set at every start).
     Status set_pnsd(pid_t tgid);
@@ -47,9 +50,14 @@ class Guard {
 
   private:
     explicit Guard(bool reused) : reused_(reused) {}
-    Status load_and_pin(const Tracker& tracker);
+    // Loads and attaches this build's guard and pins its maps and links. With `replacing`, a
+    // guard of another build is pinned there: its maps' entries are copied into the new maps
+    // (where their shapes agree) before the new programs are attached, then its pins are
+    // replaced.
+    Status load_and_pin(const Tracker& tracker, bool replacing);
 
     bool reused_ = false;
+    bool upgraded_ = false;
     std::string dir_;
     UniqueFd guarded_, denied_, denied_names_, config_, refusals_;
 };

@@ -164,6 +164,7 @@ class Daemon {
         if (!guard_) return {{"state", "unavailable"}, {"reason", guard_error_}};
         return {{"state", "active"},
                 {"reused", guard_->reused()},
+                {"upgraded", guard_->upgraded()},
                 {"guarded_namespaces", guard_->guarded()},
                 {"denied_files", guard_->denied()},
                 {"refusals", guard_->refusals()}};
@@ -175,6 +176,7 @@ class Daemon {
         return {{"state", "active"},
                 {"pin_dir", tracker_->pin_dir()},
                 {"reused", tracker_->reused()},
+                {"upgraded", tracker_->upgraded()},
                 {"members", tracker_->members().size()},
                 {"policies", tracker_->policies().size()},
                 {"views", tracker_->views().size()},

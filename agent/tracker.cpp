@@ -34,6 +34,16 @@ std::string link_pin(const std::string& dir, const char* program) {
     return dir + "/link_" + program;
 }
 
+std::string stamp_pin(const std::string& dir) {
+    return dir + "/build";
+}
+
+std::uint64_t build_stamp() {
+    std::size_t size = 0;
+    const void* object = tracker_bpf__elf_bytes(&size);
+    return bpf::stamp_of(object, size);
+}
+
 }  // namespace
 
 using bpf::dup_fd;
@@ -60,29 +70,38 @@ Status Tracker::remove(const std::string& pin_dir) {
     return {};
 }
 
-Status Tracker::pin_all_new(const std::string& dir, Tracker& tracker) {
+Status Tracker::load_and_pin(const std::string& dir, Tracker& tracker, bool keep_maps) {
     tracker_bpf* skel = tracker_bpf__open();
     if (!skel) return libbpf_error(errno, "open the BPF tracker");
     struct Close {
         tracker_bpf* s;
         ~Close() { tracker_bpf__destroy(s); }
     } close{skel};
+    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views, skel->maps.events,
+                       skel->maps.counters};
+    UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
+                       &tracker.counters_};
+    static_assert(std::size(maps) == std::size(kMaps));
+    if (keep_maps) {
+        // libbpf refuses a pinned map whose type, sizes or flags differ from this build's.
+        for (std::size_t i = 0; i < std::size(maps); ++i)
+            if (int err = bpf_map__reuse_fd(maps[i], fds[i]->get()); err)
+                return libbpf_error(err, std::string("reuse the pinned map ") + kMaps[i]);
+    }
     if (int err = tracker_bpf__load(skel); err)
         return libbpf_error(err, "load the BPF tracker (tracepoint and tp_btf programs)");
     bpf_program* programs[] = {skel->progs.on_fork,  skel->progs.on_exec,
                                skel->progs.on_exit,  skel->progs.on_cgroup_attach,
                                skel->progs.on_setns, skel->progs.on_unshare};
+    static_assert(std::size(programs) == std::size(kPrograms));
     for (std::size_t i = 0; i < std::size(programs); ++i) {
         bpf_link* link = bpf_program__attach(programs[i]);
         if (!link) return libbpf_error(errno, std::string("attach ") + kPrograms[i]);
-        int err = bpf_link__pin(link, link_pin(dir, kPrograms[i]).c_str());
+        auto pinned = bpf::pin_replacing(bpf_link__fd(link), link_pin(dir, kPrograms[i]));
         bpf_link__destroy(link);  // the pin keeps it attached
-        if (err) return libbpf_error(err, std::string("pin the link of ") + kPrograms[i]);
+        if (!pinned) return pinned.error();
     }
-    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views, skel->maps.events,
-                       skel->maps.counters};
-    UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
-                       &tracker.counters_};
+    if (keep_maps) return {};
     for (std::size_t i = 0; i < std::size(maps); ++i) {
         if (int err = bpf_map__pin(maps[i], (dir + "/" + kMaps[i]).c_str()); err)
             return libbpf_error(err, std::string("pin the map ") + kMaps[i]);
@@ -99,6 +118,7 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
     for (const char* program : kPrograms)
         all_pinned = all_pinned && exists(link_pin(pin_dir, program));
 
+    const std::uint64_t stamp = build_stamp();
     std::unique_ptr<Tracker> tracker(new Tracker(pin_dir, all_pinned));
     if (all_pinned) {
         UniqueFd* fds[] = {&tracker->members_, &tracker->policies_, &tracker->views_,
@@ -108,15 +128,35 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
             if (!*fds[i])
                 return sys_error("open the pinned map '" + pin_dir + "/" + kMaps[i] + "'");
         }
-    } else {
+        if (bpf::pinned_stamp(stamp_pin(pin_dir)) != stamp) {
+            // Another build's programs: this build's take their place on the same maps. The
+            // new links are attached before the old ones are unpinned, so no event is missed.
+            bpf::QuietLibbpf quiet;
+            auto replaced = load_and_pin(pin_dir, *tracker, true);
+            if (replaced) {
+                tracker->upgraded_ = true;
+                spdlog::info("tracker: replaced the programs of another build, kept its maps");
+            } else {
+                spdlog::warn(
+                    "tracker: another build's maps cannot be kept ({}); loading anew, "
+                    "what it tracked is lost",
+                    replaced.error().message);
+                all_pinned = false;
+                tracker->reused_ = false;
+            }
+        }
+    }
+    if (!all_pinned) {
         // Nothing, or the remains of a start that failed half-way: begin again.
         if (auto st = remove(pin_dir); !st) return st.error();
         if (::mkdir(pin_dir.c_str(), 0700) != 0) return sys_error("create '" + pin_dir + "'");
-        if (auto st = pin_all_new(pin_dir, *tracker); !st) {
+        if (auto st = load_and_pin(pin_dir, *tracker, false); !st) {
             (void)remove(pin_dir);
             return st.error();
         }
     }
+    if (!all_pinned || tracker->upgraded_)
+        if (auto st = bpf::pin_stamp(stamp_pin(pin_dir), stamp); !st) return st.error();
     tracker->ring_ = ring_buffer__new(
         tracker->events_.get(),
         [](void* ctx, void* data, size_t size) -> int {

@@ -32,7 +32,11 @@ class Tracker {
     // Unpins everything under `pin_dir`: the programs detach once no process holds them.
     static Status remove(const std::string& pin_dir);
 
+    // Reused: pinned by an earlier pnsd, with what it tracked. Upgraded: that pnsd loaded
+    // another build of the BPF object; its programs were replaced by this build's, and the maps
+    // kept.
     bool reused() const { return reused_; }
+    bool upgraded() const { return upgraded_; }
     const std::string& pin_dir() const { return dir_; }
 
     // Readable when events wait; drain() hands each to `on_event`.
@@ -59,10 +63,14 @@ class Tracker {
 
   private:
     Tracker(std::string dir, bool reused);
-    static Status pin_all_new(const std::string& dir, Tracker& tracker);
+    // Loads and attaches this build's programs and pins their links (replacing pinned ones).
+    // With `keep_maps`, the programs use the pinned maps pnsd has open; without, new maps are
+    // made and pinned.
+    static Status load_and_pin(const std::string& dir, Tracker& tracker, bool keep_maps);
 
     std::string dir_;
     bool reused_ = false;
+    bool upgraded_ = false;
     UniqueFd members_, policies_, views_, events_, counters_;
     ring_buffer* ring_ = nullptr;
     std::function<void(const pns_event&)>* sink_ = nullptr;

@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "agent/tracker.hpp"
@@ -112,8 +113,9 @@ TEST_F(TrackerTest, LoadsOnThisKernelAndIsPinned) {
     json t = tracker_status();
     EXPECT_EQ(t["state"], "active") << t.dump() << pnsd_->log();
     EXPECT_EQ(t["reused"], false);
-    for (const char* pin : {"members", "policies", "views", "events", "counters", "link_on_fork",
-                            "link_on_exec", "link_on_exit", "link_on_cgroup_attach"})
+    for (const char* pin :
+         {"members", "policies", "views", "events", "counters", "build", "link_on_fork",
+          "link_on_exec", "link_on_exit", "link_on_cgroup_attach"})
         EXPECT_TRUE(exists(pnsd_->bpf_dir() + "/" + pin)) << pin;
     // A restarted pnsd reuses it rather than loading a second copy.
     EXPECT_EQ(pnsd_->stop(), 0);
@@ -228,6 +230,56 @@ TEST_F(TrackerTest, TrackingGoesOnWhilePnsdIsDown) {
             EXPECT_EQ(row["state"], "member");
         }
     EXPECT_TRUE(listed) << ps.dump();
+    member.send("y");
+}
+
+// A pnsd of another build (an upgrade) finds this build's tracker pinned: it replaces the
+// programs and keeps the maps, so what was tracked stays tracked.
+TEST_F(TrackerTest, APnsdOfAnotherBuildReplacesTheProgramsAndKeepsTheMaps) {
+    ok({"policy", "set", "--cgroup", name_, "--ns", "pol"});
+    Proc member(in_cgroup("read x; sleep 30 & echo $!; read y"));
+    std::string view = "mnt:[" + std::to_string(primary_inode()) + "]";
+    ASSERT_TRUE(
+        wait_until([&] { return mount_ns(member.pid()) == view && tracer_of(member.pid()) == 0; }));
+    const std::string dir = pnsd_->bpf_dir();
+    auto program_of = [&](const std::string& link) {
+        UniqueFd fd(bpf_obj_get((dir + "/" + link).c_str()));
+        bpf_link_info info{};
+        std::uint32_t len = sizeof info;
+        EXPECT_TRUE(fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) << link;
+        return info.prog_id;
+    };
+    const std::uint32_t old_fork = program_of("link_on_fork");
+    ASSERT_EQ(pnsd_->stop(), 0);
+    {
+        // What another build leaves: a stamp that is not this build's.
+        UniqueFd stamp(bpf_obj_get((dir + "/build").c_str()));
+        ASSERT_TRUE(stamp) << "no build stamp pinned";
+        std::uint32_t zero = 0;
+        std::uint64_t other = 1;
+        ASSERT_EQ(bpf_map_update_elem(stamp.get(), &zero, &other, BPF_ANY), 0);
+    }
+    ASSERT_TRUE(pnsd_->start());
+    json t = tracker_status();
+    EXPECT_EQ(t["reused"], true) << t.dump();
+    EXPECT_EQ(t["upgraded"], true) << t.dump();
+    EXPECT_NE(program_of("link_on_fork"), old_fork);
+    // The replaced program is detached and gone once its pin is.
+    EXPECT_TRUE(wait_until([&] {
+        UniqueFd gone(bpf_prog_get_fd_by_id(old_fork));
+        return !gone && errno == ENOENT;
+    })) << "the old build's on_fork is still loaded";
+    // The member is still in the kept map, and the new programs track its new child.
+    member.send("x");
+    pid_t child = std::stoi(member.line());
+    auto map = members();
+    EXPECT_TRUE(map.contains(member.pid()));
+    ASSERT_TRUE(map.contains(child)) << "forked after the upgrade, not tracked";
+    EXPECT_EQ(map[child].ns, primary_inode());
+    // A start of the same build after that reuses it as it is.
+    ASSERT_EQ(pnsd_->stop(), 0);
+    ASSERT_TRUE(pnsd_->start());
+    EXPECT_EQ(tracker_status()["upgraded"], false);
     member.send("y");
 }
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <string>
 
+#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "tests/priv/harness.hpp"
@@ -120,6 +121,44 @@ TEST_F(GuardTest, TheGuardGoesOnWhilePnsdIsDownAndIsReused) {
     ASSERT_TRUE(pnsd_->start());
     EXPECT_EQ(guard_status()["reused"], true);
     EXPECT_EQ(member("lk", {"unshare"}), "errno 1 (EPERM)\n");
+}
+
+// A pnsd of another build (an upgrade) finds this build's guard pinned: it puts its own
+// programs in their place, with the rules they enforced, and the old ones go.
+TEST_F(GuardTest, APnsdOfAnotherBuildReplacesTheGuardAndKeepsItsRules) {
+    make_ns("lk", true);
+    make_file(data_ + "/src/secret", "secret\n");
+    ok({"deny", "--ns", "lk", view_dir_ + "/secret"});
+    const std::string dir = pnsd_->bpf_dir();
+    auto program_of = [&](const std::string& link) {
+        UniqueFd fd(bpf_obj_get((dir + "/" + link).c_str()));
+        bpf_link_info info{};
+        std::uint32_t len = sizeof info;
+        EXPECT_TRUE(fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) << link;
+        return info.prog_id;
+    };
+    const std::uint32_t old_open = program_of("guard_link_guard_open");
+    ASSERT_EQ(pnsd_->stop(), 0);
+    {
+        UniqueFd stamp(bpf_obj_get((dir + "/guard_build").c_str()));
+        ASSERT_TRUE(stamp) << "no build stamp pinned";
+        std::uint32_t zero = 0;
+        std::uint64_t other = 1;
+        ASSERT_EQ(bpf_map_update_elem(stamp.get(), &zero, &other, BPF_ANY), 0);
+    }
+    ASSERT_TRUE(pnsd_->start());
+    json g = guard_status();
+    EXPECT_EQ(g["reused"], true) << g.dump();
+    EXPECT_EQ(g["upgraded"], true) << g.dump();
+    EXPECT_EQ(g["denied_files"], 1) << g.dump();
+    EXPECT_NE(program_of("guard_link_guard_open"), old_open);
+    EXPECT_TRUE(wait_until([&] {
+        UniqueFd gone(bpf_prog_get_fd_by_id(old_open));
+        return !gone && errno == ENOENT;
+    })) << "the old build's guard_open is still loaded";
+    EXPECT_EQ(member("lk", {"unshare"}), "errno 1 (EPERM)\n");
+    auto r = ctl({"run", "--ns", "lk", "--", "/bin/cat", view_dir_ + "/secret"});
+    EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
 }
 
 TEST_F(GuardTest, DeniedFilesAreDeniedByInodeOnEveryPathAndHardLink) {
