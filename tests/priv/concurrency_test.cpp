@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -175,6 +176,13 @@ TEST_F(Concurrency, ClientsBeyondTheFdLimitAreToldNotLeftHanging) {
     Pnsd limited(dir.path());
     limited.set_fd_limit(64);
     ASSERT_TRUE(limited.start());
+    // What pnsd holds open at rest (its socket, its state, the tracker's and guard's maps, the
+    // reserve it keeps for refusing): the clients get the rest of the 64.
+    std::size_t idle = 0;
+    for ([[maybe_unused]] const auto& fd :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(limited.pid()) + "/fd"))
+        ++idle;
+    ASSERT_LT(idle, 48u) << "pnsd leaves too little room to test";
     constexpr std::size_t kClients = 100;
     auto clients = connect_many(limited.socket(), kClients);
     const std::string line = request("ns.ls").dump() + "\n";
@@ -195,7 +203,8 @@ TEST_F(Concurrency, ClientsBeyondTheFdLimitAreToldNotLeftHanging) {
         EXPECT_EQ(j["error"]["code"], 8) << *response;  // limit-exceeded
         EXPECT_TRUE(c.wait_closed());
     }
-    EXPECT_GE(served, 40u);
+    // All but a few: a request may need a descriptor of its own for a moment.
+    EXPECT_GE(served + 4, 64 - idle) << idle << " descriptors open at rest";
     EXPECT_GE(refused, 1u);
     // Once the clients leave, newcomers are served again (their closing is noticed within a
     // few passes of pnsd's loop; each attempt below is one such pass).
