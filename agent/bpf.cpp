@@ -32,9 +32,10 @@ int log_libbpf(enum libbpf_print_level level, const char* format, va_list args) 
     return 0;
 }
 
-std::uint64_t stamp_of(const void* object, std::size_t size) {
+std::uint64_t stamp_of(const void* (*elf_bytes)(std::size_t*)) {
+    std::size_t size = 0;
+    const auto* bytes = static_cast<const unsigned char*>(elf_bytes(&size));
     std::uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a
-    const auto* bytes = static_cast<const unsigned char*>(object);
     for (std::size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
     return h;
 }

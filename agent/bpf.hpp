@@ -54,7 +54,8 @@ inline int dup_fd(int fd) {
 // of the object's bytes, in a one-entry array map); a pnsd whose object has another stamp
 // replaces the programs and keeps the state.
 
-std::uint64_t stamp_of(const void* object, std::size_t size);
+// The stamp of a skeleton's object, from its <name>__elf_bytes function.
+std::uint64_t stamp_of(const void* (*elf_bytes)(std::size_t*));
 // The stamp pinned at `path`; nothing when there is none (a build from before stamps).
 std::optional<std::uint64_t> pinned_stamp(const std::string& path);
 Status pin_stamp(const std::string& path, std::uint64_t stamp);

@@ -4,9 +4,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -36,12 +36,6 @@ std::string stamp_pin(const std::string& dir) {
     return dir + "/guard_build";
 }
 
-std::uint64_t build_stamp() {
-    std::size_t size = 0;
-    const void* object = guard_bpf__elf_bytes(&size);
-    return bpf::stamp_of(object, size);
-}
-
 // Unpins a guard left half-pinned by a start that failed.
 void unpin_all(const std::string& dir) {
     for (const char* map : kMaps) ::unlink(map_pin(dir, map).c_str());
@@ -68,22 +62,23 @@ std::string explain_refusal(const Error& error) {
     return why;
 }
 
-// Makes the entries of `map` whose namespace is `ns` exactly `wanted` (all of `ns` too).
-// Pass `removing` false to write the wanted ones, true to take off the others.
 template <typename Key, typename Value>
-Status sync_keys(int map, std::uint32_t ns, const std::vector<std::pair<Key, Value>>& wanted,
-                 bool removing, const char* what) {
-    if (!removing) {
-        for (const auto& [k, v] : wanted)
-            if (auto st = bpf::update(map, k, v, what); !st) return st;
-        return {};
-    }
-    auto same = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof a) == 0; };
+Status write_entries(int map, const std::vector<std::pair<Key, Value>>& wanted, const char* what) {
+    for (const auto& [k, v] : wanted)
+        if (auto st = bpf::update(map, k, v, what); !st) return st;
+    return {};
+}
+
+// Takes off the entries of `map` for namespace `ns` that are not in `wanted`.
+template <typename Key, typename Value>
+Status erase_other_entries(int map, std::uint32_t ns,
+                           const std::vector<std::pair<Key, Value>>& wanted, const char* what) {
+    auto less = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof a) < 0; };
+    std::set<Key, decltype(less)> keep(less);
+    for (const auto& w : wanted) keep.insert(w.first);
     for (const auto& entry : bpf::dump<Key, Value>(map)) {
         const Key& k = entry.first;
-        if (k.ns != ns || std::any_of(wanted.begin(), wanted.end(),
-                                      [&](const auto& w) { return same(w.first, k); }))
-            continue;
+        if (k.ns != ns || keep.contains(k)) continue;
         if (auto st = bpf::erase(map, k, what); !st) return st;
     }
     return {};
@@ -153,7 +148,7 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
     // A guard pinned beside a tracker that was loaded afresh shares nothing with it.
     all_pinned = all_pinned && tracker.reused();
 
-    const std::uint64_t stamp = build_stamp();
+    const std::uint64_t stamp = bpf::stamp_of(guard_bpf__elf_bytes);
     std::unique_ptr<Guard> guard(new Guard(all_pinned));
     guard->dir_ = dir;
     if (all_pinned && bpf::pinned_stamp(stamp_pin(dir)) == stamp) {
@@ -174,12 +169,10 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
             if (auto pinned = bpf::pin_stamp(stamp_pin(dir), stamp); !pinned) return pinned.error();
             return guard;
         } else {
-            spdlog::warn(
-                "guard: cannot replace another build's guard in place ({}); loading "
-                "anew",
-                st.error().message);
+            spdlog::warn("guard: cannot replace another build's guard in place ({}); loading anew",
+                         st.error().message);
+            guard->reused_ = false;
         }
-        guard->reused_ = false;
     }
     unpin_all(dir);
     if (auto st = guard->load_and_pin(tracker, false); !st) {
@@ -212,16 +205,16 @@ Status Guard::set_rules(
     for (const auto& n : names) denied_names.emplace_back(n, 1);
     // New files first, then the flags, then stale files: a file denied before and after the
     // change stays denied throughout.
-    if (auto st = sync_keys(denied_.get(), ns, denied, false, kFiles); !st) return st;
-    if (auto st = sync_keys(denied_names_.get(), ns, denied_names, false, kNames); !st) return st;
+    if (auto st = write_entries(denied_.get(), denied, kFiles); !st) return st;
+    if (auto st = write_entries(denied_names_.get(), denied_names, kNames); !st) return st;
     if (flags) {
         if (auto st = bpf::update(guarded_.get(), ns, flags, "the guard's namespaces"); !st)
             return st;
     } else if (auto st = bpf::erase(guarded_.get(), ns, "the guard's namespaces"); !st) {
         return st;
     }
-    if (auto st = sync_keys(denied_.get(), ns, denied, true, kFiles); !st) return st;
-    return sync_keys(denied_names_.get(), ns, denied_names, true, kNames);
+    if (auto st = erase_other_entries(denied_.get(), ns, denied, kFiles); !st) return st;
+    return erase_other_entries(denied_names_.get(), ns, denied_names, kNames);
 }
 
 Status Guard::forget(std::uint32_t ns) {

@@ -38,12 +38,6 @@ std::string stamp_pin(const std::string& dir) {
     return dir + "/build";
 }
 
-std::uint64_t build_stamp() {
-    std::size_t size = 0;
-    const void* object = tracker_bpf__elf_bytes(&size);
-    return bpf::stamp_of(object, size);
-}
-
 }  // namespace
 
 using bpf::dup_fd;
@@ -118,7 +112,7 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
     for (const char* program : kPrograms)
         all_pinned = all_pinned && exists(link_pin(pin_dir, program));
 
-    const std::uint64_t stamp = build_stamp();
+    const std::uint64_t stamp = bpf::stamp_of(tracker_bpf__elf_bytes);
     std::unique_ptr<Tracker> tracker(new Tracker(pin_dir, all_pinned));
     if (all_pinned) {
         UniqueFd* fds[] = {&tracker->members_, &tracker->policies_, &tracker->views_,

@@ -1216,9 +1216,10 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     } else {
         groups = user_groups(resolver.uid, resolver.gid);
     }
-    auto open_path = [](const std::string& path, std::uint64_t resolve) {
+    auto open_path = [](const std::string& path, std::uint64_t resolve,
+                        std::uint64_t flags = O_PATH) {
         open_how how{};
-        how.flags = O_PATH | O_CLOEXEC;
+        how.flags = flags | O_CLOEXEC;
         how.resolve = resolve;
         std::string relative = path == "/" ? "." : path.substr(1);
         return UniqueFd(
@@ -1232,18 +1233,11 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     // a regular file opened for nothing (no read, no blocking, no controlling terminal).
     auto generation_of = [&](const std::string& path,
                              const struct stat& file) -> pns_denied_generation {
-        open_how how{};
-        how.flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOATIME | O_CLOEXEC;
-        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-        std::string relative = path.substr(1);
         if (!S_ISREG(file.st_mode)) return {0, 0};
-        UniqueFd fd(
-            static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
-        if (!fd && errno == EPERM) {  // O_NOATIME on a file not the caller's
-            how.flags &= ~static_cast<std::uint64_t>(O_NOATIME);
-            fd.reset(static_cast<int>(
-                ::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
-        }
+        constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+        constexpr std::uint64_t kFlags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
+        UniqueFd fd = open_path(path, kResolve, kFlags | O_NOATIME);
+        if (!fd && errno == EPERM) fd = open_path(path, kResolve, kFlags);  // not the caller's
         struct stat opened {};
         unsigned int generation = 0;
         if (!fd || ::fstat(fd.get(), &opened) != 0 || opened.st_ino != file.st_ino ||

@@ -1,5 +1,6 @@
 #include "harness.hpp"
 
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -689,6 +690,27 @@ void PrivTest::TearDown() {
             << " was unmounted or replaced during this test: an unmount in a view reached the "
                "host";
     }
+}
+
+std::uint32_t program_of_link(const std::string& pin) {
+    UniqueFd fd(bpf_obj_get(pin.c_str()));
+    bpf_link_info info{};
+    std::uint32_t len = sizeof info;
+    EXPECT_TRUE(fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) << pin;
+    return info.prog_id;
+}
+
+void forge_other_build(const std::string& pin) {
+    UniqueFd stamp(bpf_obj_get(pin.c_str()));
+    ASSERT_TRUE(stamp) << "no build stamp pinned at " << pin;
+    std::uint32_t zero = 0;
+    std::uint64_t other = 1;
+    ASSERT_EQ(bpf_map_update_elem(stamp.get(), &zero, &other, BPF_ANY), 0);
+}
+
+bool program_gone(std::uint32_t id) {
+    UniqueFd fd(bpf_prog_get_fd_by_id(id));
+    return !fd && errno == ENOENT;
 }
 
 }  // namespace pns::test

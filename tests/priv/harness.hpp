@@ -300,6 +300,17 @@ inline pid_t tracer_of(pid_t pid) {
     return -1;
 }
 
+// ---- pinned BPF objects ----
+
+// The id of the program attached by the BPF link pinned at `pin` (0, and a test failure, when
+// there is none).
+std::uint32_t program_of_link(const std::string& pin);
+// Makes the build stamp pinned at `pin` (agent/bpf.hpp) another build's, as an older pnsd
+// would have left it.
+void forge_other_build(const std::string& pin);
+// Whether the program with this id is gone from the kernel.
+bool program_gone(std::uint32_t id);
+
 // A program run in the background with pipes to its stdin and stdout, as root or as a uid.
 class Proc {
   public:

@@ -10,7 +10,6 @@
 #include <set>
 #include <sstream>
 
-#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "agent/tracker.hpp"
@@ -241,34 +240,19 @@ TEST_F(TrackerTest, APnsdOfAnotherBuildReplacesTheProgramsAndKeepsTheMaps) {
     std::string view = "mnt:[" + std::to_string(primary_inode()) + "]";
     ASSERT_TRUE(
         wait_until([&] { return mount_ns(member.pid()) == view && tracer_of(member.pid()) == 0; }));
-    const std::string dir = pnsd_->bpf_dir();
-    auto program_of = [&](const std::string& link) {
-        UniqueFd fd(bpf_obj_get((dir + "/" + link).c_str()));
-        bpf_link_info info{};
-        std::uint32_t len = sizeof info;
-        EXPECT_TRUE(fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) << link;
-        return info.prog_id;
-    };
-    const std::uint32_t old_fork = program_of("link_on_fork");
+    const std::string link = pnsd_->bpf_dir() + "/link_on_fork";
+    const std::uint32_t old_fork = program_of_link(link);
     ASSERT_EQ(pnsd_->stop(), 0);
-    {
-        // What another build leaves: a stamp that is not this build's.
-        UniqueFd stamp(bpf_obj_get((dir + "/build").c_str()));
-        ASSERT_TRUE(stamp) << "no build stamp pinned";
-        std::uint32_t zero = 0;
-        std::uint64_t other = 1;
-        ASSERT_EQ(bpf_map_update_elem(stamp.get(), &zero, &other, BPF_ANY), 0);
-    }
+    forge_other_build(pnsd_->bpf_dir() + "/build");
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(pnsd_->start());
     json t = tracker_status();
     EXPECT_EQ(t["reused"], true) << t.dump();
     EXPECT_EQ(t["upgraded"], true) << t.dump();
-    EXPECT_NE(program_of("link_on_fork"), old_fork);
+    EXPECT_NE(program_of_link(link), old_fork);
     // The replaced program is detached and gone once its pin is.
-    EXPECT_TRUE(wait_until([&] {
-        UniqueFd gone(bpf_prog_get_fd_by_id(old_fork));
-        return !gone && errno == ENOENT;
-    })) << "the old build's on_fork is still loaded";
+    EXPECT_TRUE(wait_until([&] { return program_gone(old_fork); }))
+        << "the old build's on_fork is still loaded";
     // The member is still in the kept map, and the new programs track its new child.
     member.send("x");
     pid_t child = std::stoi(member.line());

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <string>
 
-#include <bpf/bpf.h>
 #include <gtest/gtest.h>
 
 #include "tests/priv/harness.hpp"
@@ -129,33 +128,19 @@ TEST_F(GuardTest, APnsdOfAnotherBuildReplacesTheGuardAndKeepsItsRules) {
     make_ns("lk", true);
     make_file(data_ + "/src/secret", "secret\n");
     ok({"deny", "--ns", "lk", view_dir_ + "/secret"});
-    const std::string dir = pnsd_->bpf_dir();
-    auto program_of = [&](const std::string& link) {
-        UniqueFd fd(bpf_obj_get((dir + "/" + link).c_str()));
-        bpf_link_info info{};
-        std::uint32_t len = sizeof info;
-        EXPECT_TRUE(fd && bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0) << link;
-        return info.prog_id;
-    };
-    const std::uint32_t old_open = program_of("guard_link_guard_open");
+    const std::string link = pnsd_->bpf_dir() + "/guard_link_guard_open";
+    const std::uint32_t old_open = program_of_link(link);
     ASSERT_EQ(pnsd_->stop(), 0);
-    {
-        UniqueFd stamp(bpf_obj_get((dir + "/guard_build").c_str()));
-        ASSERT_TRUE(stamp) << "no build stamp pinned";
-        std::uint32_t zero = 0;
-        std::uint64_t other = 1;
-        ASSERT_EQ(bpf_map_update_elem(stamp.get(), &zero, &other, BPF_ANY), 0);
-    }
+    forge_other_build(pnsd_->bpf_dir() + "/guard_build");
+    if (HasFatalFailure()) return;
     ASSERT_TRUE(pnsd_->start());
     json g = guard_status();
     EXPECT_EQ(g["reused"], true) << g.dump();
     EXPECT_EQ(g["upgraded"], true) << g.dump();
     EXPECT_EQ(g["denied_files"], 1) << g.dump();
-    EXPECT_NE(program_of("guard_link_guard_open"), old_open);
-    EXPECT_TRUE(wait_until([&] {
-        UniqueFd gone(bpf_prog_get_fd_by_id(old_open));
-        return !gone && errno == ENOENT;
-    })) << "the old build's guard_open is still loaded";
+    EXPECT_NE(program_of_link(link), old_open);
+    EXPECT_TRUE(wait_until([&] { return program_gone(old_open); }))
+        << "the old build's guard_open is still loaded";
     EXPECT_EQ(member("lk", {"unshare"}), "errno 1 (EPERM)\n");
     auto r = ctl({"run", "--ns", "lk", "--", "/bin/cat", view_dir_ + "/secret"});
     EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
