@@ -255,7 +255,7 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
             spdlog::warn("policy: {} not joined to {}: {}", pid, quote(name), why);
         }
     };
-    auto target = inspect(Caller{0, 0, 0}, pid);
+    auto target = inspect(Caller{0, 0, 0, nullptr}, pid);
     if (!target) return give_up(target.error().message);
     const Target& t = *target;
     const Namespace* ns = registry_.lookup(name);
@@ -442,6 +442,7 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
     } else {
         // Without a name: the namespace the caller itself is in.
         auto own = proc::namespace_inode(caller.pid, "mnt");
+        if (own && !caller.alive()) own = Error{ESRCH, "the caller is gone"};
         auto loc = own ? index.mnt.find(*own) : index.mnt.end();
         if (loc == index.mnt.end())
             return Error::invalid("the caller is not in a pns namespace; name one (--ns NAME)");

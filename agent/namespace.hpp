@@ -4,9 +4,11 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "pns/table.hpp"
+#include "pns/unique_fd.hpp"
 
 namespace pns::agent {
 
@@ -23,7 +25,15 @@ struct Caller {
     uid_t uid = 0;
     gid_t gid = 0;
     pid_t pid = 0;
+    // A pidfd of the process that connected, taken when the connection was accepted
+    // (SO_PEERPIDFD): while it is alive, `pid` names that process and no other. Shared by the
+    // connection's requests; null when the process was gone before pnsd accepted it.
+    std::shared_ptr<const UniqueFd> pidfd;
+
     bool is_root() const { return uid == 0; }
+    // Whether the process that connected still runs (or is a zombie not yet reaped), so that
+    // `pid` and what was read under /proc/pid are still its own.
+    bool alive() const;
 };
 
 }  // namespace pns::agent

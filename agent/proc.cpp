@@ -1,7 +1,10 @@
 #include "agent/proc.hpp"
+#include "agent/namespace.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -150,5 +153,46 @@ Result<std::string> read_link(pid_t pid, const char* link) {
     target.resize(static_cast<std::size_t>(n));
     return target;
 }
+
+// Linux 6.5 (include/uapi/asm-generic/socket.h); glibc 2.36 does not name it.
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+Result<UniqueFd> peer_pidfd(int socket, pid_t pid, uid_t uid) {
+    int fd = -1;
+    socklen_t len = sizeof fd;
+    if (::getsockopt(socket, SOL_SOCKET, SO_PEERPIDFD, &fd, &len) == 0 && fd >= 0) {
+        UniqueFd pidfd(fd);
+        // The kernel hands it without O_CLOEXEC (net/core/sock.c: pidfd_prepare(..., 0)).
+        ::fcntl(pidfd.get(), F_SETFD, FD_CLOEXEC);
+        return pidfd;
+    }
+    if (errno != ENOPROTOOPT && errno != EINVAL) return Error{ESRCH, "the client is gone"};
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return Error{ESRCH, "the client is gone"};
+    // Opened after the fact: the pid may have been reused since the client connected. A
+    // process of another user is not the client; one of the same user is no gain to it.
+    auto st = read_status(pid);
+    if (!st || st->uids[0] != uid || st->uids[1] != uid)
+        return Error{ESRCH, "the client is gone"};
+    return pidfd;
+}
+
+bool pidfd_alive(int pidfd) {
+    return pidfd >= 0 && ::syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0;
+}
+
+}  // namespace pns::agent::proc
+
+namespace pns::agent {
+
+bool Caller::alive() const {
+    return pidfd && proc::pidfd_alive(pidfd->get());
+}
+
+}  // namespace pns::agent
+
+namespace pns::agent::proc {
 
 }  // namespace pns::agent::proc

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "pns/result.hpp"
+#include "pns/unique_fd.hpp"
 
 namespace pns::agent::proc {
 
@@ -46,6 +47,15 @@ Result<ino_t> namespace_inode(pid_t pid, const char* type);
 
 // The process's cgroup2 path (the "0::" line of /proc/PID/cgroup), "" if none.
 std::string cgroup_path(pid_t pid);
+
+// A pidfd of the process at the other end of a connected Unix socket: SO_PEERPIDFD (Linux
+// 6.5), which names the very process that connected; on older kernels pidfd_open of the
+// SO_PEERCRED pid, checked to run as `uid` (a pid reused by another user's process is
+// refused). ESRCH when the process is gone.
+Result<UniqueFd> peer_pidfd(int socket, pid_t pid, uid_t uid);
+
+// Whether the process behind `pidfd` has not been reaped (pidfd_send_signal with signal 0).
+bool pidfd_alive(int pidfd);
 
 // The target of a /proc/PID link ("cwd", "root", "exe").
 Result<std::string> read_link(pid_t pid, const char* link);

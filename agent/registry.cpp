@@ -77,12 +77,12 @@ Result<Table> parse_table_arg(const json& args) {
 
 // Sources are looked up as the requester, in its own view (DESIGN.md, decision 4).
 Resolver resolver_of(const Caller& caller) {
-    return Resolver{caller.uid, caller.gid, caller.pid};
+    return Resolver{caller.uid, caller.gid, caller.pid, caller.pidfd ? caller.pidfd->get() : -1};
 }
 
 // Without a requester (pnsd starting), as the owner in the host's view.
 Resolver owner_resolver(const Namespace& ns) {
-    return Resolver{ns.owner, auth::primary_gid(ns.owner), 0};
+    return Resolver{ns.owner, auth::primary_gid(ns.owner), 0, -1};
 }
 
 json edit_result(const Namespace& ns, bool changed) {

@@ -1,5 +1,7 @@
 #include "agent/server.hpp"
 
+#include "agent/proc.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -214,7 +216,9 @@ void Server::accept_all() {
         socklen_t len = sizeof cred;
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
         auto conn = std::make_unique<Connection>();
-        conn->caller = Caller{cred.uid, cred.gid, cred.pid};
+        conn->caller = Caller{cred.uid, cred.gid, cred.pid, nullptr};
+        if (auto pidfd = proc::peer_pidfd(fd.get(), cred.pid, cred.uid); pidfd)
+            conn->caller.pidfd = std::make_shared<const UniqueFd>(std::move(*pidfd));
         conn->serial = ++serial_;
         epoll_event ev{};
         ev.events = EPOLLIN;

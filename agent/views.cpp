@@ -29,6 +29,7 @@
 #include <sstream>
 
 #include "agent/mount.hpp"
+#include "agent/proc.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -181,21 +182,19 @@ std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
 // made in it (as the requester) for overlayfs's work, which must be on the upper layer's mount.
 Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string& source,
                                 const std::string& work_dir = {}) {
-    UniqueFd root, ns, pidfd;
+    UniqueFd root, ns;
     std::vector<gid_t> groups;
     if (who.pid > 0) {
-        // The pidfd holds the process while its root and namespace are opened: if it is gone
-        // by the check below, what was opened may belong to a process that reused its pid.
-        pidfd.reset(static_cast<int>(::syscall(SYS_pidfd_open, who.pid, 0)));
-        if (!pidfd) return sys_error("pidfd_open " + std::to_string(who.pid));
+        // The requester's pidfd (taken when it connected) keeps its pid from being reused
+        // while its root and namespace are opened: if it is gone by the check below, what was
+        // opened may belong to a process that reused its pid.
         std::string proc = "/proc/" + std::to_string(who.pid);
         root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         ns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
         auto g = process_groups(who.pid);
-        if (!root || !ns || !g) return Error{ESRCH, "the requesting process is gone"};
-        groups = std::move(*g);
-        if (::syscall(SYS_pidfd_send_signal, pidfd.get(), 0, nullptr, 0) != 0)
+        if (!root || !ns || !g || !proc::pidfd_alive(who.pidfd))
             return Error{ESRCH, "the requesting process is gone"};
+        groups = std::move(*g);
     } else {
         root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!root) return sys_error("open '/'");
@@ -1211,7 +1210,8 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     std::vector<gid_t> groups;
     if (resolver.pid > 0) {
         auto g = process_groups(resolver.pid);
-        if (!g) return Error{ESRCH, "the requesting process is gone"};
+        if (!g || !proc::pidfd_alive(resolver.pidfd))
+            return Error{ESRCH, "the requesting process is gone"};
         groups = std::move(*g);
     } else {
         groups = user_groups(resolver.uid, resolver.gid);

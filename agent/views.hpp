@@ -37,7 +37,9 @@ namespace pns::agent {
 struct Resolver {
     uid_t uid = 0;
     gid_t gid = 0;
-    pid_t pid = 0;  // the requesting process; 0 resolves in pnsd's own (the host's) view
+    pid_t pid = 0;    // the requesting process; 0 resolves in pnsd's own (the host's) view
+    int pidfd = -1;   // its pidfd (Caller::pidfd): what was read under /proc/pid is its own
+                      // only while this is alive
 };
 
 class Views {

@@ -15,7 +15,7 @@ constexpr uid_t kAlice = 1000;
 constexpr uid_t kBob = 1001;
 
 Caller as(uid_t uid, gid_t gid = 100) {
-    return Caller{uid, gid, 4242};
+    return Caller{uid, gid, 4242, nullptr};
 }
 
 Namespace owned_by(uid_t owner, std::string name = "dev") {
