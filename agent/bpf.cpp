@@ -1,11 +1,20 @@
 #include "agent/bpf.hpp"
 
+#include <linux/magic.h>
+#include <linux/mount.h>
+#include <linux/perf_event.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include <spdlog/spdlog.h>
 
-#include "pns/unique_fd.hpp"
+#include "agent/mount.hpp"
+#include "pns/text.hpp"
 
 namespace pns::agent::bpf {
 
@@ -30,6 +39,95 @@ int log_libbpf(enum libbpf_print_level level, const char* format, va_list args) 
                                      : spdlog::level::debug;
     spdlog::log(at, "libbpf: {}", line);
     return 0;
+}
+
+namespace {
+
+std::string parent_of(const std::string& path) {
+    auto slash = path.find_last_of('/');
+    if (slash == std::string::npos) return ".";
+    return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+Result<bool> on_bpffs(const std::string& path) {
+    struct statfs fs {};
+    if (::statfs(path.c_str(), &fs) != 0) return sys_error("statfs '" + path + "'");
+    return fs.f_type == BPF_FS_MAGIC;
+}
+
+}  // namespace
+
+Result<bool> prepare_pin_dir(const std::string& pin_dir) {
+    const std::string parent = parent_of(pin_dir);
+    const std::string root = kBpffsMountPoint;
+    bool mounted = false;
+    if (pin_dir.starts_with(root + "/")) {
+        auto root_ready = on_bpffs(root);
+        if (!root_ready)  // no /sys/fs/bpf: a kernel without BPF, not a configuration error
+            return Error{ENOTSUP, root_ready.error().message + " (a kernel without BPF?)"};
+        if (!*root_ready) {
+            // As systemd mounts it at boot (src/shared/mount-setup.c).
+            auto fs = mnt::new_fs("bpf", {{"mode", "0700"}},
+                                  MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+            if (!fs) return Error{ENOTSUP, fs.error().message};
+            if (auto st = mnt::attach(fs->get(), AT_FDCWD, root); !st)
+                return Error{ENOTSUP, st.error().message};
+            mounted = true;
+        }
+    }
+    // Everything else is the choice of whoever started pnsd: EINVAL, an error at start.
+    auto ready = on_bpffs(parent);
+    if (!ready) return Error::invalid("--bpf-dir " + quote(pin_dir) + ": " + ready.error().message);
+    if (!*ready)
+        return Error::invalid("--bpf-dir " + quote(pin_dir) + ": " + quote(parent) +
+                              " is not on bpffs; mount one there (mount -t bpf bpf " + parent +
+                              ") or choose a directory under " + root);
+    return mounted;
+}
+
+Result<DetachedFs> DetachedFs::open(const char* type) {
+    auto fs = mnt::new_fs(type, {}, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (!fs) return fs.error();
+    return DetachedFs(std::move(*fs));
+}
+
+Result<std::string> DetachedFs::read(const std::string& path) const {
+    UniqueFd file(::openat(root_.get(), path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!file) return sys_error("open " + path);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(file.get(), buf, sizeof buf)) > 0)
+        text.append(buf, static_cast<std::size_t>(n));
+    if (n < 0) return sys_error("read " + path);
+    return text;
+}
+
+Result<bpf_link*> attach(bpf_program* program, const DetachedFs& tracefs) {
+    std::string section = bpf_program__section_name(program);
+    constexpr std::string_view kPrefix = "tracepoint/";
+    if (!section.starts_with(kPrefix)) {
+        bpf_link* link = bpf_program__attach(program);
+        if (!link) return libbpf_error(errno, "attach " + section);
+        return link;
+    }
+    // "tracepoint/syscalls/sys_exit_setns" -> events/syscalls/sys_exit_setns/id
+    const std::string tracepoint = section.substr(kPrefix.size());
+    auto id = tracefs.read("events/" + tracepoint + "/id");
+    if (!id) return Error{id.error().code, "find tracepoint " + tracepoint + ": " + id.error().message};
+    perf_event_attr attr{};
+    attr.type = PERF_TYPE_TRACEPOINT;
+    attr.size = sizeof attr;
+    attr.config = std::strtoull(id->c_str(), nullptr, 10);
+    // Every task on every CPU: pid -1 with CPU 0 is how a tracepoint is opened for BPF
+    // (tools/lib/bpf/libbpf.c: perf_event_open_tracepoint).
+    UniqueFd event(static_cast<int>(
+        ::syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC)));
+    if (!event) return sys_error("perf_event_open " + tracepoint);
+    bpf_link* link = bpf_program__attach_perf_event(program, event.get());
+    if (!link) return libbpf_error(errno, "attach " + section);
+    event.release();  // the link closes it (libbpf: bpf_link_perf_detach)
+    return link;
 }
 
 std::uint64_t stamp_of(const void* (*elf_bytes)(std::size_t*)) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pns/result.hpp"
+#include "pns/unique_fd.hpp"
 
 namespace pns::agent::bpf {
 
@@ -47,6 +48,40 @@ inline bool exists(const std::string& path) {
 inline int dup_fd(int fd) {
     return ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
 }
+
+// ---- the file systems BPF needs ----
+// Pins live on bpffs, and libbpf finds a tracepoint's id in tracefs; systemd mounts both at
+// boot, but on a machine without it nobody does, and pnsd must not depend on that.
+
+// The default parent of pnsd's pins, where systemd mounts bpffs.
+inline constexpr const char* kBpffsMountPoint = "/sys/fs/bpf";
+
+// Makes sure `pin_dir`'s parent is on bpffs. When `pin_dir` is below /sys/fs/bpf and nothing
+// is mounted there, mounts bpffs there as systemd does at boot (mode 0700, nosuid, nodev,
+// noexec) and returns true. Fails with EINVAL when `pin_dir` cannot hold pins (its parent is
+// missing or not on bpffs: the message says how to fix it), with ENOTSUP when the kernel
+// offers no bpffs.
+Result<bool> prepare_pin_dir(const std::string& pin_dir);
+
+// A kernel file system (tracefs, securityfs) mounted detached: fsmount without move_mount,
+// so pnsd reads what it needs through the mount's fd and leaves nothing mounted on the host,
+// whether or not someone mounted it at its usual place.
+class DetachedFs {
+  public:
+    static Result<DetachedFs> open(const char* type);
+    // The contents of `path`, relative to the file system's root.
+    Result<std::string> read(const std::string& path) const;
+
+  private:
+    explicit DetachedFs(UniqueFd root) : root_(std::move(root)) {}
+    UniqueFd root_;
+};
+
+// Attaches `program`. One of section "tracepoint/CATEGORY/NAME" is attached through a perf
+// event opened with the id that `tracefs` gives: what libbpf does itself, but libbpf looks for
+// the id under /sys/kernel/tracing, which a machine without systemd does not have mounted.
+// Others (tp_btf, lsm) as libbpf does by their section.
+Result<bpf_link*> attach(bpf_program* program, const DetachedFs& tracefs);
 
 // ---- builds ----
 // A pinned tracker or guard goes on after pnsd exits, so the pnsd that starts next may be

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include <spdlog/spdlog.h>
@@ -43,21 +42,24 @@ void unpin_all(const std::string& dir) {
     ::unlink(stamp_pin(dir).c_str());
 }
 
-// Why a load failed, in terms an operator can act on.
+// Why a load failed, in terms an operator can act on. securityfs says which LSMs are active and
+// whether the kernel is locked down; it is read detached, as nobody may have mounted it.
 std::string explain_refusal(const Error& error) {
     std::string why = error.message;
-    std::ifstream lsm("/sys/kernel/security/lsm");
-    std::string active;
-    if (std::getline(lsm, active) && (',' + active + ',').find(",bpf,") == std::string::npos)
+    auto securityfs = bpf::DetachedFs::open("securityfs");
+    if (!securityfs) return why;
+    auto first_line = [&](const char* path) {
+        auto text = securityfs->read(path);
+        return text ? text->substr(0, text->find('\n')) : std::string();
+    };
+    std::string active = first_line("lsm");
+    if (!active.empty() && (',' + active + ',').find(",bpf,") == std::string::npos)
         return why + "; the kernel's active LSMs are '" + active + "' (boot with bpf in lsm=)";
-    std::ifstream lockdown("/sys/kernel/security/lockdown");
-    std::string mode;
-    if (std::getline(lockdown, mode)) {
-        auto open = mode.find('['), close = mode.find(']');
-        if (open != std::string::npos && close != std::string::npos) {
-            mode = mode.substr(open + 1, close - open - 1);
-            if (mode != "none") why += "; the kernel is locked down (" + mode + ")";
-        }
+    std::string mode = first_line("lockdown");
+    auto open = mode.find('['), close = mode.find(']');
+    if (open != std::string::npos && close != std::string::npos) {
+        mode = mode.substr(open + 1, close - open - 1);
+        if (mode != "none") why += "; the kernel is locked down (" + mode + ")";
     }
     return why;
 }

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <CLI/CLI.hpp>
 
+#include "agent/bpf.hpp"
 #include "agent/guard.hpp"
 #include "agent/log.hpp"
 #include "agent/members.hpp"
@@ -50,8 +51,10 @@ class Daemon {
   public:
     Daemon(Options options, Registry registry, Views& views, std::unique_ptr<Tracer> tracer,
            std::unique_ptr<Tracker> tracker, std::string tracker_error,
-           std::unique_ptr<Guard> guard, std::string guard_error, std::unique_ptr<Server> server)
+           std::unique_ptr<Guard> guard, std::string guard_error, std::unique_ptr<Server> server,
+           std::vector<std::string> mounted)
         : options_(std::move(options)),
+          mounted_(std::move(mounted)),
           registry_(std::move(registry)),
           tracer_(std::move(tracer)),
           tracker_(std::move(tracker)),
@@ -152,6 +155,7 @@ class Daemon {
                 {"socket", options_.socket},
                 {"state_dir", options_.state_dir},
                 {"runtime_dir", options_.runtime_dir},
+                {"mounted", mounted_},
                 {"namespaces", registry_.size()},
                 {"clients", server_->connections()},
                 {"requests", server_->requests_served()},
@@ -187,6 +191,7 @@ class Daemon {
     }
 
     Options options_;
+    std::vector<std::string> mounted_;
     Registry registry_;
     std::unique_ptr<Tracer> tracer_;
     std::unique_ptr<Tracker> tracker_;
@@ -277,15 +282,30 @@ int serve(const Options& options) {
     // it pnsd still serves (no cgroup policies), and says why.
     std::unique_ptr<Tracker> tracker;
     std::string tracker_error;
-    if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
-        tracker = std::move(*loaded);
-        spdlog::info("tracker: {} under '{}'",
-                     tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
-                     options.bpf_dir);
+    std::vector<std::string> mounted;  // what pnsd mounted on the host, for `pnsctl status`
+    if (auto pin_dir = bpf::prepare_pin_dir(options.bpf_dir); !pin_dir) {
+        if (pin_dir.error().code == EINVAL) {  // a --bpf-dir that cannot hold pins
+            spdlog::error("pnsd: {}", pin_dir.error().message);
+            return 1;
+        }
+        tracker_error = pin_dir.error().message;
     } else {
-        tracker_error = loaded.error().message;
-        spdlog::error("tracker: unavailable: {}", tracker_error);
+        if (*pin_dir) {
+            mounted.push_back("bpffs at " + std::string(bpf::kBpffsMountPoint));
+            spdlog::info("pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does "
+                         "at boot) for the pins",
+                         bpf::kBpffsMountPoint);
+        }
+        if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
+            tracker = std::move(*loaded);
+            spdlog::info("tracker: {} under '{}'",
+                         tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
+                         options.bpf_dir);
+        } else {
+            tracker_error = loaded.error().message;
+        }
     }
+    if (!tracker) spdlog::error("tracker: unavailable: {}", tracker_error);
     // The LSM guard: only where the kernel runs BPF LSM programs; without it, deny entries are
     // refused and locked namespaces are guarded by the tracker alone (escapes killed).
     std::unique_ptr<Guard> guard;
@@ -311,7 +331,7 @@ int serve(const Options& options) {
 
     Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(tracker),
                   std::move(tracker_error), std::move(guard), std::move(guard_error),
-                  std::move(*server));
+                  std::move(*server), std::move(mounted));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
     if (!st) {

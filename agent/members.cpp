@@ -279,7 +279,9 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
             if (auto st = tracker_->set_member(pid, member); !st)
                 spdlog::error("tracker: {}", st.error().message);
         }
-        if (held) ::kill(pid, SIGCONT);
+        // Only if it is stopped: a pnsd killed right after it let the process go leaves the
+        // map saying held, and a running process gets no SIGCONT it did not ask for.
+        if (held && t.status.state == 'T') ::kill(pid, SIGCONT);
         return;
     }
     if (!t.root && t.gid != auth::primary_gid(t.uid))

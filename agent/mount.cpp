@@ -62,6 +62,21 @@ Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid) {
     return mount;
 }
 
+Result<UniqueFd> new_fs(const char* type,
+                        const std::vector<std::pair<std::string, std::string>>& options,
+                        std::uint64_t attributes) {
+    UniqueFd fs(::fsopen(type, FSOPEN_CLOEXEC));
+    if (!fs) return sys_error(std::string("fsopen ") + type);
+    for (const auto& [key, value] : options)
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0) != 0)
+            return sys_error(std::string("fsconfig ") + type + " " + key + "=" + value);
+    if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+        return sys_error(std::string("create ") + type);
+    UniqueFd mount(::fsmount(fs.get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attributes)));
+    if (!mount) return sys_error(std::string("fsmount ") + type);
+    return mount;
+}
+
 Status attach(int tree, int dirfd, const std::string& path) {
     if (::move_mount(tree, "", dirfd, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
         return sys_error("mount on '" + path + "'");

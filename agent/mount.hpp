@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pns/result.hpp"
 #include "pns/unique_fd.hpp"
@@ -26,6 +28,12 @@ Status set_propagation(const std::string& path, std::uint64_t propagation);
 
 // A new, detached tmpfs whose root has the given mode and owner.
 Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid);
+
+// A new, detached instance of file system `type` (fsopen/fsconfig/fsmount) with the given
+// string options and mount attributes (MOUNT_ATTR_*).
+Result<UniqueFd> new_fs(const char* type,
+                        const std::vector<std::pair<std::string, std::string>>& options,
+                        std::uint64_t attributes);
 
 // Attaches the detached tree `tree` on top of `path` (relative to `dirfd`).
 Status attach(int tree, int dirfd, const std::string& path);

@@ -825,8 +825,10 @@ void Tracer::Loop::finish(Job& job) {
             spdlog::error("tracer: {}: restore signal mask: {}", describe(tid),
                           std::strerror(errno));
     }
-    if (!job.error && job.dest->tracker && job.dest->tracker_ns) {
-        pns_member member{job.dest->tracker_ns, PNS_STATE_MEMBER, job.dest->cgroup};
+    const bool held = job.resume && !job.error;
+    const bool tell_tracker = !job.error && job.dest->tracker && job.dest->tracker_ns;
+    const pns_member member{job.dest->tracker_ns, PNS_STATE_MEMBER, job.dest->cgroup};
+    if (tell_tracker && !held) {
         if (auto st = job.dest->tracker->set_member(tid, member); !st)
             spdlog::error("tracker: {}", st.error().message);
     }
@@ -841,7 +843,15 @@ void Tracer::Loop::finish(Job& job) {
     ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(deliver)));
     for (std::size_t i = first_resent; i < job.held_signals.size(); ++i)
         ::syscall(SYS_tgkill, tid, tid, job.held_signals[i]);
-    if (job.resume && !job.error) ::kill(tid, SIGCONT);
+    if (held) {
+        // Held at exec by the tracker: its map says so until it runs again, so that a pnsd
+        // killed before this SIGCONT leaves a process the next one lets go (finish_holds),
+        // not one stopped for good. Updated only if still there: it may have exited already.
+        ::kill(tid, SIGCONT);
+        if (tell_tracker)
+            if (auto st = job.dest->tracker->update_member(tid, member); !st)
+                spdlog::error("tracker: {}", st.error().message);
+    }
     conclude(job, true);
 }
 

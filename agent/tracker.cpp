@@ -88,11 +88,13 @@ Status Tracker::load_and_pin(const std::string& dir, Tracker& tracker, bool keep
                                skel->progs.on_exit,  skel->progs.on_cgroup_attach,
                                skel->progs.on_setns, skel->progs.on_unshare};
     static_assert(std::size(programs) == std::size(kPrograms));
+    auto tracefs = bpf::DetachedFs::open("tracefs");
+    if (!tracefs) return tracefs.error();
     for (std::size_t i = 0; i < std::size(programs); ++i) {
-        bpf_link* link = bpf_program__attach(programs[i]);
-        if (!link) return libbpf_error(errno, std::string("attach ") + kPrograms[i]);
-        auto pinned = bpf::pin_replacing(bpf_link__fd(link), link_pin(dir, kPrograms[i]));
-        bpf_link__destroy(link);  // the pin keeps it attached
+        auto link = bpf::attach(programs[i], *tracefs);
+        if (!link) return link.error();
+        auto pinned = bpf::pin_replacing(bpf_link__fd(*link), link_pin(dir, kPrograms[i]));
+        bpf_link__destroy(*link);  // the pin keeps it attached
         if (!pinned) return pinned.error();
     }
     if (keep_maps) return {};
@@ -198,6 +200,12 @@ std::vector<std::pair<std::uint64_t, std::uint32_t>> Tracker::policies() const {
 Status Tracker::set_member(pid_t tgid, const pns_member& member) {
     return bpf::update(members_.get(), static_cast<std::uint32_t>(tgid), member,
                        "the tracker's members");
+}
+Status Tracker::update_member(pid_t tgid, const pns_member& member) {
+    const auto key = static_cast<std::uint32_t>(tgid);
+    if (bpf_map_update_elem(members_.get(), &key, &member, BPF_EXIST) != 0 && errno != ENOENT)
+        return sys_error("update the tracker's members");
+    return {};
 }
 Status Tracker::remove_member(pid_t tgid) {
     return bpf::erase(members_.get(), static_cast<std::uint32_t>(tgid), "the tracker's members");

@@ -52,6 +52,8 @@ class Tracker {
     std::vector<std::pair<std::uint64_t, std::uint32_t>> policies() const;
 
     Status set_member(pid_t tgid, const pns_member& member);
+    // Changes the entry of `tgid` only if it has one (it has not exited since).
+    Status update_member(pid_t tgid, const pns_member& member);
     Status remove_member(pid_t tgid);
     std::vector<std::pair<pid_t, pns_member>> members() const;
 

@@ -38,6 +38,11 @@ void print_status(std::FILE* out, const json& status) {
     std::fprintf(out, "socket:      %s\n", str(status, "socket").c_str());
     std::fprintf(out, "state dir:   %s\n", str(status, "state_dir").c_str());
     std::fprintf(out, "runtime dir: %s\n", str(status, "runtime_dir").c_str());
+    if (auto m = status.find("mounted"); m != status.end() && m->is_array() && !m->empty()) {
+        std::string all;
+        for (const auto& what : *m) all += (all.empty() ? "" : ", ") + what.get<std::string>();
+        std::fprintf(out, "mounted:     %s (nothing was there)\n", all.c_str());
+    }
     std::fprintf(out, "namespaces:  %s\n", str(status, "namespaces").c_str());
     std::fprintf(out, "clients:     %s\n", str(status, "clients").c_str());
     std::fprintf(out, "requests:    %s\n", str(status, "requests").c_str());

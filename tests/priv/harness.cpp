@@ -228,6 +228,10 @@ TempDir::~TempDir() {
     if (ec) ADD_FAILURE() << "cannot remove '" << path_ << "': " << ec.message();
 }
 
+const char* const kFreshMachineUnmounted[] = {"/sys/fs/bpf", "/sys/kernel/tracing",
+                                              "/sys/kernel/debug/tracing", "/sys/kernel/debug",
+                                              "/sys/kernel/security"};
+
 namespace {
 // bpffs refuses names with a '.' in them.
 std::string bpf_dir_for(const std::string& dir) {
@@ -250,7 +254,7 @@ Pnsd::Pnsd(const std::string& dir)
 Pnsd::~Pnsd() {
     if (pid_ > 0) stop();
     std::error_code ec;
-    std::filesystem::remove_all(bpf_dir_, ec);
+    if (holder_ > 0) std::filesystem::remove_all(bpf_dir(), ec);
     if (holder_ > 0) {
         // The namespace, and every mount pnsd made in it, goes with its last process.
         kill(holder_, SIGKILL);
@@ -269,6 +273,12 @@ bool Pnsd::start_holder() {
         if (unshare(CLONE_NEWNS) != 0) child_fail("unshare(CLONE_NEWNS)");
         // Host mount events still arrive; none made here goes back (mount_namespaces(7)).
         if (mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail("slave /");
+        // A fresh machine: nothing mounted where systemd would have mounted bpffs and tracefs
+        // at boot, whatever this machine has. pnsd must manage without them; the bpffs it
+        // mounts here, and every pin in it, goes with this namespace.
+        for (const char* path : kFreshMachineUnmounted)
+            while (umount2(path, MNT_DETACH) == 0) {
+            }
         if (write(ready[1], "r", 1) != 1) child_fail("write");
         close(ready[1]);
         for (;;) pause();
@@ -403,6 +413,10 @@ void Pnsd::kill9() {
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
     pid_ = -1;
+}
+
+std::string Pnsd::bpf_dir() const {
+    return holder_ > 0 ? "/proc/" + std::to_string(holder_) + "/root" + bpf_dir_ : bpf_dir_;
 }
 
 std::string Pnsd::log() const {
@@ -635,6 +649,26 @@ namespace {
 const char* const kHostMounts[] = {"/proc", "/sys", "/dev"};
 
 }  // namespace
+
+std::string cgroup2_root() {
+    std::ifstream in("/proc/self/mountinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.find(" - cgroup2 ") == std::string::npos) continue;
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, mount_point;
+        fields >> id >> parent >> dev >> root >> mount_point;
+        return mount_point;
+    }
+    return {};
+}
+
+std::string missing_host_prerequisite() {
+    if (!exists("/sys/kernel/btf/vmlinux"))
+        return "kernel BTF (/sys/kernel/btf/vmlinux: a kernel built with CONFIG_DEBUG_INFO_BTF)";
+    if (cgroup2_root().empty()) return "a cgroup2 mount (cgroup v2, unified or hybrid)";
+    return {};
+}
 
 long mount_id(const std::string& path, pid_t pid) {
     std::ifstream mountinfo(pid > 0 ? "/proc/" + std::to_string(pid) + "/mountinfo"

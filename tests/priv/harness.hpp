@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,6 +69,10 @@ class TempDir {
     std::string path_;
 };
 
+// What a machine without systemd has nowhere: the sandbox every pnsd runs in unmounts these
+// (bpffs, tracefs, debugfs, securityfs), whatever this machine has mounted by hand.
+extern const char* const kFreshMachineUnmounted[5];
+
 // One pnsd, started in the constructor and stopped (SIGTERM, then SIGKILL) in the destructor.
 class Pnsd {
   public:
@@ -80,7 +85,8 @@ class Pnsd {
     // service manager would.
     void set_fd_limit(rlim_t limit) { fd_limit_ = limit; }
     // Every pnsd of this object runs in a mount namespace of its own that is a slave of the
-    // host's, and ctl() runs pnsctl there too (pnsd resolves sources in the caller's
+    // host's, with nothing mounted at kFreshMachineUnmounted (as on a machine that systemd did
+    // not boot), and ctl() runs pnsctl there too (pnsd resolves sources in the caller's
     // namespace): what pnsd mounts or unmounts, and the propagation it sets up, stays there,
     // so no bug of pnsd's can take /proc away from the machine running the tests. The
     // namespace is reached from outside through /proc/sandbox_pid()/root.
@@ -103,7 +109,8 @@ class Pnsd {
     const std::string& socket() const { return socket_; }
     const std::string& state_dir() const { return state_dir_; }
     const std::string& runtime_dir() const { return runtime_dir_; }
-    const std::string& bpf_dir() const { return bpf_dir_; }
+    // Where pnsd pins its tracker, as this process reaches it (through the sandbox's root).
+    std::string bpf_dir() const;
     // The whole log of every pnsd started on this directory, and the part written since the
     // latest start().
     std::string log() const;
@@ -230,6 +237,13 @@ class PnsdTest : public PrivTest {
     std::optional<Pnsd> pnsd_;
 };
 
+// The cgroup2 mount point, from mountinfo ("" when there is none).
+std::string cgroup2_root();
+
+// What the BPF tracker needs of a host and this one lacks ("" when it has all): kernel BTF
+// (/sys/kernel/btf/vmlinux) and a cgroup2 mount. Everything else it needs pnsd provides.
+std::string missing_host_prerequisite();
+
 // The mount ID of the mount at `path` (exactly), as process `pid` sees it (0: this process);
 // -1 when nothing is mounted there.
 long mount_id(const std::string& path, pid_t pid = 0);
@@ -261,6 +275,16 @@ inline bool wait_until(const std::function<bool()>& done,
         usleep(1000);
     }
     return true;
+}
+
+// The pid a test program printed on a line: -1 (never an exception) when the line is not
+// one, as when the program printed nothing before its deadline.
+inline pid_t pid_from(const std::string& line) {
+    char* end = nullptr;
+    long value = std::strtol(line.c_str(), &end, 10);
+    return line.empty() || *end != '\0' || value <= 0 || value > INT32_MAX
+               ? -1
+               : static_cast<pid_t>(value);
 }
 
 // The command name of process `pid` ("" when it is gone).

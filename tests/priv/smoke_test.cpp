@@ -17,4 +17,10 @@ TEST_F(Smoke, CreateAndList) {
     EXPECT_NE(r.out.find("dev"), std::string::npos);
 }
 
+// The host prerequisites of the tracker, in one place: where one is missing, this test fails
+// with it and the tests that need it skip, saying so.
+TEST(Host, HasWhatTheTrackerNeeds) {
+    EXPECT_EQ(missing_host_prerequisite(), "");
+}
+
 }  // namespace pns::test
