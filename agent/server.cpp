@@ -216,9 +216,7 @@ void Server::accept_all() {
         socklen_t len = sizeof cred;
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
         auto conn = std::make_unique<Connection>();
-        conn->caller = Caller{cred.uid, cred.gid, cred.pid, nullptr};
-        if (auto pidfd = proc::peer_pidfd(fd.get(), cred.pid, cred.uid); pidfd)
-            conn->caller.pidfd = std::make_shared<const UniqueFd>(std::move(*pidfd));
+        conn->caller = Caller{cred.uid, cred.gid, cred.pid, pidfd_of(fd.get(), cred)};
         conn->serial = ++serial_;
         epoll_event ev{};
         ev.events = EPOLLIN;
@@ -393,7 +391,24 @@ Status Server::watch(int fd, std::function<void()> on_readable) {
     return {};
 }
 
+std::shared_ptr<const UniqueFd> Server::pidfd_of(int socket, const ucred& cred) {
+    // One pidfd per client process, whatever its number of connections. While the one kept is
+    // alive, its process has not been reaped, so no other process can have that pid: a new
+    // connection from the pid is from the same process.
+    auto& kept = pidfds_[cred.pid];
+    if (auto pidfd = kept.lock(); pidfd && proc::pidfd_alive(pidfd->get())) return pidfd;
+    auto opened = proc::peer_pidfd(socket, cred.pid, cred.uid);
+    if (!opened) {
+        pidfds_.erase(cred.pid);
+        return nullptr;
+    }
+    auto pidfd = std::make_shared<const UniqueFd>(std::move(*opened));
+    kept = pidfd;
+    return pidfd;
+}
+
 void Server::close_idle() {
+    std::erase_if(pidfds_, [](const auto& entry) { return entry.second.expired(); });
     auto now = Clock::now();
     std::vector<int> idle;
     for (const auto& [fd, conn] : connections_) {

@@ -4,6 +4,8 @@
 // connection and never blocks another.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -77,6 +79,7 @@ class Server {
     void update_interest(Connection& conn);
     void close_connection(int fd);
     void close_idle();
+    std::shared_ptr<const UniqueFd> pidfd_of(int socket, const struct ucred& cred);
     void serve_backlog();
 
     std::string path_;
@@ -91,6 +94,8 @@ class Server {
     std::uint64_t serial_ = 0;
     const Handler* handler_ = nullptr;
     std::unordered_map<int, std::function<void()>> watched_;
+    // The pidfd of each client process with connections open (Caller::pidfd).
+    std::unordered_map<pid_t, std::weak_ptr<const UniqueFd>> pidfds_;
 };
 
 }  // namespace pns::agent

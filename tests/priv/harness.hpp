@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -379,8 +380,9 @@ class Proc {
         EXPECT_EQ(write(to_, l.data(), l.size()), static_cast<ssize_t>(l.size()));
     }
 
-    // The next line of output (without '\n'); empty on EOF or after `timeout`.
-    std::string line(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    // The next line of output (without '\n'); empty on EOF or after `timeout` (stretched on
+    // slow machines), which is said on stderr: callers assert on what they expected.
+    std::string line(std::chrono::seconds timeout = std::chrono::seconds(10)) {
         auto deadline = std::chrono::steady_clock::now() + stretched(timeout);
         for (;;) {
             auto nl = buf_.find('\n');
@@ -391,7 +393,12 @@ class Proc {
             }
             auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                 deadline - std::chrono::steady_clock::now());
-            if (left.count() <= 0) return {};
+            if (left.count() <= 0) {
+                std::fprintf(stderr, "harness: no line from pid %d within %lld ms\n",
+                             static_cast<int>(pid_),
+                             static_cast<long long>(stretched(timeout).count()));
+                return {};
+            }
             pollfd pfd{from_, POLLIN, 0};
             if (poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
             char b[4096];
