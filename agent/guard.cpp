@@ -23,7 +23,8 @@ namespace {
 constexpr const char* kMaps[] = {"guarded", "denied", "denied_names", "guard_config", "refusals"};
 constexpr const char* kPrograms[] = {"guard_mount",      "guard_umount",  "guard_move_mount",
                                      "guard_pivot_root", "guard_capable", "guard_clone",
-                                     "guard_open",       "guard_exec"};
+                                     "guard_open",       "guard_exec",    "guard_receive",
+                                     "guard_ptrace"};
 
 std::string map_pin(const std::string& dir, const char* map) {
     return dir + "/guard_map_" + map;
@@ -103,7 +104,8 @@ Status Guard::load_and_pin(const Tracker& tracker, bool replacing) {
     bpf_program* programs[] = {skel->progs.guard_mount,      skel->progs.guard_umount,
                                skel->progs.guard_move_mount, skel->progs.guard_pivot_root,
                                skel->progs.guard_capable,    skel->progs.guard_clone,
-                               skel->progs.guard_open,       skel->progs.guard_exec};
+                               skel->progs.guard_open,       skel->progs.guard_exec,
+                               skel->progs.guard_receive,    skel->progs.guard_ptrace};
     static_assert(std::size(programs) == std::size(kPrograms));
     bpf_map* maps[] = {skel->maps.guarded, skel->maps.denied, skel->maps.denied_names,
                        skel->maps.guard_config, skel->maps.refusals};
@@ -264,6 +266,12 @@ const char* refusal_name(std::uint32_t what) {
             return "open";
         case PNS_REFUSED_PRIVILEGE:
             return "privilege";
+        case PNS_REFUSED_OUTSIDE:
+            return "outside";
+        case PNS_REFUSED_RECEIVE:
+            return "receive";
+        case PNS_REFUSED_PTRACE:
+            return "ptrace";
     }
     return "?";
 }

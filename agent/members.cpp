@@ -335,7 +335,8 @@ void Members::on_tracker_events() {
             case PNS_EVENT_REFUSED: {
                 std::string name = name_of(e.ns);
                 std::string what = refusal_name(e.refused);
-                if (e.refused == PNS_REFUSED_OPEN || e.refused == PNS_REFUSED_PRIVILEGE)
+                if (e.refused == PNS_REFUSED_OPEN || e.refused == PNS_REFUSED_PRIVILEGE ||
+                    e.refused == PNS_REFUSED_OUTSIDE || e.refused == PNS_REFUSED_RECEIVE)
                     what += " of inode " + std::to_string(e.inode);
                 spdlog::info("guard: {} ({}), member of {}: refused {}", tgid, comm, quote(name),
                              what);

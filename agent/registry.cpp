@@ -246,6 +246,12 @@ json Registry::summary(const Caller& caller, const Namespace& ns) const {
               {"locked", ns.locked},
               {"generation", ns.generation}};
     if (auth::may_see_entries(caller, ns)) j["entry_count"] = ns.table.entries.size();
+    if (ns.locked && !guard_)
+        j["warning"] = "namespace " + quote(ns.name) + " is locked without the LSM guard (" +
+                       guard_missing_ +
+                       "): a member that leaves is killed after the fact, and descriptors or "
+                       "/proc links from outside are not refused (README: What \"locked\" "
+                       "promises)";
     return j;
 }
 

@@ -3,7 +3,10 @@
 // the tracker's map of members (who is a member of which namespace) and its ring buffer
 // (refusals are reported like every other event), and adds:
 //   - locked namespaces: no mount, umount, move_mount, pivot_root or mount_setattr, no other
-//     mount namespace (setns, unshare, clone): EPERM;
+//     mount namespace (setns, unshare, clone): EPERM; nothing outside the view reached through
+//     a way around the view's root: no file opened on a mount of another mount namespace (a
+//     descriptor from before the join, /proc/PID/root), no such descriptor received (SCM_RIGHTS,
+//     pidfd_getfd), no ptrace-mode access to a process outside the view: EACCES, EPERM;
 //   - `deny PATH` entries: members get EACCES opening or executing the file, by inode, so
 //     every path and hard link to it is denied alike, and by directory and name, so a file
 //     renamed over it or made anew at its path is denied too;
@@ -180,6 +183,18 @@ int BPF_PROG(guard_clone, struct task_struct* task, unsigned long clone_flags, i
     return m ? refuse(m, PNS_REFUSED_CLONE, 0, EPERM) : 0;
 }
 
+// Whether `vfsmnt` belongs to a mount namespace other than the calling task's: a file on it is
+// outside the view. Kernel-internal mounts (pipes, sockets, nsfs, anonymous inodes: their
+// mnt_ns is MNT_NS_INTERNAL, an error pointer; fs/mount.h) and mounts already unmounted
+// (mnt_ns NULL: a lazily detached mount the member still holds) belong to no view.
+static __always_inline bool outside_view(struct vfsmount* vfsmnt) {
+    struct mount* mnt = (void*)vfsmnt - bpf_core_field_offset(struct mount, mnt);
+    unsigned long ns = (unsigned long)BPF_CORE_READ(mnt, mnt_ns);
+    if (ns == 0 || ns >= (unsigned long)-4095) return false;
+    struct task_struct* task = bpf_get_current_task_btf();
+    return ns != (unsigned long)BPF_CORE_READ(task, nsproxy, mnt_ns);
+}
+
 // Whether the file's name in its directory is a denied one (struct pns_denied_name).
 static __always_inline bool denied_by_name(const struct pns_member* m, struct file* file,
                                            __u32 dev) {
@@ -196,12 +211,21 @@ static __always_inline bool denied_by_name(const struct pns_member* m, struct fi
     return bpf_map_lookup_elem(&denied_names, &key) != NULL;
 }
 
-// Every open goes through here, exec's included (fs/exec.c: do_open_execat).
+// Every open goes through here, exec's included (fs/exec.c: do_open_execat), but not O_PATH
+// ones (fs/open.c: do_dentry_open returns before security_file_open): a descriptor that only
+// names a file gives nothing to read, list or run until it is opened again, which lands here.
 SEC("lsm/file_open")
 int BPF_PROG(guard_open, struct file* file, int ret) {
     if (ret) return ret;
     struct pns_member* m = current_member();
-    if (!m || !(flags_of(m) & PNS_GUARD_DENIES)) return 0;
+    if (!m) return 0;
+    __u32 flags = flags_of(m);
+    // A locked member reaches nothing but its view: a file on a mount of another namespace
+    // came through a descriptor from outside (held from before it joined, or a directory
+    // passed in before the guard refused that) or /proc/PID/root of a process outside.
+    if ((flags & PNS_GUARD_LOCKED) && outside_view(file->f_path.mnt))
+        return refuse(m, PNS_REFUSED_OUTSIDE, BPF_CORE_READ(file, f_inode, i_ino), EACCES);
+    if (!(flags & PNS_GUARD_DENIES)) return 0;
     struct inode* inode = file->f_inode;
     struct pns_denied_file key = {
         .ns = m->ns,
@@ -213,6 +237,35 @@ int BPF_PROG(guard_open, struct file* file, int ret) {
         by_inode = NULL;  // the inode number of a denied file that is gone, given to a new one
     if (!by_inode && !denied_by_name(m, file, key.dev)) return 0;
     return refuse(m, PNS_REFUSED_OPEN, key.ino, EACCES);
+}
+
+// A descriptor arriving over a Unix socket (SCM_RIGHTS) or taken with pidfd_getfd
+// (fs/file.c: receive_fd calls security_file_receive before installing it): a locked member
+// takes none of a file outside its view, so a same-uid process outside cannot hand it a way
+// out. recvmsg then reports MSG_CTRUNC and the descriptor is dropped (net/core/scm.c).
+SEC("lsm/file_receive")
+int BPF_PROG(guard_receive, struct file* file, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    if (!m || !outside_view(file->f_path.mnt)) return 0;
+    return refuse(m, PNS_REFUSED_RECEIVE, BPF_CORE_READ(file, f_inode, i_ino), EPERM);
+}
+
+// ptrace-mode access (kernel/ptrace.c: __ptrace_may_access): PTRACE_ATTACH, process_vm_readv,
+// pidfd_getfd, and the /proc/PID links root, cwd, exe and fd/ that lead into another mount
+// namespace. A locked member has it only to processes in its own view, or members of its
+// namespace in another of its views (root's primary and users' satellites).
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(guard_ptrace, struct task_struct* child, unsigned int mode, int ret) {
+    if (ret) return ret;
+    struct pns_member* m = locked_member();
+    if (!m) return 0;
+    struct task_struct* task = bpf_get_current_task_btf();
+    if (BPF_CORE_READ(child, nsproxy, mnt_ns) == BPF_CORE_READ(task, nsproxy, mnt_ns)) return 0;
+    __u32 tgid = BPF_CORE_READ(child, tgid);
+    struct pns_member* other = bpf_map_lookup_elem(&members, &tgid);
+    if (other && other->ns == m->ns) return 0;
+    return refuse(m, PNS_REFUSED_PTRACE, 0, EPERM);
 }
 
 // Runs once the new credentials are computed (fs/exec.c: begin_new_exec, before the point of

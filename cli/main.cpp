@@ -76,8 +76,11 @@ int request(const Globals& globals, std::string op, json args, Printer print = n
     if (globals.json_output) {
         std::printf("%s\n",
                     response->result.dump(2, ' ', false, json::error_handler_t::replace).c_str());
-    } else if (print) {
-        print(stdout, response->result);
+    } else {
+        // Success with a caveat the user should know of (a locked namespace without the guard).
+        if (auto w = response->result.find("warning"); w != response->result.end() && w->is_string())
+            std::fprintf(stderr, "pnsctl: warning: %s\n", w->get<std::string>().c_str());
+        if (print) print(stdout, response->result);
     }
     return 0;
 }

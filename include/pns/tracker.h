@@ -121,6 +121,9 @@ enum pns_refusal {
     PNS_REFUSED_CLONE = 8,      /* a child in a new mount namespace */
     PNS_REFUSED_OPEN = 9,       /* a denied file, opened or executed */
     PNS_REFUSED_PRIVILEGE = 10, /* an exec that would gain privilege */
+    PNS_REFUSED_OUTSIDE = 11,   /* a locked member opening a file outside its view */
+    PNS_REFUSED_RECEIVE = 12,   /* a locked member receiving a descriptor of a file outside */
+    PNS_REFUSED_PTRACE = 13,    /* a locked member reaching a process outside its view */
 };
 
 /* guard_config[0]: pnsd's own tgid; a member it is joining (ptrace-stopped, pnsd its tracer)
