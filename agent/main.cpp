@@ -1,4 +1,5 @@
 // pnsd: the pns daemon. Keeps the namespace tables and serves pnsctl over a Unix socket.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -22,6 +23,7 @@
 #include "agent/store.hpp"
 #include "agent/tracer.hpp"
 #include "agent/tracker.hpp"
+#include "agent/trusted_dir.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -219,9 +221,24 @@ void raise_fd_limit() {
                      static_cast<unsigned long long>(limit.rlim_cur), Server::kMaxConnections);
 }
 
-Status make_runtime_dir(const std::string& path) {
-    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
-        return sys_error("create runtime directory '" + path + "'");
+// The BPF pins: whoever could write in their directory could pin a map of theirs under a name
+// pnsd reuses. The directory must be root's alone; its parent may be sticky, as bpffs' own root
+// is (1777) unless mounted with mode=. A parent that does not exist (no bpffs) is the tracker's
+// to report: pnsd then serves without it.
+Status check_bpf_dir(const std::string& path) {
+    auto slash = path.rfind('/');
+    std::string parent = slash == std::string::npos ? "."
+                         : slash == 0               ? "/"
+                                                    : path.substr(0, slash);
+    auto parent_fd =
+        open_trusted_dir(parent, {.what = "parent of the BPF pin directory", .sticky_ok = true});
+    if (!parent_fd) return parent_fd.error().code == ENOENT ? Status{} : Status(parent_fd.error());
+    struct stat st {};
+    std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+    if (::fstatat(parent_fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+        return {};
+    auto dir = open_trusted_subdir(parent_fd->get(), parent, name, 0);
+    if (!dir) return Error{dir.error().code, "BPF pin directory: " + dir.error().message};
     return {};
 }
 
@@ -243,13 +260,25 @@ int serve(const Options& options) {
     umask(022);
     raise_fd_limit();
 
-    if (auto st = make_runtime_dir(options.runtime_dir); !st) {
-        spdlog::error("pnsd: {}", st.error().message);
+    // The directories first, before anything is made or mounted in them (agent/trusted_dir.hpp).
+    if (auto runtime =
+            open_trusted_dir(options.runtime_dir, {.what = "runtime directory", .create = 0755});
+        !runtime) {
+        spdlog::error("pnsd: {}", runtime.error().message);
         return 1;
     }
     auto store = Store::open(options.state_dir);
     if (!store) {
         spdlog::error("pnsd: {}", store.error().message);
+        return 1;
+    }
+    auto server = Server::listen(options.socket);
+    if (!server) {
+        spdlog::error("pnsd: {}", server.error().message);
+        return 1;
+    }
+    if (auto st = check_bpf_dir(options.bpf_dir); !st) {
+        spdlog::error("pnsd: {}", st.error().message);
         return 1;
     }
     auto views = Views::open(options.runtime_dir);
@@ -268,11 +297,6 @@ int serve(const Options& options) {
         return 1;
     }
     for (const auto& line : *skipped) spdlog::warn("store: {}", line);
-    auto server = Server::listen(options.socket);
-    if (!server) {
-        spdlog::error("pnsd: {}", server.error().message);
-        return 1;
-    }
     auto tracer = Tracer::start();
     if (!tracer) {
         spdlog::error("tracer: {}", tracer.error().message);

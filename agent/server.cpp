@@ -1,6 +1,7 @@
 #include "agent/server.hpp"
 
 #include "agent/proc.hpp"
+#include "agent/trusted_dir.hpp"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -37,10 +38,12 @@ Result<sockaddr_un> socket_address(const std::string& path) {
     return addr;
 }
 
-// Removes a socket left behind by a pnsd that died, but never a live one or a non-socket.
-Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
+// Removes a socket left behind by a pnsd that died, but never a live one or a non-socket (a
+// symbolic link there is not followed: it is not a socket).
+Status clear_stale_socket(int dir, const std::string& name, const std::string& path,
+                          const sockaddr_un& addr) {
     struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) {
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
         if (errno == ENOENT) return {};
         return sys_error("stat '" + path + "'");
     }
@@ -50,7 +53,7 @@ Status clear_stale_socket(const std::string& path, const sockaddr_un& addr) {
     if (!probe) return sys_error("socket");
     if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
         return Error{EADDRINUSE, "another pnsd is already serving on '" + path + "'"};
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    if (::unlinkat(dir, name.c_str(), 0) != 0 && errno != ENOENT)
         return sys_error("remove stale socket '" + path + "'");
     return {};
 }
@@ -82,62 +85,80 @@ struct Server::Connection {
     std::size_t pending_output() const { return out.size() - out_sent; }
 };
 
-Server::Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals)
+Server::Server(std::string path, UniqueFd dir, std::string name, UniqueFd listener, UniqueFd epoll,
+               UniqueFd signals)
     : path_(std::move(path)),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
       listener_(std::move(listener)),
       epoll_(std::move(epoll)),
       signals_(std::move(signals)),
-      reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+      reserve_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+    struct stat st {};
+    if (::fstatat(dir_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        socket_dev_ = st.st_dev;
+        socket_ino_ = st.st_ino;
+    }
+}
 
 Server::~Server() {
     connections_.clear();
-    if (listener_) ::unlink(path_.c_str());
+    if (listener_) remove_socket();
+}
+
+void Server::remove_socket() const {
+    // Only the socket this pnsd made: never what has taken its name since.
+    struct stat st {};
+    if (::fstatat(dir_.get(), name_.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISSOCK(st.st_mode) && st.st_dev == socket_dev_ && st.st_ino == socket_ino_)
+        ::unlinkat(dir_.get(), name_.c_str(), 0);
 }
 
 Result<std::unique_ptr<Server>> Server::listen(const std::string& path) {
     auto addr = socket_address(path);
     if (!addr) return Error(std::move(addr).error());
-    if (auto st = clear_stale_socket(path, *addr); !st) return st.error();
+    auto slash = path.rfind('/');
+    std::string dir_path = slash == std::string::npos ? "."
+                           : slash == 0               ? "/"
+                                                      : path.substr(0, slash);
+    std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+    if (name.empty() || name == "." || name == "..")
+        return Error::invalid("socket path '" + path + "' does not name a file");
+    auto dir = open_trusted_dir(dir_path, {.what = "socket directory"});
+    if (!dir) return Error(std::move(dir).error());
+    if (auto st = clear_stale_socket(dir->get(), name, path, *addr); !st) return st.error();
 
     UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!listener) return sys_error("socket");
-    if (::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
-        return sys_error("bind '" + path + "'");
-    // Everyone may connect: each request is authorized from the peer's credentials.
-    if (::chmod(path.c_str(), 0666) != 0) {
-        Error error = sys_error("chmod '" + path + "'");
-        ::unlink(path.c_str());
-        return error;
-    }
-    if (::listen(listener.get(), SOMAXCONN) != 0) {
-        Error error = sys_error("listen on '" + path + "'");
-        ::unlink(path.c_str());
-        return error;
-    }
+    // Everyone may connect: each request is authorized from the peer's credentials. The socket
+    // is made with that mode (bind creates it as mknod would, 0777 less the umask: unix_bind,
+    // unix_mknod), so no chmod by path follows, which a link put in its place would redirect.
+    // The umask is the process's; the only other thread then (the mount worker) is idle.
+    mode_t old_umask = ::umask(0111);
+    int bound = ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
+    int bind_errno = errno;
+    ::umask(old_umask);
+    if (bound != 0) return Error::from_errno(bind_errno, "bind '" + path + "'");
+    std::unique_ptr<Server> server(new Server(path, std::move(*dir), std::move(name),
+                                              std::move(listener), UniqueFd(), UniqueFd()));
+    if (::listen(server->listener_.get(), SOMAXCONN) != 0)
+        return sys_error("listen on '" + path + "'");
 
-    UniqueFd epoll(::epoll_create1(EPOLL_CLOEXEC));
+    server->epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
-    UniqueFd signals(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-    if (!epoll || !signals) {
-        Error error = sys_error("epoll or signalfd");
-        ::unlink(path.c_str());
-        return error;
-    }
-    for (int fd : {listener.get(), signals.get()}) {
+    server->signals_.reset(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!server->epoll_ || !server->signals_) return sys_error("epoll or signalfd");
+    for (int fd : {server->listener_.get(), server->signals_.get()}) {
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.fd = fd;
-        if (::epoll_ctl(epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0) {
-            Error error = sys_error("epoll_ctl");
-            ::unlink(path.c_str());
-            return error;
-        }
+        if (::epoll_ctl(server->epoll_.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
+            return sys_error("epoll_ctl");
     }
-    return std::unique_ptr<Server>(
-        new Server(path, std::move(listener), std::move(epoll), std::move(signals)));
+    return server;
 }
 
 Status Server::run(const Handler& handler, const std::function<void()>& on_ready) {

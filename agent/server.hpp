@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
@@ -42,8 +43,10 @@ class Server {
     // pipelines thousands of writes (each one fsynced) must not hold up everybody else.
     static constexpr std::size_t kRequestsPerTurn = 16;
 
-    // Binds and listens on `path`. An existing socket there is replaced only when nothing
-    // answers on it (a leftover of a crash); a live pnsd there is an error.
+    // Binds and listens on `path`, made with mode 0666. Its directory must be one only root
+    // controls (agent/trusted_dir.hpp). An existing socket there is replaced only when nothing
+    // answers on it (a leftover of a crash); a live pnsd there, or anything else at that name
+    // (a symbolic link included: never followed), is an error.
     static Result<std::unique_ptr<Server>> listen(const std::string& path);
     ~Server();
 
@@ -70,7 +73,9 @@ class Server {
   private:
     struct Connection;
 
-    Server(std::string path, UniqueFd listener, UniqueFd epoll, UniqueFd signals);
+    Server(std::string path, UniqueFd dir, std::string name, UniqueFd listener, UniqueFd epoll,
+           UniqueFd signals);
+    void remove_socket() const;
     void accept_all();
     bool refuse_at_fd_limit();
     void on_readable(Connection& conn);
@@ -83,6 +88,10 @@ class Server {
     void serve_backlog();
 
     std::string path_;
+    UniqueFd dir_;      // the socket's directory
+    std::string name_;  // the socket's name in it
+    dev_t socket_dev_ = 0;
+    ino_t socket_ino_ = 0;  // the socket this pnsd made: removed at exit only if still there
     UniqueFd listener_;
     UniqueFd epoll_;
     UniqueFd signals_;

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/trusted_dir.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -22,16 +23,6 @@ constexpr std::string_view kSuffix = ".json";
 constexpr std::string_view kTempSuffix = ".tmp";
 // Larger than any valid table's file (kMaxEntries entries of two kMaxPathLength paths).
 constexpr off_t kMaxFileBytes = 1100u << 20;
-
-Status make_dir(const std::string& path, mode_t mode) {
-    if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) {
-        struct stat st {};
-        if (::stat(path.c_str(), &st) != 0) return sys_error("stat '" + path + "'");
-        if (!S_ISDIR(st.st_mode)) return Error{ENOTDIR, "'" + path + "' is not a directory"};
-        return {};
-    }
-    return sys_error("create directory '" + path + "'");
-}
 
 Status write_all(int fd, std::string_view data) {
     while (!data.empty()) {
@@ -69,21 +60,34 @@ Result<std::string> read_file_at(int dir_fd, const std::string& name) {
 }  // namespace
 
 Result<Store> Store::open(const std::string& state_dir) {
-    if (auto st = make_dir(state_dir, 0700); !st) return Error(st.error());
-    UniqueFd lock(::open((state_dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-    if (!lock) return sys_error("open lock file in '" + state_dir + "'");
+    auto state = open_trusted_dir(state_dir, {.what = "state directory", .create = 0700});
+    if (!state) return Error(std::move(state).error());
+    // O_NOFOLLOW: a link planted at the lock's name would have root create or open its target.
+    // O_NONBLOCK: a FIFO there must be refused, not block pnsd's start.
+    const std::string lock_path = state_dir + "/lock";
+    UniqueFd lock(::openat(state->get(), "lock",
+                           O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600));
+    if (!lock) {
+        if (errno == ELOOP)
+            return Error{ELOOP, "'" + lock_path +
+                                    "' is a symbolic link; pnsd does not follow links in its "
+                                    "state directory: remove it"};
+        return sys_error("open the lock file '" + lock_path + "'");
+    }
+    struct stat st {};
+    if (::fstat(lock.get(), &st) != 0) return sys_error("stat '" + lock_path + "'");
+    if (!S_ISREG(st.st_mode))
+        return Error{EINVAL, "'" + lock_path + "' is not a regular file: remove it"};
     if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
         if (errno == EWOULDBLOCK)
             return Error{EBUSY, "state directory '" + state_dir + "' is in use by another pnsd"};
-        return sys_error("lock '" + state_dir + "/lock'");
+        return sys_error("lock '" + lock_path + "'");
     }
     std::string dir_path = state_dir + "/namespaces";
-    if (auto st = make_dir(dir_path, 0700); !st) return Error(st.error());
-    UniqueFd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!dir) return sys_error("open '" + dir_path + "'");
-    UniqueFd state(::open(state_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!state) return sys_error("open '" + state_dir + "'");
-    return Store(std::move(lock), std::move(dir), std::move(dir_path), std::move(state), state_dir);
+    auto dir = open_trusted_subdir(state->get(), state_dir, "namespaces", 0700);
+    if (!dir) return Error(std::move(dir).error());
+    return Store(std::move(lock), std::move(*dir), std::move(dir_path), std::move(*state),
+                 state_dir);
 }
 
 std::string Store::serialize(const Namespace& ns) {
@@ -197,8 +201,12 @@ Status write_file_atomically(int dirfd, const std::string& dir_path, const std::
     if (stem.ends_with(kSuffix)) stem.remove_suffix(kSuffix.size());
     std::string temp = "." + std::string(stem) + std::string(kTempSuffix);
     std::string context = "save '" + dir_path + "/" + file + "'";
+    // Made anew, never opened: whatever is at the temporary name (a leftover of a crash, or a
+    // link planted there) goes first, and O_EXCL|O_NOFOLLOW writes through nothing else.
+    if (::unlinkat(dirfd, temp.c_str(), 0) != 0 && errno != ENOENT)
+        return sys_error(context + ": remove the old temporary file");
     UniqueFd fd(
-        ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+        ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!fd) return sys_error(context + ": create temporary file");
     auto fail = [&](Error error) {
         ::unlinkat(dirfd, temp.c_str(), 0);
@@ -221,17 +229,11 @@ Status Store::save(const Namespace& ns) const {
 }
 
 Result<std::string> Store::load_policies() const {
-    UniqueFd fd(::openat(state_.get(), "policies.json", O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) {
-        if (errno == ENOENT) return std::string();
-        return sys_error("read '" + state_path_ + "/policies.json'");
-    }
-    std::string text;
-    char buf[65536];
-    ssize_t n;
-    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0)
-        text.append(buf, static_cast<std::size_t>(n));
-    if (n < 0) return sys_error("read '" + state_path_ + "/policies.json'");
+    auto text = read_file_at(state_.get(), "policies.json");
+    if (!text && text.error().code == ENOENT) return std::string();
+    if (!text)
+        return Error{text.error().code,
+                     "read '" + state_path_ + "/policies.json': " + text.error().message};
     return text;
 }
 

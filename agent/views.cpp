@@ -30,6 +30,7 @@
 
 #include "agent/mount.hpp"
 #include "agent/proc.hpp"
+#include "agent/trusted_dir.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -310,8 +311,13 @@ Views::~Views() = default;
 
 Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
     std::string dir = runtime_dir + "/views";
-    if (auto st = make_dir(dir, 0700); !st) return st.error();
-    if (auto st = make_dir(dir + "/.stage", 0700); !st) return st.error();
+    // Pins, states and journals live below: root's alone, never reached through a link.
+    auto runtime = open_trusted_dir(runtime_dir, {.what = "runtime directory"});
+    if (!runtime) return runtime.error();
+    auto views_dir = open_trusted_subdir(runtime->get(), runtime_dir, "views", 0700);
+    if (!views_dir) return views_dir.error();
+    if (auto stage = open_trusted_subdir(views_dir->get(), dir, ".stage", 0700); !stage)
+        return stage.error();
     UniqueFd host(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!host) return sys_error("open the host's mount namespace");
     std::unique_ptr<Views> views(new Views(dir, std::move(host)));
