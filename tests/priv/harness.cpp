@@ -292,6 +292,27 @@ bool Pnsd::start_holder() {
 }
 
 bool Pnsd::start() {
+    int status = -1;
+    return launch(false, status);
+}
+
+int Pnsd::start_refused() {
+    int status = -1;
+    if (launch(true, status)) {
+        ADD_FAILURE() << "pnsd started and served; it should have refused:\n" << log_since_start();
+        kill9();
+        return 0;
+    }
+    return status;
+}
+
+void Pnsd::set_paths(std::string socket, std::string state_dir, std::string runtime_dir) {
+    socket_ = std::move(socket);
+    state_dir_ = std::move(state_dir);
+    runtime_dir_ = std::move(runtime_dir);
+}
+
+bool Pnsd::launch(bool refusal_expected, int& exit_status) {
     // The notify socket pnsd's sd_notify writes to, as systemd's would be.
     int notify = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     sockaddr_un addr{};
@@ -365,8 +386,9 @@ bool Pnsd::start() {
             int status = 0;
             while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
             }
-            ADD_FAILURE() << "pnsd exited with " << decode_status(status) << " before ready:\n"
-                          << log();
+            exit_status = decode_status(status);
+            if (!refusal_expected)
+                ADD_FAILURE() << "pnsd exited with " << exit_status << " before ready:\n" << log();
             pid_ = -1;
             break;
         }

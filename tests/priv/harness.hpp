@@ -98,6 +98,11 @@ class Pnsd {
     // Starts pnsd and waits for READY=1. Returns false (with the log in `log()`) if it exits
     // or does not become ready within 20 s.
     bool start();
+    // Starts pnsd where it must refuse to start: returns its exit status (its message is in
+    // log_since_start()); a pnsd that serves instead is a test failure, and is killed.
+    int start_refused();
+    // The socket, state and runtime directories elsewhere than under `dir` (before start()).
+    void set_paths(std::string socket, std::string state_dir, std::string runtime_dir);
     // SIGTERM and wait; returns pnsd's exit status.
     int stop() { return signal_and_wait(SIGTERM); }
     // Sends `sig` and waits for pnsd to exit; returns its exit status (128 + signal if killed).
@@ -128,6 +133,7 @@ class Pnsd {
     bool isolate_ = true;
     pid_t holder_ = -1;
     bool start_holder();
+    bool launch(bool refusal_expected, int& exit_status);
 };
 
 // A client speaking pnsd's wire protocol directly, for what pnsctl never sends: malformed,
