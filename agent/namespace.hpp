@@ -3,17 +3,38 @@
 
 #include <sys/types.h>
 
+#include <compare>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
+#include "pns/result.hpp"
 #include "pns/table.hpp"
 #include "pns/unique_fd.hpp"
 
 namespace pns::agent {
 
+// What a namespace is for good: 128 random bits drawn when it is created, never reused, so a
+// namespace made later under the same name is never taken for it. What outlives a request and
+// names a namespace (policies, a view's pins) holds this, never the name alone.
+struct NamespaceId {
+    std::uint64_t high = 0;
+    std::uint64_t low = 0;
+
+    bool empty() const { return high == 0 && low == 0; }
+    std::string hex() const;  // 32 lowercase hex digits
+    // 32 hex digits, not all zero; nullopt otherwise.
+    static std::optional<NamespaceId> parse(std::string_view text);
+    // From getrandom(2).
+    static Result<NamespaceId> random();
+    friend auto operator<=>(const NamespaceId&, const NamespaceId&) = default;
+};
+
 struct Namespace {
     std::string name;
+    NamespaceId id;
     uid_t owner = 0;
     bool locked = false;  // members may not change or leave their view (enforced by the guard)
     std::uint64_t generation = 0;  // bumped by every change of the table; starts at 1

@@ -5,6 +5,9 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <set>
+
 #include <nlohmann/json.hpp>
 
 #include "agent/trusted_dir.hpp"
@@ -100,6 +103,7 @@ std::string Store::serialize(const Namespace& ns) {
               {"locked", ns.locked},
               {"generation", ns.generation},
               {"entries", std::move(entries)}};
+    if (!ns.id.empty()) j["id"] = ns.id.hex();
     return j.dump(1) + "\n";
 }
 
@@ -125,6 +129,12 @@ Result<Namespace> Store::deserialize(std::string_view text) {
         return Error::invalid("missing or malformed fields");
     ns.name = name->get<std::string>();
     if (auto st = validate_name(ns.name); !st) return Error(st.error());
+    // Tables stored before namespaces had identities have none: load_all gives them one.
+    if (auto id = j.find("id"); id != j.end()) {
+        auto parsed = id->is_string() ? NamespaceId::parse(id->get<std::string>()) : std::nullopt;
+        if (!parsed) return Error::invalid("malformed id");
+        ns.id = *parsed;
+    }
     ns.owner = owner->get<uid_t>();
     ns.locked = locked->get<bool>();
     ns.generation = generation->get<std::uint64_t>();
@@ -189,10 +199,48 @@ Result<Store::Loaded> Store::load_all() const {
     int err = errno;
     ::closedir(dir);
     if (err != 0) return Error::from_errno(err, "read '" + dir_path_ + "'");
+    identify(loaded);
     // Leftovers of a write interrupted before its rename; the table they were to replace is
     // intact, so they carry nothing of value.
     for (const auto& file : temporaries) ::unlinkat(dir_.get(), file.c_str(), 0);
     return loaded;
+}
+
+void Store::identify(Loaded& loaded) const {
+    // In name order, so which of two files with one identity keeps it does not depend on
+    // readdir's order.
+    std::sort(loaded.namespaces.begin(), loaded.namespaces.end(),
+              [](const Namespace& a, const Namespace& b) { return a.name < b.name; });
+    std::set<NamespaceId> seen;
+    for (auto& ns : loaded.namespaces) {
+        std::string why;
+        if (ns.id.empty())
+            why = "had no identity (stored by an older pnsd)";
+        else if (seen.contains(ns.id))
+            why = "had the identity of another table (a copied file?)";
+        else {
+            seen.insert(ns.id);
+            continue;
+        }
+        auto id = NamespaceId::random();
+        if (!id) {
+            loaded.skipped.push_back(
+                "'" + dir_path_ + "/" + ns.name + std::string(kSuffix) + "': " + why +
+                " and none could be made: " + id.error().message + ", skipping");
+            ns.name.clear();
+            continue;
+        }
+        ns.id = *id;
+        seen.insert(ns.id);
+        // Stored at once: what refers to it from now on (a policy) must find it after a restart.
+        if (auto st = save(ns); !st)
+            loaded.skipped.push_back(quote(ns.name) + " " + why +
+                                     "; its new one could not be "
+                                     "stored (" +
+                                     st.error().message +
+                                     "), so what refers to it will not outlive a restart");
+    }
+    std::erase_if(loaded.namespaces, [](const Namespace& ns) { return ns.name.empty(); });
 }
 
 Status write_file_atomically(int dirfd, const std::string& dir_path, const std::string& file,

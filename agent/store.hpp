@@ -30,7 +30,9 @@ class Store {
         std::vector<std::string> skipped;  // one line per file that was not loaded, and why
     };
     // Reads every table. A corrupt or foreign file is reported in `skipped`, never fatal;
-    // temporary files left by an interrupted write are removed.
+    // temporary files left by an interrupted write are removed. A table without an identity
+    // (stored by an older pnsd), or with one another table has too, is given a new one, stored
+    // at once.
     Result<Loaded> load_all() const;
 
     Status save(const Namespace& ns) const;
@@ -47,6 +49,8 @@ class Store {
     static Result<Namespace> deserialize(std::string_view text);
 
   private:
+    void identify(Loaded& loaded) const;
+
     Store(UniqueFd lock, UniqueFd dir, std::string dir_path, UniqueFd state, std::string state_path)
         : lock_(std::move(lock)),
           dir_(std::move(dir)),

@@ -146,6 +146,43 @@ TEST(StoreFormat, IsVersionedJson) {
                               "src":"/home/u/alt bin","dst":"/usr/bin"})"));
 }
 
+TEST(StoreFormat, IdentityRoundTrip) {
+    Namespace ns = sample();
+    auto id = NamespaceId::random();
+    ASSERT_TRUE(Succeeds(id));
+    ns.id = *id;
+    json j = json::parse(Store::serialize(ns));
+    EXPECT_EQ(j["id"], id->hex());
+    auto back = Store::deserialize(Store::serialize(ns));
+    ASSERT_TRUE(Succeeds(back));
+    EXPECT_EQ(back->id, *id);
+    // Stored before namespaces had identities: none, for load_all to give.
+    j.erase("id");
+    back = Store::deserialize(j.dump());
+    ASSERT_TRUE(Succeeds(back));
+    EXPECT_TRUE(back->id.empty());
+    for (json bad : {json(42), json("xyz"), json(std::string(32, '0')), json(std::string(31, 'a')),
+                     json(std::string(32, 'A'))}) {
+        j["id"] = bad;
+        EXPECT_TRUE(FailsWith(Store::deserialize(j.dump()), EINVAL, "malformed id")) << bad;
+    }
+}
+
+TEST(NamespaceIdentity, HexParseRandom) {
+    NamespaceId id{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+    EXPECT_EQ(id.hex(), "0123456789abcdeffedcba9876543210");
+    EXPECT_EQ(NamespaceId::parse(id.hex()), id);
+    EXPECT_EQ(NamespaceId::parse(std::string(32, '0')), std::nullopt);
+    EXPECT_EQ(NamespaceId::parse("0123456789abcdeffedcba987654321"), std::nullopt);
+    EXPECT_EQ(NamespaceId::parse("0123456789abcdeffedcba987654321g"), std::nullopt);
+    auto a = NamespaceId::random();
+    auto b = NamespaceId::random();
+    ASSERT_TRUE(Succeeds(a));
+    ASSERT_TRUE(Succeeds(b));
+    EXPECT_FALSE(a->empty());
+    EXPECT_NE(*a, *b);
+}
+
 TEST(StoreFormat, RoundTripManyEntries) {
     Namespace ns = sample("big");
     ns.table.entries.clear();
@@ -351,6 +388,46 @@ TEST(Store, SaveLoadRemove) {
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[0].name, "a.b_c-d");
     EXPECT_EQ(got[1].name, "dev");
+}
+
+TEST(Store, TablesWithoutIdentityAreGivenOneAndItIsStored) {
+    TempDir tmp;
+    auto store = Store::open(tmp.path());
+    ASSERT_TRUE(Succeeds(store));
+    ASSERT_TRUE(Succeeds(store->save(sample("old"))));  // as an older pnsd wrote it: no id
+    EXPECT_FALSE(json::parse(read_file(store->directory() + "/old.json")).contains("id"));
+    auto first = store->load_all();
+    ASSERT_TRUE(Succeeds(first));
+    ASSERT_EQ(first->namespaces.size(), 1u);
+    EXPECT_TRUE(first->skipped.empty());
+    const NamespaceId given = first->namespaces[0].id;
+    EXPECT_FALSE(given.empty());
+    EXPECT_EQ(json::parse(read_file(store->directory() + "/old.json"))["id"], given.hex());
+    auto again = store->load_all();
+    ASSERT_TRUE(Succeeds(again));
+    ASSERT_EQ(again->namespaces.size(), 1u);
+    EXPECT_EQ(again->namespaces[0].id, given);  // for good, not drawn anew at each start
+    expect_same(again->namespaces[0], sample("old"));
+}
+
+TEST(Store, TwoTablesNeverShareAnIdentity) {
+    TempDir tmp;
+    auto store = Store::open(tmp.path());
+    ASSERT_TRUE(Succeeds(store));
+    auto id = NamespaceId::random();
+    ASSERT_TRUE(Succeeds(id));
+    Namespace a = sample("a"), b = sample("b");
+    a.id = b.id = *id;  // a file copied by hand, say
+    ASSERT_TRUE(Succeeds(store->save(a)));
+    ASSERT_TRUE(Succeeds(store->save(b)));
+    auto loaded = store->load_all();
+    ASSERT_TRUE(Succeeds(loaded));
+    auto got = sorted(loaded->namespaces);
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[0].id, *id);  // the first by name keeps it
+    EXPECT_NE(got[1].id, *id);
+    EXPECT_FALSE(got[1].id.empty());
+    EXPECT_EQ(json::parse(read_file(store->directory() + "/b.json"))["id"], got[1].id.hex());
 }
 
 TEST(Store, TablesSurviveReopening) {
