@@ -2,6 +2,7 @@
 // credentials (SO_PEERCRED) and the namespace alone. Pure, so every rule is unit-tested.
 #pragma once
 
+#include <array>
 #include <cstddef>
 
 #include "agent/namespace.hpp"
@@ -28,5 +29,20 @@ gid_t primary_gid(uid_t uid);
 
 // Export reveals the entries, so it follows may_see_entries, as an error.
 Status may_read_table(const Caller& caller, const Namespace& ns);
+
+// A process as a policy join sees it: its real, effective, saved and filesystem ids
+// (/proc/PID/status) and whether it is dumpable (whether its owner could ptrace it).
+struct ProcessIds {
+    std::array<uid_t, 4> uids{};
+    std::array<gid_t, 4> gids{};
+    bool dumpable = true;
+};
+
+// Whether a cgroup policy may join `process` to `ns`: only if the namespace's owner could have
+// moved it there with `pnsctl attach` (DESIGN.md, decision 8). Root's namespaces take any
+// process. A user's take only processes whose every uid is the owner's, whose every gid is the
+// owner's primary group `owner_gid` (what a caller's process must run with to be attached)
+// and that are dumpable; so no process with uid 0 among its ids. Refused: EPERM, and why.
+Status may_join_by_policy(const Namespace& ns, const ProcessIds& process, gid_t owner_gid);
 
 }  // namespace pns::agent::auth

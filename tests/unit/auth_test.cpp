@@ -102,5 +102,43 @@ TEST(MayReadTable, FollowsMaySeeEntries) {
     }
 }
 
+ProcessIds process(uid_t uid, gid_t gid, bool dumpable = true) {
+    ProcessIds p;
+    p.uids.fill(uid);
+    p.gids.fill(gid);
+    p.dumpable = dumpable;
+    return p;
+}
+
+TEST(MayJoinByPolicy, RootsNamespacesTakeAnyone) {
+    for (const auto& p : {process(0, 0), process(kAlice, 100), process(kBob, 7, false)})
+        EXPECT_TRUE(Succeeds(may_join_by_policy(owned_by(0), p, 0)));
+    ProcessIds mixed = process(kAlice, 100);
+    mixed.uids[1] = 0;  // set-uid root
+    EXPECT_TRUE(Succeeds(may_join_by_policy(owned_by(0), mixed, 0)));
+}
+
+TEST(MayJoinByPolicy, AUsersNamespaceTakesOnlyWhatItsOwnerCouldAttach) {
+    const Namespace alices = owned_by(kAlice, "legacy");
+    EXPECT_TRUE(Succeeds(may_join_by_policy(alices, process(kAlice, 100), 100)));
+    // Another user's process: the case of a policy left behind for a name someone reused.
+    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kBob, 100), 100), EPERM,
+                          "it belongs to uid 1001; namespace 'legacy' belongs to uid 1000"));
+    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(0, 0), 100), EPERM, "runs as root"));
+    // One id not the owner's is enough: set-uid (euid), a saved id, the file-system id.
+    for (std::size_t i = 0; i < 4; ++i) {
+        ProcessIds p = process(kAlice, 100);
+        p.uids[i] = kBob;
+        EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "uid 1001")) << i;
+        p.uids[i] = 0;
+        EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "runs as root")) << i;
+        p = process(kAlice, 100);
+        p.gids[i] = 5;
+        EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "group 5, not 100")) << i;
+    }
+    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kAlice, 100, false), 100), EPERM,
+                          "not dumpable"));
+}
+
 }  // namespace
 }  // namespace pns::agent::auth
