@@ -73,7 +73,15 @@ class Daemon {
               [this](Server::Ticket ticket, const json& line) {
                   return server_->push(ticket, protocol::encode_success(line));
               }),
-          policies_(registry_, members_, tracker_.get()) {}
+          policies_(registry_, members_, tracker_.get()) {
+        // A namespace's policies and pnsd's records of its members go with it, in the same
+        // all-or-nothing step as its table (DESIGN.md, decision 8).
+        registry_.on_remove([this](const Namespace& ns) -> Result<std::vector<std::string>> {
+            auto removed = policies_.forget_namespace(ns.id);
+            if (removed) members_.forget_namespace(ns.name);
+            return removed;
+        });
+    }
 
     std::optional<std::string> handle(const Caller& caller, std::string_view line,
                                       Server::Ticket ticket) {
@@ -113,7 +121,11 @@ class Daemon {
                 !st)
                 return st;
             members_.sync_views();
-            for (const auto& line : policies_.load()) spdlog::warn("policy: {}", line);
+        }
+        // Without the tracker too: the policies of namespaces removed meanwhile are dropped
+        // from the file, and ns.rm finds the others (policies_.forget_namespace) to keep them.
+        for (const auto& line : policies_.load()) spdlog::warn("policy: {}", line);
+        if (tracker_) {
             // Events that came while pnsd was down (processes held since) are taken now.
             members_.on_tracker_events();
             members_.finish_holds();

@@ -153,6 +153,13 @@ std::string describe_location(const Views::Location& loc) {
                         : "the view of " + quote(loc.name) + " for uid " + std::to_string(loc.uid);
 }
 
+// Whether the process is dumpable: only then does the kernel make /proc/PID its effective
+// uid's (proc_pid_make_inode, task_dump_owner); else root's. (So its owner could ptrace it.)
+bool is_dumpable(pid_t pid, uid_t euid) {
+    struct stat st {};
+    return ::stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0 && st.st_uid == euid;
+}
+
 std::string comm_of(pid_t pid) {
     auto status = proc::read_status(pid);
     return status ? status->name : std::string();
@@ -245,7 +252,43 @@ std::string Members::name_of(std::uint32_t ns) const {
     return it == names_.end() ? std::string() : it->second;
 }
 
-void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held) {
+void Members::let_go(pid_t pid, bool held, const std::string& name, const std::string& why) {
+    spdlog::info("policy: {} left where it is, not joined to {}: {}", pid, quote(name), why);
+    bool under_way = false;
+    for (auto& [request, out] : outstanding_)
+        if (out.internal && out.pid == pid) {
+            // The tracer sends the held SIGSTOP again when it detaches: the SIGCONT must come
+            // after that, when this join ends (on_tracer_events), or the process stays stopped.
+            out.let_go = out.let_go || held;
+            under_way = true;
+        }
+    if (tracker_) {
+        auto index = views_.index();
+        auto mnt = proc::namespace_inode(pid, "mnt");
+        auto loc = mnt ? index.mnt.find(*mnt) : index.mnt.end();
+        if (loc != index.mnt.end()) {
+            pns_member member{primary_of(loc->second.name), PNS_STATE_MEMBER, 0};
+            if (auto st = tracker_->set_member(pid, member); !st)
+                spdlog::error("tracker: {}", st.error().message);
+        } else {
+            (void)tracker_->remove_member(pid);
+        }
+    }
+    if (held && !under_way) ::kill(pid, SIGCONT);
+    publish("refused", pid, comm_of(pid), name, "cgroup policy: " + why);
+}
+
+void Members::forget_namespace(const std::string& name) {
+    std::erase_if(records_, [&](const auto& entry) { return entry.second.ns == name; });
+}
+
+void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64_t cgroup,
+                              bool held) {
+    // The policy's namespace as it is now, by identity: a policy that went with its namespace
+    // never joins anyone to a later namespace of the same name.
+    const Namespace* ns = policy_namespace_ ? policy_namespace_(cgroup) : registry_.lookup(matched);
+    if (!ns) return let_go(pid, held, matched, "the policy that matched it is gone");
+    const std::string name = ns->name;
     auto give_up = [&](const std::string& why) {
         if (held) {
             // It exec'd in a policy cgroup and cannot be joined: it must not run outside.
@@ -258,9 +301,11 @@ void Members::join_for_policy(pid_t pid, const std::string& name, std::uint64_t 
     auto target = inspect(Caller{0, 0, 0, nullptr}, pid);
     if (!target) return give_up(target.error().message);
     const Target& t = *target;
-    const Namespace* ns = registry_.lookup(name);
-    if (!ns) return give_up("no namespace " + quote(name));
-    if (t.root && ns->owner != 0) return give_up("it runs as root and the namespace is not root's");
+    // The attach rules (DESIGN.md, decision 8): the namespace's owner must have been able to
+    // move it there. The ids are checked again at the ptrace stop, before anything is injected.
+    auth::ProcessIds ids{t.status.uids, t.status.gids, is_dumpable(pid, t.status.uids[1])};
+    if (auto st = auth::may_join_by_policy(*ns, ids, auth::primary_gid(ns->owner)); !st)
+        return let_go(pid, held, name, st.error().message);
     auto index = views_.index();
     uid_t view_uid = t.root ? 0 : t.uid;
     // A join of it under way (it entered the cgroup, then exec'd) may have made it enter the
@@ -318,13 +363,11 @@ void Members::on_tracker_events() {
         switch (e.kind) {
             case PNS_EVENT_ENTERED:
             case PNS_EVENT_HELD: {
+                // The view the tracker matched, for the log: which namespace the process
+                // joins is the one the cgroup's policy names now (join_for_policy), so an event
+                // that waited while its namespace went, or whose view's inode a later view got,
+                // joins nobody to the wrong namespace (a held one is let go).
                 std::string name = name_of(e.ns);
-                if (name.empty()) {
-                    if (e.kind == PNS_EVENT_HELD) ::kill(tgid, SIGKILL);
-                    spdlog::warn("policy: {} ({}) matched a policy of a namespace that is gone",
-                                 tgid, comm);
-                    break;
-                }
                 spdlog::debug("policy: {} ({}) {} {}", tgid, comm,
                               e.kind == PNS_EVENT_HELD ? "held at exec for" : "entered a cgroup of",
                               quote(name));
@@ -379,12 +422,7 @@ void Members::finish_holds() {
             return e.second.internal && e.second.pid == tgid;
         });
         if (under_way) continue;
-        std::string name = name_of(member.ns);
-        if (name.empty()) {
-            ::kill(tgid, SIGKILL);
-            spdlog::warn("policy: {} killed: held at exec for a namespace that is gone", tgid);
-            continue;
-        }
+        std::string name = name_of(member.ns);  // the policy decides (join_for_policy)
         spdlog::info("policy: {} still held at exec for {}: joining it", tgid, quote(name));
         join_for_policy(tgid, name, member.cgroup, true);
     }
@@ -569,6 +607,9 @@ void Members::on_tracer_events() {
                 if (!out) break;  // a request merged into a later one (see join_for_policy)
                 json result = {{"pid", ev.pid}, {"name", ns}};
                 if (out && out->internal) {
+                    // It joined as it was when this join was authorized; refused since (an
+                    // exec, held again): continued now that the tracer has let it go.
+                    if (out->let_go) ::kill(ev.pid, SIGCONT);
                     set_record(ev.pid, ns, "member");
                     spdlog::info("policy: {} joined {}{}", label, quote(ns),
                                  out->held ? " (it was held at exec)" : "");
@@ -614,7 +655,9 @@ void Members::on_tracer_events() {
                 break;
             case Kind::kFailed:
                 if (!out) break;
-                if (out->internal && out->held) {
+                if (out->internal && out->let_go) {
+                    ::kill(ev.pid, SIGCONT);  // refused meanwhile: left where it is
+                } else if (out->internal && out->held) {
                     ::kill(ev.pid, SIGKILL);
                     spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
                                  label, quote(ns), ev.message);

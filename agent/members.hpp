@@ -58,11 +58,22 @@ class Members {
     // Members of namespace `name` for `ns show`: every process in one of its views.
     Json list(const Caller& caller, const std::string& name) const;
 
-    // Joins `pid` to `name` for a cgroup policy (from cgroup `cgroup`): the rules about the
-    // process apply, not those about a caller. `held`: the tracker stopped it at exec; it is
-    // continued once it is in the view, and killed if it cannot be joined (no program it execs
-    // may run outside the view).
+    // Joins `pid` for the policy of cgroup `cgroup` (which matched it for namespace `name`):
+    // the namespace is the one that policy names now (use_policies), by identity. The process
+    // joins only if the namespace's owner could have attached it (auth::may_join_by_policy);
+    // else it is left where it is: not the policy owner's to hold or kill. `held`: the tracker
+    // stopped it at exec; it is continued once it is in the view, or when it is left where it
+    // is, and killed if it may join but cannot (no program it execs may run outside the view).
     void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held);
+
+    // How to find the namespace the policy of a cgroup (by id) names now; nullptr when the
+    // cgroup has no policy any more.
+    using PolicyLookup = std::function<const Namespace*(std::uint64_t cgroup)>;
+    void use_policies(PolicyLookup lookup) { policy_namespace_ = std::move(lookup); }
+
+    // Forgets what pnsd recorded about members of namespace `name`, which is gone: a later
+    // namespace of that name must not list them as its own.
+    void forget_namespace(const std::string& name);
 
     // Takes the tracker's events: processes entering policy cgroups, held at exec, exits,
     // escapes.
@@ -95,6 +106,7 @@ class Members {
         bool answered = false;
         bool internal = false;  // for a policy: nobody waits for an answer
         bool held = false;      // held at exec: killed if the join fails
+        bool let_go = false;    // held at exec and refused meanwhile: continued once this ends
         std::uint64_t cgroup = 0;
         std::uint64_t start_time = 0;  // of the process, to tell it from a later one
     };
@@ -115,6 +127,12 @@ class Members {
 
     // The namespace whose primary view has mount namespace inode `ns` ("" if none).
     std::string name_of(std::uint32_t ns) const;
+
+    // A process a policy may not join (or whose policy is gone) stays where it is: a held one
+    // is continued (after a join of it under way has ended), and the tracker's entry says
+    // where it really is.
+    void let_go(pid_t pid, bool held, const std::string& name, const std::string& why);
+    PolicyLookup policy_namespace_;
 
     const Registry& registry_;
     Views& views_;

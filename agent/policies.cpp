@@ -89,7 +89,20 @@ void read_procs(int dirfd, int depth, std::vector<pid_t>& out) {
 }  // namespace
 
 Policies::Policies(const Registry& registry, Members& members, Tracker* tracker)
-    : registry_(registry), members_(members), tracker_(tracker), root_(cgroup2_mount()) {}
+    : registry_(registry), members_(members), tracker_(tracker), root_(cgroup2_mount()) {
+    members_.use_policies([this](std::uint64_t cgroup) { return namespace_of(cgroup); });
+}
+
+const Namespace* Policies::namespace_of(std::uint64_t cgroup) const {
+    for (const auto& p : policies_)
+        if (p.id == cgroup) return registry_.find_id(p.ns);
+    return nullptr;
+}
+
+std::string Policies::name_of(const Policy& policy) const {
+    const Namespace* ns = registry_.find_id(policy.ns);
+    return ns ? ns->name : std::string();
+}
 
 Result<Policies::Policy> Policies::resolve(const std::string& path) const {
     if (root_.empty()) return Error{EOPNOTSUPP, "this machine has no cgroup2 mount"};
@@ -109,38 +122,82 @@ Result<Policies::Policy> Policies::resolve(const std::string& path) const {
         return sys_error("stat cgroup " + quote(path));
     if (fs.f_type != CGROUP2_SUPER_MAGIC)
         return Error::invalid(quote(path) + " is not a cgroup2 directory");
-    return Policy{*rel, "", static_cast<std::uint64_t>(st.st_ino), st.st_uid};
+    return Policy{*rel, {}, static_cast<std::uint64_t>(st.st_ino), st.st_uid};
 }
 
 std::vector<std::string> Policies::load() {
     std::vector<std::string> problems;
+    policies_.clear();
     auto text = registry_.store().load_policies();
     if (!text) return {text.error().message};
-    if (text->empty()) return problems;
-    json doc = json::parse(*text, nullptr, false);
-    if (!doc.is_object() || !doc["policies"].is_array())
-        return {"policies.json is not what pnsd writes; ignored"};
-    for (const auto& p : doc["policies"]) {
-        if (!p.is_object() || !p["cgroup"].is_string() || !p["ns"].is_string()) continue;
-        auto policy = resolve(p["cgroup"].get<std::string>());
-        std::string ns = p["ns"].get<std::string>();
-        if (!policy) {
-            problems.push_back("policy for " + quote(p["cgroup"].get<std::string>()) + ": " +
-                               policy.error().message);
-            continue;
+    bool rewrite = false;
+    if (!text->empty()) {
+        json doc = json::parse(*text, nullptr, false);
+        if (!doc.is_object() || !doc["policies"].is_array())
+            return {"policies.json is not what pnsd writes; ignored"};
+        for (const auto& p : doc["policies"]) {
+            if (!p.is_object() || !p["cgroup"].is_string()) continue;
+            const std::string cgroup = p["cgroup"].get<std::string>();
+            auto policy = resolve(cgroup);
+            if (!policy) {
+                problems.push_back("policy for " + quote(cgroup) + ": " + policy.error().message);
+                continue;
+            }
+            const Namespace* ns = nullptr;
+            if (p.contains("ns_id")) {
+                auto id = p["ns_id"].is_string() ? NamespaceId::parse(p["ns_id"].get<std::string>())
+                                                 : std::nullopt;
+                ns = id ? registry_.find_id(*id) : nullptr;
+                if (!ns) {
+                    problems.push_back("policy for " + quote(cgroup) +
+                                       ": its namespace is gone; dropped");
+                    rewrite = true;
+                    continue;
+                }
+            } else if (p["ns"].is_string()) {
+                // Stored by name, by a pnsd from before namespaces had identities: the namespace
+                // of that name now may be a later one that took the name. It is bound to it only
+                // if its owner could have set this policy (root's namespace, or a user's on a
+                // cgroup that user owns); otherwise it is dropped, and root sets it again.
+                const std::string name = p["ns"].get<std::string>();
+                ns = registry_.lookup(name);
+                rewrite = true;
+                if (!ns) {
+                    problems.push_back("policy for " + quote(cgroup) + ": no namespace " +
+                                       quote(name) + "; dropped");
+                    continue;
+                }
+                if (ns->owner != 0 && ns->owner != policy->owner) {
+                    problems.push_back(
+                        "policy for " + quote(cgroup) + " was stored by name, and namespace " +
+                        quote(name) + " (uid " + std::to_string(ns->owner) +
+                        ") could not have set it on a cgroup of uid " +
+                        std::to_string(policy->owner) +
+                        ": it may be a later namespace of that name; dropped (set it again)");
+                    continue;
+                }
+                problems.push_back("policy for " + quote(cgroup) +
+                                   " was stored by name; bound to namespace " + quote(name) +
+                                   " (uid " + std::to_string(ns->owner) + ") from now on");
+            } else {
+                continue;
+            }
+            policy->ns = ns->id;
+            policies_.push_back(*policy);
         }
-        policy->ns = ns;
-        policies_.push_back(*policy);
     }
+    if (rewrite)
+        if (auto st = save(); !st) problems.push_back(st.error().message);
     if (tracker_) {
-        // The tracker's map is made to match: stale entries (a cgroup removed) go.
+        // The tracker's map is made to match: stale entries (a cgroup removed, a namespace
+        // gone) go.
         for (const auto& [id, ns] : tracker_->policies()) (void)tracker_->remove_policy(id);
         for (const auto& policy : policies_) {
-            const Namespace* ns = registry_.lookup(policy.ns);
-            auto primary = ns ? members_.primary_of(policy.ns) : 0;
+            const std::string name = name_of(policy);
+            auto primary = members_.primary_of(name);
             if (!primary) {
                 problems.push_back("policy for " + quote(policy.cgroup) + ": no view of " +
-                                   quote(policy.ns));
+                                   quote(name));
                 continue;
             }
             (void)tracker_->set_policy(policy.id, primary);
@@ -151,12 +208,38 @@ std::vector<std::string> Policies::load() {
 }
 
 Status Policies::save() const {
+    // The name is for people reading the file; pnsd goes by the identity. (A pnsd from before
+    // identities reads only "ns", so it drops these policies rather than bind them by name.)
     json all = json::array();
-    for (const auto& p : policies_) all.push_back({{"cgroup", p.cgroup}, {"ns", p.ns}});
+    for (const auto& p : policies_)
+        all.push_back({{"cgroup", p.cgroup}, {"ns_id", p.ns.hex()}, {"ns_name", name_of(p)}});
     return registry_.store().save_policies(json{{"policies", all}}.dump(2) + "\n");
 }
 
+Result<std::vector<std::string>> Policies::forget_namespace(const NamespaceId& id) {
+    std::vector<Policy> gone;
+    for (const auto& p : policies_)
+        if (p.ns == id) gone.push_back(p);
+    if (gone.empty()) return std::vector<std::string>{};
+    auto before = policies_;
+    std::erase_if(policies_, [&](const Policy& p) { return p.ns == id; });
+    if (auto st = save(); !st) {
+        policies_ = std::move(before);
+        return st.error();
+    }
+    std::vector<std::string> cgroups;
+    for (const auto& p : gone) {
+        if (tracker_)
+            if (auto st = tracker_->remove_policy(p.id); !st)
+                spdlog::error("tracker: {}", st.error().message);
+        cgroups.push_back(p.cgroup);
+    }
+    return cgroups;
+}
+
 void Policies::join_present(const Policy& policy) {
+    const std::string name = name_of(policy);
+    if (name.empty()) return;
     UniqueFd root(::open(root_.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!root) return;
     open_how how{};
@@ -167,7 +250,7 @@ void Policies::join_present(const Policy& policy) {
     if (!dir) return;
     std::vector<pid_t> pids;
     read_procs(dir.get(), 0, pids);
-    for (pid_t pid : pids) members_.join_for_policy(pid, policy.ns, policy.id, false);
+    for (pid_t pid : pids) members_.join_for_policy(pid, name, policy.id, false);
 }
 
 Result<json> Policies::handle(const Caller& caller, const protocol::Request& request) {
@@ -194,7 +277,18 @@ Result<json> Policies::set(const Caller& caller, const json& args) {
             return Error{EACCES, "cgroup " + quote(*path) +
                                      " is not delegated to you (its directory is not yours)"};
     }
-    policy->ns = *name;
+    // A policy of a namespace the caller does not own is not theirs to replace, even on a
+    // cgroup of theirs: policy.rm would refuse them, and so does this.
+    if (!caller.is_root())
+        for (const auto& p : policies_)
+            if (p.id == policy->id)
+                if (const Namespace* other = registry_.find_id(p.ns);
+                    other && other->owner != caller.uid)
+                    return Error{EACCES, "cgroup " + quote(*path) + " has a policy for namespace " +
+                                             quote(other->name) + " of uid " +
+                                             std::to_string(other->owner) +
+                                             "; only root or that user may replace it"};
+    policy->ns = ns->id;
     auto primary = members_.primary_of(*name);
     if (!primary) return Error{EIO, "namespace " + quote(*name) + " has no view"};
     auto before = policies_;
@@ -221,10 +315,11 @@ Result<json> Policies::remove(const Caller& caller, const json& args) {
     auto it = std::find_if(policies_.begin(), policies_.end(),
                            [&](const Policy& p) { return p.cgroup == *rel; });
     if (it == policies_.end()) return Error{ENOENT, "no policy for cgroup " + quote(*path)};
-    const Namespace* ns = registry_.lookup(it->ns);
+    const Namespace* ns = registry_.find_id(it->ns);
     if (!caller.is_root() && !(ns && ns->owner == caller.uid && it->owner == caller.uid))
         return Error{EACCES, "the policy for " + quote(*path) + " is not yours"};
     Policy gone = *it;
+    const std::string name = name_of(gone);
     auto before = policies_;
     policies_.erase(it);
     if (auto st = save(); !st) {
@@ -232,16 +327,16 @@ Result<json> Policies::remove(const Caller& caller, const json& args) {
         return st.error();
     }
     if (tracker_) (void)tracker_->remove_policy(gone.id);
-    return json{{"cgroup", gone.cgroup}, {"name", gone.ns}};
+    return json{{"cgroup", gone.cgroup}, {"name", name}};
 }
 
 json Policies::list(const Caller& caller) const {
     json all = json::array();
     for (const auto& p : policies_) {
-        const Namespace* ns = registry_.lookup(p.ns);
-        if (!caller.is_root() && p.owner != caller.uid && !(ns && ns->owner == caller.uid))
-            continue;
-        all.push_back({{"cgroup", p.cgroup}, {"name", p.ns}, {"cgroup_id", p.id}});
+        const Namespace* ns = registry_.find_id(p.ns);
+        if (!ns) continue;  // gone with its namespace (forget_namespace); never shown by name
+        if (!caller.is_root() && p.owner != caller.uid && ns->owner != caller.uid) continue;
+        all.push_back({{"cgroup", p.cgroup}, {"name", ns->name}, {"cgroup_id", p.id}});
     }
     return json{{"policies", all}, {"cgroup_root", root_}};
 }

@@ -6,6 +6,11 @@
 // Requests: policy.set {cgroup, name}, policy.rm {cgroup}, policy.ls. CGROUP is a path
 // relative to the cgroup2 mount (found in mountinfo) or absolute under it. Root may set any;
 // a user may set one for a namespace they own on a cgroup directory they own (delegated).
+//
+// A policy names its namespace by identity (NamespaceId), never by name: it goes when its
+// namespace goes (forget_namespace, from ns.rm), one whose namespace is gone at start is
+// dropped, and a later namespace of the same name never inherits it. Requests and answers
+// still show names.
 #pragma once
 
 #include <cstdint>
@@ -27,9 +32,17 @@ class Policies {
   public:
     Policies(const Registry& registry, Members& members, Tracker* tracker);
 
-    // Reads the stored policies, puts them in the tracker and joins who is in their cgroups.
+    // Reads the stored policies and, with the tracker, puts them in it and joins who is in
+    // their cgroups. Policies of namespaces that are gone are dropped (and the file rewritten).
     // Returns one line per problem.
     std::vector<std::string> load();
+
+    // Takes away every policy of namespace `id`, from the file first (nothing changes if that
+    // fails), then from memory and the tracker. Returns their cgroups.
+    Result<std::vector<std::string>> forget_namespace(const NamespaceId& id);
+
+    // The namespace the policy of cgroup `cgroup` (its id) joins processes to now, or nullptr.
+    const Namespace* namespace_of(std::uint64_t cgroup) const;
 
     bool handles(std::string_view op) const { return op.starts_with("policy."); }
     Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
@@ -37,7 +50,7 @@ class Policies {
   private:
     struct Policy {
         std::string cgroup;  // relative to the cgroup2 mount, no leading '/'
-        std::string ns;
+        NamespaceId ns;
         std::uint64_t id = 0;  // the cgroup's id (its directory's inode)
         uid_t owner = 0;       // owner of the cgroup directory
     };
@@ -51,6 +64,8 @@ class Policies {
     Status save() const;
     // Joins every process in the cgroup of `policy` and below it.
     void join_present(const Policy& policy);
+    // The name of the policy's namespace ("" if it is gone).
+    std::string name_of(const Policy& policy) const;
 
     const Registry& registry_;
     Members& members_;

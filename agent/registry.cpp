@@ -102,6 +102,12 @@ Result<std::vector<std::string>> Registry::load() {
     return std::move(loaded->skipped);
 }
 
+const Namespace* Registry::find_id(const NamespaceId& id) const {
+    for (const auto& [name, ns] : namespaces_)
+        if (ns.id == id) return &ns;
+    return nullptr;
+}
+
 bool Registry::handles(std::string_view op) const {
     return op.starts_with("ns.") || op.starts_with("entry.");
 }
@@ -168,10 +174,27 @@ std::vector<std::string> Registry::adopt_views() {
     std::vector<std::string> problems;
     if (!views_) return problems;
     for (const auto& [name, ns] : namespaces_) {
+        // A view pinned for another namespace of this name (the runtime directory outlived a
+        // state directory that was replaced, say) is not this one's: its processes keep it,
+        // unmanaged, as after 'ns rm --force', and this namespace gets a view of its own.
+        auto made_for = views_->identity(name);
+        if (made_for && *made_for != ns.id.hex()) {
+            problems.push_back("view " + quote(name) +
+                               " was made for another namespace of that "
+                               "name (" +
+                               *made_for + "); leaving it to its processes, unmanaged");
+            if (auto st = views_->destroy(name); !st)
+                problems.push_back("view " + quote(name) + ": " + st.error().message);
+        }
         if (auto st = views_->realize(ns, owner_resolver(ns)); !st) {
             problems.push_back("view " + quote(name) + ": " + st.error().message);
             continue;
         }
+        // Views made before namespaces had identities are this namespace's: they carry its own
+        // from now on.
+        if (!made_for || *made_for != ns.id.hex())
+            if (auto st = views_->set_identity(name, ns.id); !st)
+                problems.push_back("view " + quote(name) + ": " + st.error().message);
         // Files of deny entries are looked up again: an inode may have changed meanwhile.
         bool denies = std::any_of(ns.table.entries.begin(), ns.table.entries.end(),
                                   [](const Entry& e) { return e.kind == EntryKind::kDeny; });
@@ -272,21 +295,43 @@ Result<json> Registry::create(const Caller& caller, const json& args) {
     auto locked = get_bool(args, "locked", false);
     if (!locked) return Error(std::move(locked).error());
 
-    Namespace ns{*name, owner, *locked, 1, {}};
+    auto id = NamespaceId::random();
+    if (!id) return Error(std::move(id).error());
+    Namespace ns{*name, *id, owner, *locked, 1, {}};
     if (args.contains("table")) {
         auto table = parse_table_arg(args);
         if (!table) return Error(std::move(table).error());
         ns.table = std::move(*table);
     }
+    // A view still pinned under this name belongs to a namespace that is gone (its table was
+    // removed but not its view: a crash in between, or processes were inside at start): never
+    // this new one's, whose owner would then edit what those processes see. They keep it,
+    // unmanaged, as after 'ns rm --force'.
+    struct stat left {};
+    if (views_ && ::lstat(views_->view_dir(ns.name).c_str(), &left) == 0) {
+        spdlog::warn(
+            "views: {} still had the view of an earlier namespace of that name; "
+            "leaving it to its processes, unmanaged",
+            quote(ns.name));
+        forget_guard(ns.name);
+        if (auto st = views_->destroy(ns.name); !st) return st.error();
+    }
     // The view first: a table pnsd cannot realize is refused before it is stored.
-    if (auto st = realize(ns, caller, nullptr); !st) {
+    auto undo_view = [&] {
         forget_guard(ns.name);
         if (views_) (void)views_->destroy(ns.name);
+    };
+    if (auto st = realize(ns, caller, nullptr); !st) {
+        undo_view();
         return st.error();
     }
+    if (views_)
+        if (auto st = views_->set_identity(ns.name, ns.id); !st) {
+            undo_view();
+            return st.error();
+        }
     if (auto st = store_.save(ns); !st) {
-        forget_guard(ns.name);
-        if (views_) (void)views_->destroy(ns.name);
+        undo_view();
         return st.error();
     }
     json result = summary(caller, ns);
@@ -318,13 +363,30 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
         if (!caller.is_root())
             return Error{EACCES, "only root may remove a namespace that has members"};
     }
+    // The table goes first: once it is off the disk, whatever still names the namespace (a
+    // policy) finds nothing at the next start and is dropped. What goes with it is taken away
+    // next; if that cannot be done, the table is stored again and nothing has changed.
     if (auto st = store_.remove(ns.name); !st) return st.error();
-    forget_guard(ns.name);
-    if (views_) {
-        if (auto st = views_->destroy(ns.name); !st) return st.error();
+    std::vector<std::string> removed;
+    if (on_remove_) {
+        auto gone = on_remove_(ns);
+        if (!gone) {
+            if (auto back = store_.save(ns); !back)
+                return Error{EIO, gone.error().message + "; and storing the table again failed: " +
+                                      back.error().message};
+            return Error(std::move(gone).error());
+        }
+        removed = std::move(*gone);
     }
+    forget_guard(ns.name);
+    // The namespace is gone whatever happens to its view: pins left behind are cleared by the
+    // next 'ns create' of this name, or at start.
+    if (views_)
+        if (auto st = views_->destroy(ns.name); !st)
+            spdlog::warn("views: remove the view of {}: {}", quote(ns.name), st.error().message);
     // Members of a forced removal keep the view as it is now, no longer managed by pnsd.
-    json result = {{"name", ns.name}, {"members_left_behind", inside}};
+    json result = {
+        {"name", ns.name}, {"members_left_behind", inside}, {"policies_removed", removed}};
     namespaces_.erase(*it);
     return result;
 }

@@ -42,12 +42,20 @@ class Registry {
         guard_missing_ = std::move(why_not);
     }
 
+    // What else goes with a namespace (its policies, pnsd's records of its members): called
+    // by ns.rm once the table is off the disk, and if it fails the table is stored again and
+    // the removal refused, so it is all or nothing. Returns what it took away (cgroups).
+    using OnRemove = std::function<Result<std::vector<std::string>>(const Namespace&)>;
+    void on_remove(OnRemove hook) { on_remove_ = std::move(hook); }
+
     std::size_t size() const { return namespaces_.size(); }
     // The namespace called `name`, or nullptr.
     const Namespace* lookup(const std::string& name) const {
         auto it = namespaces_.find(name);
         return it == namespaces_.end() ? nullptr : &it->second;
     }
+    // The namespace with identity `id`, or nullptr: what policies name.
+    const Namespace* find_id(const NamespaceId& id) const;
     const Store& store() const { return store_; }
 
   private:
@@ -88,6 +96,7 @@ class Registry {
 
     Store store_;
     Views* views_;
+    OnRemove on_remove_;
     Guard* guard_ = nullptr;
     std::string guard_missing_ = "not loaded";
     std::map<std::string, Namespace> namespaces_;

@@ -1197,11 +1197,23 @@ Status Views::destroy(const std::string& name) {
             ::rmdir((view + "/users").c_str());
         }
         unpin(view + "/mnt");
-        for (const char* file : {"/state.json", "/state.json.tmp"}) ::unlink((view + file).c_str());
+        for (const char* file : {"/state.json", "/state.json.tmp", "/journal", "/id", "/id.tmp"})
+            ::unlink((view + file).c_str());
         if (::rmdir(view.c_str()) != 0 && errno != ENOENT)
             return sys_error("remove '" + view + "'");
         return {};
     });
+}
+
+Result<std::string> Views::identity(const std::string& name) const {
+    auto text = read_text(view_dir(name) + "/id");
+    if (!text) return Error(std::move(text).error());
+    while (!text->empty() && text->back() == '\n') text->pop_back();
+    return text;
+}
+
+Status Views::set_identity(const std::string& name, const NamespaceId& id) const {
+    return write_text(view_dir(name) + "/id", id.hex() + "\n");
 }
 
 Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver& resolver) {

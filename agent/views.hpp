@@ -12,6 +12,7 @@
 // Pins under <runtime-dir>/views/ (a private mount, so pins never propagate anywhere):
 //   NAME/mnt          nsfs bind mount of the primary: keeps it alive while pnsd is down
 //   NAME/state.json   the entries applied in the primary, with the mount ID of each
+//   NAME/id           the identity of the namespace the view was made for
 #pragma once
 
 #include <sys/types.h>
@@ -55,6 +56,12 @@ class Views {
 
     // Removes the view: its pins and state. Processes still inside keep their mounts.
     Status destroy(const std::string& name);
+
+    // Which namespace the view was made for (NamespaceId::hex), kept in NAME/id beside its
+    // pins, so a view left behind is never taken for a later namespace of the same name.
+    // ENOENT: a view made before namespaces had identities.
+    Result<std::string> identity(const std::string& name) const;
+    Status set_identity(const std::string& name, const NamespaceId& id) const;
 
     // Names of the views pinned under the runtime dir (to find views of deleted tables).
     Result<std::vector<std::string>> pinned() const;
