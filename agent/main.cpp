@@ -233,10 +233,10 @@ void raise_fd_limit() {
                      static_cast<unsigned long long>(limit.rlim_cur), Server::kMaxConnections);
 }
 
-// The BPF pins: whoever could write in their directory could pin a map of theirs under a name
-// pnsd reuses. The directory must be root's alone; its parent may be sticky, as bpffs' own root
-// is (1777) unless mounted with mode=. A parent that does not exist (no bpffs) is the tracker's
-// to report: pnsd then serves without it.
+// The BPF pins (once their parent is on bpffs): whoever could write in their directory could
+// pin a map of theirs under a name pnsd reuses. The directory, if it exists, must be root's
+// alone; its parent may be sticky, as bpffs' own root is (1777) unless mounted with mode=
+// (pnsd mounts it 0700 where it mounts it).
 Status check_bpf_dir(const std::string& path) {
     auto slash = path.rfind('/');
     std::string parent = slash == std::string::npos ? "."
@@ -244,7 +244,7 @@ Status check_bpf_dir(const std::string& path) {
                                                     : path.substr(0, slash);
     auto parent_fd =
         open_trusted_dir(parent, {.what = "parent of the BPF pin directory", .sticky_ok = true});
-    if (!parent_fd) return parent_fd.error().code == ENOENT ? Status{} : Status(parent_fd.error());
+    if (!parent_fd) return parent_fd.error();
     struct stat st {};
     std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
     if (::fstatat(parent_fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
@@ -289,10 +289,6 @@ int serve(const Options& options) {
         spdlog::error("pnsd: {}", server.error().message);
         return 1;
     }
-    if (auto st = check_bpf_dir(options.bpf_dir); !st) {
-        spdlog::error("pnsd: {}", st.error().message);
-        return 1;
-    }
     auto views = Views::open(options.runtime_dir);
     if (!views) {
         spdlog::error("views: {}", views.error().message);
@@ -326,6 +322,10 @@ int serve(const Options& options) {
         }
         tracker_error = pin_dir.error().message;
     } else {
+        if (auto st = check_bpf_dir(options.bpf_dir); !st) {
+            spdlog::error("pnsd: {}", st.error().message);
+            return 1;
+        }
         if (*pin_dir) {
             mounted.push_back("bpffs at " + std::string(bpf::kBpffsMountPoint));
             spdlog::info("pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does "
