@@ -58,20 +58,20 @@ Status may_read_table(const Caller& caller, const Namespace& ns) {
 
 Status may_join_by_policy(const Namespace& ns, const ProcessIds& process, gid_t owner_gid) {
     if (ns.owner == 0) return {};
-    auto refuse = [&](const std::string& why) {
-        return Error{EPERM, why + "; namespace " + quote(ns.name) + " belongs to uid " +
-                                uid_str(ns.owner) +
-                                ", and a policy joins only processes its owner could attach"};
+    auto refuse = [&](int code, const std::string& why) {
+        return Error{code, why + "; namespace " + quote(ns.name) + " belongs to uid " +
+                               uid_str(ns.owner) +
+                               ", and a policy joins only processes its owner could attach"};
     };
     for (uid_t id : process.uids)
-        if (id == 0) return refuse("it runs as root (a uid of 0)");
+        if (id == 0) return refuse(EPERM, "it runs as root (a uid of 0)");
     for (uid_t id : process.uids)
-        if (id != ns.owner) return refuse("it belongs to uid " + uid_str(id));
+        if (id != ns.owner) return refuse(EPERM, "it belongs to uid " + uid_str(id));
     for (gid_t id : process.gids)
         if (id != owner_gid)
-            return refuse("it runs with group " + std::to_string(id) + ", not " +
-                          std::to_string(owner_gid));
-    if (!process.dumpable) return refuse("it is not dumpable (it changed its privileges)");
+            return refuse(EACCES, "it runs with group " + std::to_string(id) + ", not " +
+                                      std::to_string(owner_gid));
+    if (!process.dumpable) return refuse(EACCES, "it is not dumpable (it changed its privileges)");
     return {};
 }
 

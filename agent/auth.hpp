@@ -42,7 +42,10 @@ struct ProcessIds {
 // moved it there with `pnsctl attach` (DESIGN.md, decision 8). Root's namespaces take any
 // process. A user's take only processes whose every uid is the owner's, whose every gid is the
 // owner's primary group `owner_gid` (what a caller's process must run with to be attached)
-// and that are dumpable; so no process with uid 0 among its ids. Refused: EPERM, and why.
+// and that are dumpable; so no process with uid 0 among its ids. Refused, with why:
+//   EPERM   the process is not the owner's (a uid of another user, or root): not the owner's
+//           to move, nor to hold or kill;
+//   EACCES  it is the owner's, but not as a join needs it (another group, not dumpable).
 Status may_join_by_policy(const Namespace& ns, const ProcessIds& process, gid_t owner_gid);
 
 }  // namespace pns::agent::auth

@@ -302,10 +302,14 @@ void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64
     if (!target) return give_up(target.error().message);
     const Target& t = *target;
     // The attach rules (DESIGN.md, decision 8): the namespace's owner must have been able to
-    // move it there. The ids are checked again at the ptrace stop, before anything is injected.
+    // move it there. A process that is not the owner's at all is left where it is (held: let
+    // go); the owner's own that cannot join as it is falls under the policy's promise to its
+    // owner, as any join that cannot be made (held: killed).
     auth::ProcessIds ids{t.status.uids, t.status.gids, is_dumpable(pid, t.status.uids[1])};
-    if (auto st = auth::may_join_by_policy(*ns, ids, auth::primary_gid(ns->owner)); !st)
-        return let_go(pid, held, name, st.error().message);
+    if (auto st = auth::may_join_by_policy(*ns, ids, auth::primary_gid(ns->owner)); !st) {
+        if (st.error().code == EPERM) return let_go(pid, held, name, st.error().message);
+        return give_up(st.error().message);
+    }
     auto index = views_.index();
     uid_t view_uid = t.root ? 0 : t.uid;
     // A join of it under way (it entered the cgroup, then exec'd) may have made it enter the

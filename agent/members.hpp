@@ -61,9 +61,10 @@ class Members {
     // Joins `pid` for the policy of cgroup `cgroup` (which matched it for namespace `name`):
     // the namespace is the one that policy names now (use_policies), by identity. The process
     // joins only if the namespace's owner could have attached it (auth::may_join_by_policy);
-    // else it is left where it is: not the policy owner's to hold or kill. `held`: the tracker
-    // stopped it at exec; it is continued once it is in the view, or when it is left where it
-    // is, and killed if it may join but cannot (no program it execs may run outside the view).
+    // one that is not the owner's at all is left where it is: not the policy owner's to hold
+    // or kill. `held`: the tracker stopped it at exec; it is continued once it is in the view,
+    // or when it is left where it is, and killed if it is the owner's but cannot join (no
+    // program it execs may run outside the view).
     void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held);
 
     // How to find the namespace the policy of a cgroup (by id) names now; nullptr when the

@@ -13,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "tests/attack/attack.hpp"
 
@@ -56,9 +58,14 @@ class PolicyAttack : public PnsdTest {
     void TearDown() override {
         if (!cgroup_.empty() && exists(cgroup_)) {
             write_file(cgroup_ + "/cgroup.kill", "1");
-            for (const auto& dir : {attacker_cgroup_ + "/sub", attacker_cgroup_, cgroup_})
-                for (int i = 0; i < 200 && exists(dir) && ::rmdir(dir.c_str()) != 0; ++i)
-                    ::usleep(10000);
+            // Child cgroups first, deepest first (a failed test may leave any of them).
+            std::vector<std::string> dirs;
+            for (const auto& e : std::filesystem::recursive_directory_iterator(cgroup_))
+                if (e.is_directory()) dirs.push_back(e.path());
+            std::sort(dirs.rbegin(), dirs.rend());
+            dirs.push_back(cgroup_);
+            for (const auto& dir : dirs)
+                for (int i = 0; i < 200 && ::rmdir(dir.c_str()) != 0; ++i) ::usleep(10000);
             EXPECT_FALSE(exists(cgroup_)) << "cgroup left behind";
         }
         PnsdTest::TearDown();
@@ -205,7 +212,6 @@ TEST_F(PolicyAttack, APolicyStoredByNameIsNotBoundToAnotherUsersNamespace) {
     EXPECT_TRUE(wait_until([&] { return tracer_of(victim->pid()) == 0; }));
     expect_untouched(*victim, "the victim's process");
     expect_payload(*own);
-    rmdir((cgroup_ + "/sys").c_str());
 }
 
 // A user's namespace takes only that user's processes: another user's process (and a root

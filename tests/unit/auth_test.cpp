@@ -132,12 +132,16 @@ TEST(MayJoinByPolicy, AUsersNamespaceTakesOnlyWhatItsOwnerCouldAttach) {
         EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "uid 1001")) << i;
         p.uids[i] = 0;
         EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "runs as root")) << i;
+        // The owner's own process, not as a join needs it: EACCES (a join that cannot be made),
+        // not EPERM (not the owner's at all).
         p = process(kAlice, 100);
         p.gids[i] = 5;
-        EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EPERM, "group 5, not 100")) << i;
+        EXPECT_TRUE(FailsWith(may_join_by_policy(alices, p, 100), EACCES, "group 5, not 100")) << i;
     }
-    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kAlice, 100, false), 100), EPERM,
+    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kAlice, 100, false), 100), EACCES,
                           "not dumpable"));
+    // Another user's process is not the owner's, whatever its group.
+    EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kBob, 5, false), 100), EPERM));
 }
 
 }  // namespace
