@@ -208,5 +208,38 @@ TEST_F(Deployment, LinksInTheRuntimeDirectoryAreNotFollowed) {
     EXPECT_TRUE(std::filesystem::is_empty(elsewhere));
 }
 
+// The BPF pin directory: whoever could write there could pin maps of their own under the names
+// pnsd reuses at its next start (its policies, its views). On a bpffs mounted without mode=
+// (1777, sticky) anyone can make it before pnsd first does. One a user owns is refused; so is a
+// parent writable by others that is not sticky. Control: the pnsd-made one, under a sticky or
+// root-only parent.
+TEST_F(Deployment, APinDirectoryAUserCanWriteIsRefused) {
+    if (auto missing = missing_host_prerequisite(); !missing.empty())
+        GTEST_SKIP() << "this host lacks " << missing;
+    ASSERT_TRUE(pnsd_->start());  // mounts bpffs in its sandbox, and pins there
+    ASSERT_EQ(ctl_json(*pnsd_, {"status"})["tracker"]["state"], "active");
+    ASSERT_EQ(pnsd_->stop(), 0);
+    const std::string pins = pnsd_->bpf_dir();  // as this process reaches it
+    const std::string parent = std::filesystem::path(pins).parent_path();
+    const std::string named = std::filesystem::path(pins).filename();
+
+    ASSERT_EQ(::chown(pins.c_str(), kOtherUid, kOtherGid), 0);
+    expect_refused("/" + named + "' is owned by uid " + std::to_string(kOtherUid), "chown root");
+    ASSERT_EQ(::chown(pins.c_str(), 0, 0), 0);
+    ASSERT_EQ(::chmod(pins.c_str(), 0733), 0);
+    expect_refused("/" + named + "' is writable by group or others (mode 0733)", "chmod go-w");
+    ASSERT_EQ(::chmod(pins.c_str(), 0700), 0);
+
+    ASSERT_EQ(::chmod(parent.c_str(), 0777), 0);
+    expect_refused(
+        "parent of the BPF pin directory '/sys/fs/bpf' is writable by group or others "
+        "and not sticky (mode 0777)",
+        "chmod go-w '/sys/fs/bpf'");
+    ASSERT_EQ(::chmod(parent.c_str(), 01777), 0);  // bpffs' default: fine
+    ASSERT_NO_FATAL_FAILURE(expect_serves());
+    ASSERT_EQ(::chmod(parent.c_str(), 0700), 0);
+    ASSERT_NO_FATAL_FAILURE(expect_serves());
+}
+
 }  // namespace
 }  // namespace pns::test
