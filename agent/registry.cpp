@@ -179,10 +179,9 @@ std::vector<std::string> Registry::adopt_views() {
         // unmanaged, as after 'ns rm --force', and this namespace gets a view of its own.
         auto made_for = views_->identity(name);
         if (made_for && *made_for != ns.id.hex()) {
-            problems.push_back("view " + quote(name) +
-                               " was made for another namespace of that "
-                               "name (" +
-                               *made_for + "); leaving it to its processes, unmanaged");
+            problems.push_back("view " + quote(name) + " was made for another namespace of " +
+                               "that name (" + *made_for +
+                               "); leaving it to its processes, unmanaged");
             if (auto st = views_->destroy(name); !st)
                 problems.push_back("view " + quote(name) + ": " + st.error().message);
         }

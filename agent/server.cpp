@@ -133,7 +133,7 @@ Result<std::unique_ptr<Server>> Server::listen(const std::string& path) {
     // Everyone may connect: each request is authorized from the peer's credentials. The socket
     // is made with that mode (bind creates it as mknod would, 0777 less the umask: unix_bind,
     // unix_mknod), so no chmod by path follows, which a link put in its place would redirect.
-    // The umask is the process's; the only other thread then (the mount worker) is idle.
+    // The umask is the process's: pnsd has no other thread yet (serve() listens first).
     mode_t old_umask = ::umask(0111);
     int bound = ::bind(listener.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);
     int bind_errno = errno;
