@@ -213,9 +213,9 @@ class PathsAttack : public PnsdTest {
         if (const char* s = std::getenv("PNS_ATTACK_RACE_SECONDS")) seconds = std::atoi(s);
         // Which round's directory the swapper works in, shared with it: a round's number, -1
         // between rounds, -2 to stop. The directories themselves arrive over a pipe.
-        auto* current = static_cast<std::atomic<int>*>(
-            ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+        auto* current = static_cast<std::atomic<int>*>(::mmap(nullptr, sizeof(std::atomic<int>),
+                                                              PROT_READ | PROT_WRITE,
+                                                              MAP_SHARED | MAP_ANONYMOUS, -1, 0));
         if (current == MAP_FAILED) {
             ADD_FAILURE() << "mmap";
             return {};
@@ -226,8 +226,7 @@ class PathsAttack : public PnsdTest {
         pid_t swapper = ::fork();
         if (swapper == 0) {
             ::close(paths[1]);
-            if (::setgroups(0, nullptr) != 0 ||
-                ::setresgid(kOtherGid, kOtherGid, kOtherGid) != 0 ||
+            if (::setgroups(0, nullptr) != 0 || ::setresgid(kOtherGid, kOtherGid, kOtherGid) != 0 ||
                 ::setresuid(kOtherUid, kOtherUid, kOtherUid) != 0)
                 ::_exit(126);
             // Directories arrive over the pipe, one a line, in round order.
@@ -281,11 +280,13 @@ class PathsAttack : public PnsdTest {
     }
 
     void report(const std::string& what, const RaceResult& r) {
-        std::printf("[ race %s ] %d tries, %d accepted, %d placed at the attacker's own, %d hits "
-                    "in %.1f s: %.0f hits/min\n",
-                    what.c_str(), r.tries, r.accepted, r.placed, r.hits, r.seconds,
-                    r.seconds > 0 ? r.hits * 60.0 / r.seconds : 0.0);
-        if (!r.refusal.empty()) std::printf("[ race %s ] refused: %s", what.c_str(), r.refusal.c_str());
+        std::printf(
+            "[ race %s ] %d tries, %d accepted, %d placed at the attacker's own, %d hits "
+            "in %.1f s: %.0f hits/min\n",
+            what.c_str(), r.tries, r.accepted, r.placed, r.hits, r.seconds,
+            r.seconds > 0 ? r.hits * 60.0 / r.seconds : 0.0);
+        if (!r.refusal.empty())
+            std::printf("[ race %s ] refused: %s", what.c_str(), r.refusal.c_str());
         RecordProperty("tries", r.tries);
         RecordProperty("hits", r.hits);
     }
@@ -348,8 +349,8 @@ TEST_F(PathsAttack, WritableUnionThroughALinkCannotReachBehindA0700Directory) {
     std::string dst = make_dir(base_ + "/shown");
     own(dst, kOtherUid, 0755);
     attacker_ok({"ns", "create", "a"});
-    for (const auto& src : {link(tmp_ + "/up", victim_ + "/pub"),          // SRC itself
-                            link(tmp_ + "/upp", victim_) + "/pub"}) {      // SRC's parent
+    for (const auto& src : {link(tmp_ + "/up", victim_ + "/pub"),      // SRC itself
+                            link(tmp_ + "/upp", victim_) + "/pub"}) {  // SRC's parent
         SCOPED_TRACE(src);
         auto r = as_attacker({"bind", "-bc", "--ns", "a", src, dst});
         EXPECT_NE(r.exit_code, 0) << "accepted";
@@ -485,9 +486,12 @@ TEST_F(PathsAttack, DstThroughALinkIntoAnotherUsersHomeIsRefusedForEveryVerb) {
 TEST_F(PathsAttack, ErrorsAreTheSameForExistingAndMissingPathsBehindA0700Directory) {
     std::string into_victim = link(tmp_ + "/v", victim_);
     attacker_ok({"ns", "create", "a"});
-    std::vector<std::vector<std::string>> verbs = {
-        {"ro"}, {"tmpfs"}, {"hide"}, {"bind", home_ + "/src"}, {"bind", "-b", home_ + "/src"},
-        {"bind", "-bc", home_ + "/src"}};
+    std::vector<std::vector<std::string>> verbs = {{"ro"},
+                                                   {"tmpfs"},
+                                                   {"hide"},
+                                                   {"bind", home_ + "/src"},
+                                                   {"bind", "-b", home_ + "/src"},
+                                                   {"bind", "-bc", home_ + "/src"}};
     for (const auto& verb : verbs) {
         SCOPED_TRACE(verb[0] + (verb.size() > 2 ? " " + verb[1] : ""));
         for (const std::string& via : {into_victim, victim_}) {
@@ -576,8 +580,8 @@ TEST_P(DstRace, SwappedLinkNeverShowsTheVictimsFiles) {
         // The entry's effect at the attacker's own directory, where the link led there.
         round.placed = [this, mine, verb] {
             if (verb == "union") return read_in_view("a", mine + "/Documents/from-src") == "src\n";
-            if (verb == "skeleton") return list_in_view("a", mine + "/Documents").find("new") !=
-                                           std::string::npos;
+            if (verb == "skeleton")
+                return list_in_view("a", mine + "/Documents").find("new") != std::string::npos;
             auto probe = in_view("a", kOtherUid, [&] {
                 int fd = ::open((mine + "/Documents/probe").c_str(), O_WRONLY | O_CREAT, 0644);
                 return std::string(fd < 0 && errno == EROFS ? "ro" : "rw");
@@ -609,12 +613,14 @@ TEST_F(PathsAttack, UnbindLeavesNoStaleMount) {
         {"ro", via + "/Documents"},
         {"tmpfs", via + "/Documents"},
         {"hide", via + "/Documents"},
-        {"bind", home_ + "/src", via + "/Documents"},
+        {"bind", home_ + "/pub", via + "/Documents"},
         {"bind", "-b", home_ + "/src", via + "/Documents"},
-        {"bind", "-bc", home_ + "/src", via + "/Documents"},
+        {"bind", "-bc", home_ + "/up", via + "/Documents"},
         {"bind", home_ + "/src", via + "/Documents/new/dir"},
         {"tmpfs", via + "/newdir"},
     };
+    make_dir(home_ + "/up");
+    own(home_ + "/up", kOtherUid, 0755);
     for (const auto& e : entries) {
         SCOPED_TRACE(e[0] + " " + e.back());
         std::vector<std::string> args = {e[0], "--ns", "a"};
@@ -641,9 +647,9 @@ TEST_F(PathsAttack, UnbindLeavesNoStaleMount) {
 TEST_F(PathsAttack, RecordedDstIsNotFollowedAgainAfterItsLinkMoves) {
     std::string shared = make_dir(base_ + "/shared/Documents");
     write_file(shared + "/under-roots-mount", "hidden\n");
-    auto mounted = run({PNS_ENTER_PATH, "--mnt",
-                        "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt", "--",
-                        "/bin/mount", "-t", "tmpfs", "-o", "mode=0755", "roots", shared});
+    auto mounted =
+        run({PNS_ENTER_PATH, "--mnt", "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt",
+             "--", "/bin/mount", "-t", "tmpfs", "-o", "mode=0755", "roots", shared});
     ASSERT_EQ(mounted.exit_code, 0) << mounted.err;
     std::string via = link(tmp_ + "/o", home_);
     attacker_ok({"ns", "create", "a"});
@@ -661,8 +667,8 @@ TEST_F(PathsAttack, RecordedDstIsNotFollowedAgainAfterItsLinkMoves) {
         EXPECT_EQ(mounts_in_view("a"), before);
         EXPECT_EQ(read_in_view("a", home_ + "/Documents/report"), kOwn);
     }
-    run({PNS_ENTER_PATH, "--mnt", "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt",
-         "--", "/bin/umount", shared});
+    run({PNS_ENTER_PATH, "--mnt", "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt", "--",
+         "/bin/umount", shared});
 }
 
 // pnsd writes, for each mount it is about to make, a journal line in its runtime directory
