@@ -1378,16 +1378,23 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
     // Paths are looked up as the requester for a new entry; an entry made anew beneath a
     // change (its requester is not here) as the owner, its SRC in the host's view.
     Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
-    auto requester_id = identity_of(resolver);
-    if (!requester_id) return requester_id.error();
-    auto owner_id = identity_of(owner);
-    if (!owner_id) return owner_id.error();
     std::vector<Entry> coming_back, leaving;
     for (std::size_t i = keep; i < applied.size(); ++i) {
         leaving.push_back(applied[i].entry);
         if (Editor::reusable(applied[i].entry, applied[i].skeleton))
             coming_back.push_back(applied[i].entry);
     }
+    std::vector<bool> by_owner(wanted.size());
+    bool any_new = false;
+    for (std::size_t j = keep; j < wanted.size(); ++j) {
+        by_owner[j] = std::find(leaving.begin(), leaving.end(), wanted[j]) != leaving.end();
+        any_new = any_new || !by_owner[j];
+    }
+    auto owner_id = identity_of(owner);
+    if (!owner_id) return owner_id.error();
+    // (An edit that only takes entries off needs nothing of the requester.)
+    auto requester_id = any_new ? identity_of(resolver) : Result<Identity>(*owner_id);
+    if (!requester_id) return requester_id.error();
     // What hides a file: an empty file of pnsd's own, in the host.
     // (Outside <runtime>/views: mounts there are unbindable.)
     std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
@@ -1401,10 +1408,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
 
     // Outside the view: the sources of binds that cannot come back as they were.
     std::vector<std::optional<Source>> prepared(wanted.size());
-    std::vector<bool> by_owner(wanted.size());
     for (std::size_t j = keep; j < wanted.size(); ++j) {
         const Entry& entry = wanted[j];
-        by_owner[j] = std::find(leaving.begin(), leaving.end(), entry) != leaving.end();
         if (auto back = std::find(coming_back.begin(), coming_back.end(), entry);
             back != coming_back.end()) {
             coming_back.erase(back);

@@ -38,7 +38,9 @@ const RunOptions kAttacker{.uid = kOtherUid, .gid = kOtherGid};
 
 void own(const std::string& path, uid_t uid, mode_t mode) {
     ASSERT_EQ(::lchown(path.c_str(), uid, uid), 0) << path;
-    if (!fs::is_symlink(path)) ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
+    if (!fs::is_symlink(path)) {
+        ASSERT_EQ(::chmod(path.c_str(), mode), 0) << path;
+    }
 }
 
 // What happened in the child of in_view(): its output, or why it could not run.
@@ -256,7 +258,8 @@ class PathsAttack : public PnsdTest {
         ::close(paths[0]);
         RaceResult result;
         auto started = Clock::now();
-        auto deadline = started + stretched(std::chrono::seconds(seconds));
+        // Not stretched on slow machines: a race is bounded by time, and takes what it gets.
+        auto deadline = started + std::chrono::seconds(seconds);
         while (Clock::now() < deadline) {
             Round round = round_of(result.tries);
             std::string line = round.dir + "\n";
