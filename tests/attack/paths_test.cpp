@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -227,6 +228,7 @@ class PathsAttack : public PnsdTest {
         if (::pipe2(paths, O_CLOEXEC) != 0) return {};
         pid_t swapper = ::fork();
         if (swapper == 0) {
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             ::close(paths[1]);
             if (::setgroups(0, nullptr) != 0 || ::setresgid(kOtherGid, kOtherGid, kOtherGid) != 0 ||
                 ::setresuid(kOtherUid, kOtherUid, kOtherUid) != 0)
@@ -484,6 +486,56 @@ TEST_F(PathsAttack, DstThroughALinkIntoAnotherUsersHomeIsRefusedForEveryVerb) {
     }
 }
 
+// A DST that is itself a symbolic link is refused wherever it points (the mount would go on
+// the link's target, which the table does not name), with words that do not tell whether the
+// target is there; the path it points to, named as such, is the control.
+TEST_F(PathsAttack, DstThatIsALinkIsRefusedWhereverItPoints) {
+    attacker_ok({"ns", "create", "a"});
+    std::string to_victim = link(tmp_ + "/vd", victim_ + "/Documents");
+    std::string to_missing = link(tmp_ + "/vm", victim_ + "/Nocuments");
+    std::string to_own = link(tmp_ + "/od", home_ + "/Documents");
+    for (const std::string verb : {"ro", "tmpfs", "hide"}) {
+        SCOPED_TRACE(verb);
+        auto a = as_attacker({verb, "--ns", "a", to_victim});
+        auto b = as_attacker({verb, "--ns", "a", to_missing});
+        auto c = as_attacker({verb, "--ns", "a", to_own});
+        EXPECT_NE(a.exit_code, 0);
+        EXPECT_NE(b.exit_code, 0);
+        EXPECT_NE(c.exit_code, 0);
+        EXPECT_EQ(error_for(a, to_victim), error_for(b, to_missing));
+        EXPECT_EQ(error_for(a, to_victim), error_for(c, to_own));
+        attacker_ok({verb, "--ns", "a", home_ + "/Documents"});
+        attacker_ok({"unbind", "--ns", "a", home_ + "/Documents"});
+    }
+}
+
+// /proc's magic links (a process's cwd, root, open files) lead wherever that process is,
+// whatever the root of the lookup: a DST through the cwd of one of the victim's processes,
+// sitting in its 0700 home, is refused. The same DST named without the magic link, in the
+// attacker's own home, is the control.
+TEST_F(PathsAttack, DstThroughAMagicLinkIsRefused) {
+    pid_t sitter = ::fork();
+    if (sitter == 0) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::chdir(victim_.c_str()) != 0 || ::setgroups(0, nullptr) != 0 ||
+            ::setresgid(kVictimGid, kVictimGid, kVictimGid) != 0 ||
+            ::setresuid(kVictimUid, kVictimUid, kVictimUid) != 0)
+            ::_exit(126);
+        for (;;) ::pause();
+    }
+    ASSERT_GT(sitter, 0);
+    attacker_ok({"ns", "create", "a"});
+    std::string through = "/proc/" + std::to_string(sitter) + "/cwd/Documents";
+    for (const std::string verb : {"ro", "tmpfs"}) {
+        auto r = as_attacker({verb, "--ns", "a", through});
+        EXPECT_NE(r.exit_code, 0) << verb << " accepted";
+    }
+    EXPECT_EQ(read_in_view("a", victim_ + "/Documents/report", 0), kSecret);
+    ::kill(sitter, SIGKILL);
+    ::waitpid(sitter, nullptr, 0);
+    attacker_ok({"ro", "--ns", "a", home_ + "/Documents"});
+}
+
 // What a refusal says must not depend on whether the path exists behind the 0700 directory:
 // the same words (but for the path itself) for an existing and a missing name, for every verb.
 TEST_F(PathsAttack, ErrorsAreTheSameForExistingAndMissingPathsBehindA0700Directory) {
@@ -564,10 +616,21 @@ TEST_P(DstRace, SwappedLinkNeverShowsTheVictimsFiles) {
         own(mine + "/Documents/report", kOtherUid, 0644);
         own(mine + "/Documents", kOtherUid, 0755);
         own(mine, kOtherUid, 0755);
+        // And the victim's of this round, inside the 0700 home: a round never meets what an
+        // earlier one left behind (on the old code, stale unions stacked on one directory
+        // soon made every union there fail: "maximum fs stacking depth exceeded").
+        std::string theirs = victim_ + "/r" + std::to_string(i);
+        make_dir(theirs + "/Documents");
+        for (const char* f : {"/Documents/report", "/Documents/victim-only"}) {
+            write_file(theirs + f, f == std::string("/Documents/report") ? kSecret : "");
+            own(theirs + f, kVictimUid, 0644);
+        }
+        own(theirs + "/Documents", kVictimUid, 0755);
+        own(theirs, kVictimUid, 0755);
         Round round;
         round.dir = make_dir(race + "/" + std::to_string(i));
         own(round.dir, kOtherUid, 0755);
-        link(round.dir + "/a", victim_);
+        link(round.dir + "/a", theirs);
         link(round.dir + "/b", mine);
         round.dst = round.dir + "/a/Documents";
         if (verb == "ro") round.add = {"ro", "--ns", "a", round.dst};
