@@ -381,6 +381,44 @@ TEST_F(PathsAttack, WritableUnionThroughALinkCannotReachBehindA0700Directory) {
     EXPECT_FALSE(exists(victim_ + "/pub/planted"));
 }
 
+// In a -c union, overlayfs copies a lower file up into SRC when a member renames, links or
+// changes it, with the credentials of the union's creator (fs/overlayfs/super.c:
+// ovl_fill_super keeps creator_cred), which is root: a member's rename of a root-owned set-uid
+// program of DST puts a set-uid-root copy of it, owner and mode kept, in the member's own SRC
+// (an old, vulnerable version kept after an upgrade, say: what fs.protected_hardlinks exists
+// to deny). NOT FIXED, so disabled: creating the union with the editor's fsuid fails (the
+// creator needs CAP_DAC_OVERRIDE over the work directory overlayfs makes with mode 0), and
+// keeping that capability would let a copy-up read what the member cannot. The way out is
+// probably to create -c unions in the editor's satellite user namespace (overlayfs mounts
+// there since Linux 5.11; root's files are unmapped in it, so they are never copied up).
+TEST_F(PathsAttack, DISABLED_WritableUnionCopiesUpNothingAsRoot) {
+    std::string shown = make_dir(base_ + "/bin");
+    fs::copy_file("/bin/true", shown + "/tool");
+    ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
+    write_file(shown + "/own-file", "own\n");
+    own(shown + "/own-file", kOtherUid, 0644);
+    std::string up = make_dir(home_ + "/up");
+    own(up, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    attacker_ok({"bind", "-bc", "--ns", "a", up, shown});
+    auto moved = in_view("a", kOtherUid, [&] {
+        int tool = ::rename((shown + "/tool").c_str(), (shown + "/kept").c_str());
+        int mine = ::rename((shown + "/own-file").c_str(), (shown + "/renamed").c_str());
+        return std::string(tool == 0 ? "tool moved" : "tool refused") +
+               (mine == 0 ? ", own file moved" : ", own file refused");
+    });
+    EXPECT_EQ(moved.out, "tool refused, own file moved");
+    for (const auto& e : fs::directory_iterator(up)) {
+        struct stat st {};
+        ASSERT_EQ(::lstat(e.path().c_str(), &st), 0);
+        EXPECT_FALSE(st.st_uid == 0 && (st.st_mode & S_ISUID))
+            << e.path() << ": a set-uid-root file in the attacker's directory";
+    }
+    EXPECT_FALSE(exists(up + "/kept"));
+    // Control: the attacker's own file was copied up and renamed in SRC.
+    EXPECT_EQ(read_file(up + "/renamed"), "own\n");
+}
+
 // The work directory of a -c union is made beside SRC, where the attacker may have planted a
 // link of that name to the victim's world-writable directory: overlayfs would then do its
 // work (create, rename, remove) there as root.
