@@ -4,7 +4,11 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <vector>
 
 namespace pns::agent::mnt {
 
@@ -81,6 +85,91 @@ Status attach(int tree, int dirfd, const std::string& path) {
     if (::move_mount(tree, "", dirfd, path.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0)
         return sys_error("mount on '" + path + "'");
     return {};
+}
+
+Status attach(int tree, int target) {
+    if (::move_mount(tree, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) != 0)
+        return sys_error("mount");
+    return {};
+}
+
+Result<UniqueFd> open_proc_fds() {
+    UniqueFd fd(::open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return sys_error("open '/proc/self/fd'");
+    return fd;
+}
+
+std::string fd_name(int fd) {
+    return std::to_string(fd);
+}
+
+Status in_directory(int dir, const std::function<Status()>& job) {
+    UniqueFd here(::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!here) return sys_error("open the working directory");
+    if (::fchdir(dir) != 0) return sys_error("fchdir");
+    Status done = job();
+    if (::fchdir(here.get()) != 0 && done) done = sys_error("fchdir back");
+    return done;
+}
+
+Status detach(int proc_fds, int mount) {
+    // umount2(2) takes only a path: the magic link of `mount`, named from the working
+    // directory. It is followed (no UMOUNT_NOFOLLOW) to the mount itself, and must be its root
+    // (fs/namespace.c: path_umount).
+    return in_directory(proc_fds, [&]() -> Status {
+        if (::umount2(fd_name(mount).c_str(), MNT_DETACH) != 0) return sys_error("unmount");
+        return {};
+    });
+}
+
+Result<std::string> path_of(int proc_fds, int fd) {
+    std::string path(4096, '\0');
+    ssize_t n = ::readlinkat(proc_fds, fd_name(fd).c_str(), path.data(), path.size());
+    if (n < 0) return sys_error("readlink of a descriptor");
+    path.resize(static_cast<std::size_t>(n));
+    return path;
+}
+
+namespace {
+// statmount(2) (Linux 6.8; the C library and kernel headers of Debian 12 predate it).
+constexpr long kStatmount = 457;  // the same number on every architecture
+constexpr std::uint64_t kStatmountMntPoint = 0x10;
+struct MntIdReq {
+    std::uint32_t size;
+    std::uint32_t spare;
+    std::uint64_t mnt_id;
+    std::uint64_t param;
+};
+struct Statmount {
+    std::uint32_t size, spare1;
+    std::uint64_t mask;
+    std::uint32_t sb_dev_major, sb_dev_minor;
+    std::uint64_t sb_magic;
+    std::uint32_t sb_flags, fs_type;
+    std::uint64_t mnt_id, mnt_parent_id;
+    std::uint32_t mnt_id_old, mnt_parent_id_old;
+    std::uint64_t mnt_attr, mnt_propagation, mnt_peer_group, mnt_master, propagate_from;
+    std::uint32_t mnt_root, mnt_point;
+    std::uint64_t spare2[50];
+};
+static_assert(sizeof(Statmount) == 512, "struct statmount up to its strings (Linux 6.8)");
+}  // namespace
+
+Result<std::string> mount_point(std::uint64_t id) {
+    MntIdReq request{24, 0, id, kStatmountMntPoint};  // MNT_ID_REQ_SIZE_VER0: this namespace
+    std::vector<char> buf(sizeof(Statmount) + 4096);
+    for (;;) {
+        if (::syscall(kStatmount, &request, buf.data(), buf.size(), 0) == 0) break;
+        if (errno == EOVERFLOW && buf.size() < (1u << 20)) {
+            buf.resize(buf.size() * 2);
+            continue;
+        }
+        return sys_error("statmount");
+    }
+    const auto* sm = reinterpret_cast<const Statmount*>(buf.data());
+    // Not reachable from the thread's root: no path to give.
+    if (!(sm->mask & kStatmountMntPoint)) return Error{ENOENT, "the mount has no path from here"};
+    return std::string(buf.data() + sizeof(Statmount) + sm->mnt_point);
 }
 
 Status detach(const std::string& path) {

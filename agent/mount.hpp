@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,8 +39,35 @@ Result<UniqueFd> new_fs(const char* type,
 // Attaches the detached tree `tree` on top of `path` (relative to `dirfd`).
 Status attach(int tree, int dirfd, const std::string& path);
 
+// Attaches the detached tree `tree` on top of what is mounted at the file `target` (an O_PATH
+// descriptor) refers to: no path is looked up.
+Status attach(int tree, int target);
+
 // Lazily unmounts the topmost mount at `path`, never following a final symlink.
 Status detach(const std::string& path);
+
+// pnsd's own /proc/self/fd, opened in the host's mount namespace (`proc_fds` below). Its entry
+// for a descriptor is a magic link that leads a lookup to exactly that descriptor's file
+// (fs/proc/base.c: proc_fd_link), whatever the calling thread's root holds: a view may have
+// anything over /proc, so pnsd never names its descriptors by a path from a view's root.
+Result<UniqueFd> open_proc_fds();
+std::string fd_name(int fd);
+
+// Runs `job` with the calling thread's working directory at `dir`, and returns it where it
+// was: system calls that take only a path (umount2, overlayfs's layer options) then reach a
+// descriptor through fd_name(). Only for a thread whose fs_struct is its own (the worker).
+Status in_directory(int dir, const std::function<Status()>& job);
+
+// Lazily unmounts the mount `mount` is the root of (an O_PATH descriptor on its root, or the
+// tree descriptor that attached it), with its submounts.
+Status detach(int proc_fds, int mount);
+
+// The path the kernel names the file of `fd` by, from the calling thread's root (d_path).
+Result<std::string> path_of(int proc_fds, int fd);
+
+// Where the mount with unique ID `id` is attached in the calling thread's mount namespace, as
+// a path from the thread's root (statmount(2), Linux 6.8). ENOENT when it is in none.
+Result<std::string> mount_point(std::uint64_t id);
 
 // The mount ID of the mount `fd` refers to (statx STATX_MNT_ID).
 Result<std::uint64_t> mount_id(int fd);

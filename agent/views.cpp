@@ -105,6 +105,13 @@ std::string join(const std::string& dir, const std::string& name) {
     return dir == "/" ? "/" + name : dir + "/" + name;
 }
 
+// Whose file-system credentials a lookup is made with.
+struct Identity {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+};
+
 // The file-system credentials of the worker thread switched to a user's for a scope. Raw
 // system calls on purpose: glibc's setgroups() changes every thread of the process, and only
 // this thread may look at the file system as the user. When fsuid leaves 0 the kernel drops
@@ -113,6 +120,9 @@ std::string join(const std::string& dir, const std::string& name) {
 // exactly as the user's own would be.
 class ScopedFsCredentials {
   public:
+    static Result<ScopedFsCredentials> become(const Identity& who) {
+        return become(who.uid, who.gid, who.groups);
+    }
     static Result<ScopedFsCredentials> become(uid_t uid, gid_t gid,
                                               const std::vector<gid_t>& groups) {
         if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
@@ -175,16 +185,77 @@ std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
     return groups;
 }
 
-// A detached copy of SRC as the requester sees it: looked up in the requester's own mount
-// namespace, below its root, with its credentials. A source the requester cannot reach is
-// refused here, so a view never shows anyone what they could not see themselves.
+// The requester's identity: its groups as the kernel has them now, when it is a process that
+// is still the one that asked (its pidfd), else the user's groups from the user database.
+Result<Identity> identity_of(const Resolver& who) {
+    Identity id{who.uid, who.gid, {}};
+    if (who.pid > 0) {
+        auto groups = process_groups(who.pid);
+        if (!groups || !proc::pidfd_alive(who.pidfd))
+            return Error{ESRCH, "the requesting process is gone"};
+        id.groups = std::move(*groups);
+    } else {
+        id.groups = user_groups(who.uid, who.gid);
+    }
+    return id;
+}
+
+// openat2(2): the RESOLVE_* flags bound every step of a lookup, not only its end.
+UniqueFd open_at(int dir, const std::string& path, std::uint64_t flags, std::uint64_t resolve) {
+    open_how how{};
+    how.flags = flags | O_CLOEXEC;
+    how.resolve = resolve;
+    return UniqueFd(static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how)));
+}
+
+// An absolute path of a table as openat2 takes it below a root descriptor.
+std::string relative(const std::string& path) {
+    return path == "/" ? "." : path.substr(1);
+}
+
+// A user's path, followed as that user would from the root it is given: symbolic links
+// resolved against that root and never out of it, and no /proc magic links (they lead wherever
+// their process can reach, whatever the root).
+constexpr std::uint64_t kAsUser = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+// One name pnsd made or checks itself, below a descriptor: no link, no other mount.
+constexpr std::uint64_t kOneName =
+    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+// A path the kernel gave (statmount, d_path) or pnsd's own: it holds no link, so none that
+// appears there since is followed.
+constexpr std::uint64_t kNoLinks = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+
+bool same_file(int a, int b) {
+    struct stat sa {
+    }, sb{};
+    return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+std::string base_name(const std::string& path) {
+    return path.substr(path.rfind('/') + 1);
+}
+
+// A bind's source as the requester found it.
+struct Source {
+    UniqueFd tree;  // a detached copy of SRC; for a -c union, of the directory that holds it
+    // -c: SRC and overlayfs's work directory beside it, as found, and their names in `tree`
+    UniqueFd upper, work;
+    std::string upper_name, work_name;
+};
+
+// SRC as the requester sees it: looked up once, in the requester's own mount namespace, below
+// its root, with its credentials, and copied (open_tree) from that descriptor. A source the
+// requester cannot reach is refused here, so a view never shows anyone what they could not
+// see themselves.
 //
-// With `work_dir`, `source` is the parent of a -c union's SRC, and a directory of that name is
-// made in it (as the requester) for overlayfs's work, which must be on the upper layer's mount.
-Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string& source,
-                                const std::string& work_dir = {}) {
+// With `work_dir`, SRC is the writable layer of a -c union: overlayfs needs its work directory
+// on the same mount, beside it, so the copy is of the directory that holds SRC (found from SRC
+// itself, so a link as SRC leads to the directory that holds its target), and the work
+// directory is made there as the requester. overlayfs looks its layers up with the mounter's
+// credentials (root's), so it is given these descriptors, never a path (build_union).
+Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const Identity& as,
+                              const std::string& source, const std::string& work_dir = {}) {
     UniqueFd root, ns;
-    std::vector<gid_t> groups;
     if (who.pid > 0) {
         // The requester's pidfd (taken when it connected) keeps its pid from being reused
         // while its root and namespace are opened: if it is gone by the check below, what was
@@ -192,14 +263,11 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
         std::string proc = "/proc/" + std::to_string(who.pid);
         root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
         ns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
-        auto g = process_groups(who.pid);
-        if (!root || !ns || !g || !proc::pidfd_alive(who.pidfd))
+        if (!root || !ns || !proc::pidfd_alive(who.pidfd))
             return Error{ESRCH, "the requesting process is gone"};
-        groups = std::move(*g);
     } else {
         root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!root) return sys_error("open '/'");
-        groups = user_groups(who.uid, who.gid);
     }
 
     std::optional<ScopedMountNamespace> in_caller_view;
@@ -208,38 +276,68 @@ Result<UniqueFd> resolve_source(int host, const Resolver& who, const std::string
         if (!entered) return Error(std::move(entered).error());
         in_caller_view.emplace(std::move(*entered));
     }
-    UniqueFd found;
+    std::string as_uid = " (looked up as uid " + std::to_string(as.uid) + " in its own view)";
+    Source found;
+    UniqueFd copy_of;
     {
-        auto as_user = ScopedFsCredentials::become(who.uid, who.gid, groups);
+        auto as_user = ScopedFsCredentials::become(as);
         if (!as_user) return Error(std::move(as_user).error());
-        open_how how{};
-        how.flags = O_PATH | O_CLOEXEC;
-        how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-        std::string relative = source.substr(1).empty() ? "." : source.substr(1);
-        found.reset(static_cast<int>(
-            ::syscall(SYS_openat2, root.get(), relative.c_str(), &how, sizeof how)));
-        if (!found)
-            return Error::from_errno(errno, "SRC " + quote(source) + " (looked up as uid " +
-                                                std::to_string(who.uid) + " in its own view)");
-        if (!work_dir.empty()) {
-            if (::mkdirat(found.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
-                return Error::from_errno(errno, "make overlayfs work directory " +
-                                                    quote(source + "/" + work_dir) + " as uid " +
-                                                    std::to_string(who.uid));
-            struct stat st {};
-            if (::fstatat(found.get(), work_dir.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                !S_ISDIR(st.st_mode) || st.st_uid != who.uid)
-                return Error{EEXIST, quote(source + "/" + work_dir) +
+        UniqueFd src = open_at(root.get(), relative(source), O_PATH, kAsUser);
+        if (!src) return Error::from_errno(errno, "SRC " + quote(source) + as_uid);
+        if (work_dir.empty()) {
+            copy_of = std::move(src);
+        } else {
+            struct stat st {
+            }, top{};
+            if (::fstat(src.get(), &st) != 0 || !S_ISDIR(st.st_mode))
+                return Error::invalid("a union needs a directory at SRC " + quote(source));
+            // ".." of the requester's own root would leave it.
+            if (::fstat(root.get(), &top) == 0 && st.st_dev == top.st_dev &&
+                st.st_ino == top.st_ino)
+                return Error::invalid("SRC " + quote(source) +
+                                      " is the root of its view: -c needs the directory that "
+                                      "holds SRC, for overlayfs's work directory");
+            UniqueFd parent = open_at(src.get(), "..", O_PATH | O_DIRECTORY,
+                                      RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
+            if (!parent && errno == EXDEV)
+                return Error::invalid("SRC " + quote(source) +
+                                      " is the root of a mount: -c needs the directory that "
+                                      "holds SRC on the same mount, for overlayfs's work "
+                                      "directory");
+            if (!parent)
+                return Error::from_errno(errno,
+                                         "the directory holding SRC " + quote(source) + as_uid);
+            if (::mkdirat(parent.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
+                return Error::from_errno(errno, "make overlayfs work directory " + quote(work_dir) +
+                                                    " beside SRC " + quote(source) + " as uid " +
+                                                    std::to_string(as.uid));
+            found.work =
+                open_at(parent.get(), work_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
+            struct stat work {};
+            if (!found.work || ::fstat(found.work.get(), &work) != 0 || work.st_uid != as.uid)
+                return Error{EEXIST, quote(work_dir) + " beside SRC " + quote(source) +
                                          " exists and is not a directory of uid " +
-                                         std::to_string(who.uid)};
+                                         std::to_string(as.uid)};
+            found.upper = std::move(src);
+            found.work_name = work_dir;
+            copy_of = std::move(parent);
         }
+    }
+    if (found.upper) {
+        // SRC's name in the directory that holds it, as the kernel names it now; build_union
+        // checks that it still leads to the same directory.
+        auto path = mnt::path_of(proc_fds, found.upper.get());
+        if (!path)
+            return Error{path.error().code, "SRC " + quote(source) + ": " + path.error().message};
+        found.upper_name = base_name(*path);
     }
     // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
     // __do_loopback), which is why the lookup above entered it.
-    auto tree = mnt::clone_tree(found.get(), "");
+    auto tree = mnt::clone_tree(copy_of.get(), "");
     if (!tree)
         return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
-    return tree;
+    found.tree = std::move(*tree);
+    return found;
 }
 
 // Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
@@ -305,7 +403,8 @@ auto on_each_cpu_until_pinned(const Attempt& attempt) -> decltype(attempt()) {
 
 }  // namespace
 
-Views::Views(std::string dir, UniqueFd host) : dir_(std::move(dir)), host_(std::move(host)) {}
+Views::Views(std::string dir, UniqueFd host, UniqueFd proc_fds)
+    : dir_(std::move(dir)), host_(std::move(host)), proc_fds_(std::move(proc_fds)) {}
 
 Views::~Views() = default;
 
@@ -316,12 +415,18 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
     if (!runtime) return runtime.error();
     auto views_dir = open_trusted_subdir(runtime->get(), runtime_dir, "views", 0700);
     if (!views_dir) return views_dir.error();
-    if (auto stage = open_trusted_subdir(views_dir->get(), dir, ".stage", 0700); !stage)
-        return stage.error();
+    auto stage_dir = open_trusted_subdir(views_dir->get(), dir, ".stage", 0700);
+    if (!stage_dir) return stage_dir.error();
     UniqueFd host(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!host) return sys_error("open the host's mount namespace");
-    std::unique_ptr<Views> views(new Views(dir, std::move(host)));
+    auto proc_fds = mnt::open_proc_fds();
+    if (!proc_fds) return proc_fds.error();
+    std::unique_ptr<Views> views(new Views(dir, std::move(host), std::move(*proc_fds)));
     if (!views->worker_.started()) return views->worker_.started().error();
+    struct stat stage {};
+    if (::fstat(stage_dir->get(), &stage) != 0) return sys_error("stat '" + dir + "/.stage'");
+    views->stage_dev_ = stage.st_dev;
+    views->stage_ino_ = stage.st_ino;
 
     auto st = views->worker_.run([&]() -> Status {
         // Views are slaves of the host: that needs the host's mounts in shared peer groups,
@@ -563,9 +668,11 @@ Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) c
         if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned() ||
             !a.contains("path") || !a["path"].is_string())
             return Error{EIO, "'" + path + "' is corrupt"};
-        applied.push_back({std::move(*entry), a["path"].get<std::string>(),
-                           a["mount_id"].get<std::uint64_t>(),
-                           a.value("under_id", std::uint64_t{0})});
+        std::string at = a["path"].get<std::string>();
+        // Older pnsds wrote no "skeleton": theirs were the entries not mounted at DST.
+        bool skeleton = a.value("skeleton", at != entry->target);
+        applied.push_back({std::move(*entry), std::move(at), a["mount_id"].get<std::uint64_t>(),
+                           a.value("under_id", std::uint64_t{0}), skeleton});
     }
     return applied;
 }
@@ -576,7 +683,8 @@ Status Views::save_state(const std::string& name, const std::vector<Applied>& ap
         list.push_back({{"entry", protocol::entry_to_json(a.entry)},
                         {"path", a.path},
                         {"mount_id", a.mount_id},
-                        {"under_id", a.under_id}});
+                        {"under_id", a.under_id},
+                        {"skeleton", a.skeleton}});
     return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
 }
 
@@ -585,35 +693,98 @@ namespace {
 // A detached tree taken off a view, kept for an entry that wants it back.
 struct Parked {
     Entry entry;
-    std::string path;  // where it was attached
     UniqueFd tree;
 };
 
-struct Stat {
-    mode_t mode;
-    uid_t uid;
-    gid_t gid;
+// The view the worker is in, seen from inside: its root as of now, paths looked up as a given
+// user, and pnsd's own mounts found again by mount ID and taken off by descriptor. Nothing
+// here follows a path from the view's root with root's rights but the kernel's own names of
+// pnsd's mounts (statmount), and those with no link at all.
+class InView {
+  public:
+    InView(int primary, int proc_fds) : primary_(primary), proc_fds_(proc_fds) {}
+
+    int proc_fds() const { return proc_fds_; }
+
+    // The view's root as a process entering it now gets it: setns(CLONE_NEWNS) puts the
+    // thread's root at the top of the namespace's root (fs/namespace.c: mntns_install looks
+    // "/" up with LOOKUP_DOWN), where a skeleton over "/" sits; a thread keeps the root it got
+    // at its setns, even once a mount covers it or it is taken off.
+    Result<int> root() {
+        if (::setns(primary_, CLONE_NEWNS) != 0) return sys_error("enter the view again");
+        root_.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!root_) return sys_error("open the view's root");
+        return root_.get();
+    }
+
+    // `path` of the view as `who` finds it, from the root: what a member of that uid reaches
+    // there, and nothing else. Fails with the lookup's errno.
+    Result<UniqueFd> open_as(const Identity& who, const std::string& path, std::uint64_t flags) {
+        auto top = root();
+        if (!top) return top.error();
+        auto as_user = ScopedFsCredentials::become(who);
+        if (!as_user) return Error(std::move(as_user).error());
+        UniqueFd fd = open_at(*top, relative(path), flags, kAsUser);
+        if (!fd) return Error::from_errno(errno, "");
+        return fd;
+    }
+
+    // pnsd's mount with ID `id`, where it is now (renames move mounts with their directory),
+    // provided nothing covers it.
+    Result<UniqueFd> find(std::uint64_t id) {
+        auto top = root();
+        if (!top) return top.error();
+        auto point = mnt::mount_point(id);
+        if (!point) return point.error();
+        UniqueFd fd = open_at(*top, relative(*point), O_PATH | O_NOFOLLOW, kNoLinks);
+        if (!fd) return sys_error("open " + quote(*point));
+        auto at = mnt::mount_id(fd.get());
+        if (!at) return at.error();
+        if (*at != id) return Error{EBUSY, "it is covered at " + quote(*point)};
+        return fd;
+    }
+
+    Status detach(int mount) { return mnt::detach(proc_fds_, mount); }
+
+  private:
+    int primary_;
+    int proc_fds_;
+    UniqueFd root_;
 };
 
-Result<std::optional<Stat>> lstat_optional(const std::string& path) {
+// A DST as the editor found it in the view.
+struct Dst {
+    UniqueFd fd;  // O_PATH, on the mount on top there; its last component never followed
     struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) {
-        if (errno == ENOENT) return std::optional<Stat>{};
-        return sys_error("lstat " + quote(path));
-    }
-    return std::optional<Stat>{Stat{st.st_mode, st.st_uid, st.st_gid}};
-}
+};
+
+// The nearest existing ancestor of a DST that does not exist.
+struct Ancestor {
+    UniqueFd fd;                       // as the editor found it (O_PATH, a directory)
+    std::string path;                  // as the table names it, for messages
+    std::vector<std::string> missing;  // the components below it, innermost first
+};
 
 // Edits the mount stack of one view; runs on the worker, inside the view. Every entry is one
-// mount attached at one path: its DST, or for a DST that does not exist, a skeleton of the
-// nearest existing ancestor (see make_skeleton) with the entry's mount inside.
+// mount attached at one place: its DST, or for a DST that does not exist, a skeleton of the
+// nearest existing ancestor (see make_skeleton) with the entry's mount inside. Each DST is
+// looked up once, as the editor (the requester of a new entry; the owner for one made anew),
+// and everything after works from that descriptor.
 class Editor {
   public:
-    using Journal = std::function<Status(const std::string& path, std::uint64_t under_id)>;
+    // Writes down a mount about to be attached: where, what is on top there, its ID.
+    using Journal =
+        std::function<Status(const std::string& path, std::uint64_t under, std::uint64_t id)>;
+    struct Stage {
+        std::string path;  // <views>/.stage, as pnsd's own namespace names it
+        dev_t dev = 0;
+        ino_t ino = 0;
+    };
 
-    Editor(const std::string& view_name, std::string stage, Journal journal,
+    Editor(const std::string& view_name, InView& view, Stage stage, Journal journal,
            std::vector<std::uint64_t> skeletons)
-        : view_(view_name),
+        : name_(view_name),
+          view_(view),
           stage_(std::move(stage)),
           journal_(std::move(journal)),
           skeletons_(std::move(skeletons)) {}
@@ -621,143 +792,201 @@ class Editor {
     // Whether the mount of an entry can be taken off and put back as it is: only when it
     // holds nothing of the entries below it. A read-only copy, a union or a skeleton captures
     // the view beneath as it was when it was made, so those are made anew.
-    static bool reusable(const Entry& entry, const std::string& path) {
-        if (path != entry.target) return false;
+    static bool reusable(const Entry& entry, bool skeleton) {
+        if (skeleton) return false;
         if (entry.kind == EntryKind::kBind) return entry.mode == UnionMode::kReplace;
         return entry.kind == EntryKind::kTmpfs || entry.kind == EntryKind::kHide;
     }
 
     // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
+    // Each mount is found by its ID, wherever it is now, and unmounted by descriptor.
     template <typename List>
     Status take_off(List& list, std::size_t from) {
         while (list.size() > from) {
             auto& top = list.back();
-            UniqueFd at(::open(top.path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-            if (!at) return sys_error("open " + quote(top.path));
-            auto id = mnt::mount_id(at.get());
-            if (!id) return id.error();
-            if (*id != top.mount_id)
-                return Error{EIO, "the mount at " + quote(top.path) + " in view " + quote(view_) +
-                                      " is not the one pnsd made"};
-            if (reusable(top.entry, top.path)) {
-                auto saved = mnt::clone_tree(at.get(), "");
+            auto at = view_.find(top.mount_id);
+            if (!at)
+                return Error{EIO, "the mount of " + quote(format_entry(top.entry)) + " in view " +
+                                      quote(name_) +
+                                      " is not as pnsd made it: " + at.error().message};
+            if (reusable(top.entry, top.skeleton)) {
+                auto saved = mnt::clone_tree(at->get(), "");
                 if (!saved) return saved.error();
-                parked_.push_back({top.entry, top.path, std::move(*saved)});
+                parked_.push_back({top.entry, std::move(*saved)});
             }
-            if (auto st = mnt::detach(top.path); !st) return st;
+            if (auto st = view_.detach(at->get()); !st) return st;
             list.pop_back();
         }
         return {};
     }
 
-    // Puts `entry` on top: the tree it had if it was taken off in this edit, else a new one
-    // (`ready` holds a bind's source, looked up beforehand outside the view).
+    // Puts `entry` on top, its DST looked up as `who`: the tree it had if it was taken off in
+    // this edit, else a new one (`ready` holds a bind's source, looked up beforehand outside
+    // the view, or the empty file that hides a file).
     template <typename Item>
-    Result<Item> put_on(const Entry& entry, std::optional<UniqueFd>& ready) {
-        for (auto it = parked_.rbegin(); it != parked_.rend(); ++it) {
-            if (it->entry != entry) continue;
-            Parked back = std::move(*it);
-            parked_.erase(std::next(it).base());
-            return attach<Item>(entry, back.path, back.tree);
-        }
-        auto target = lstat_optional(entry.target);
-        if (!target) return target.error();
-        std::string path = entry.target;
-        std::optional<UniqueFd> skeleton;
-        if (!*target) {
-            auto inside = make_in_skeleton(entry, ready);
+    Result<Item> put_on(const Entry& entry, std::optional<Source>& ready, const Identity& who) {
+        auto found = find_dst(entry, who);
+        if (!found) return found.error();
+        std::optional<Made> made;
+        Dst dst;
+        if (*found) {
+            dst = std::move(**found);
+        } else {
+            auto ancestor = existing_ancestor(entry, who);
+            if (!ancestor) return ancestor.error();
+            auto inside = make_in_skeleton(*ancestor, entry, ready);
             if (!inside) return inside.error();
-            if (!*inside) {
-                auto made = make_skeleton(entry, ready);
-                if (!made) return made.error();
-                path = made->first;
-                skeleton = std::move(made->second);
+            if (*inside) {
+                dst = std::move(**inside);
+            } else {
+                auto skeleton = make_skeleton(*ancestor, entry, ready, who);
+                if (!skeleton) return skeleton.error();
+                made = std::move(*skeleton);
+                dst = std::move(made->dst);
             }
-            target = lstat_optional(entry.target);
-            if (!target || !*target)
-                return Error{EIO, "skeleton for " + quote(entry.target) + " failed"};
         }
-        const Stat& st = **target;
-        if (S_ISLNK(st.mode))
-            return Error::invalid("DST " + quote(entry.target) +
-                                  " is a symbolic link in the view; name the path it points to");
-        auto tree = build(entry, st, ready);
-        if (!tree) {
-            if (skeleton) (void)mnt::detach(path);
-            return tree.error();
+        auto undo = [&](Error error) -> Error {
+            if (made) (void)view_.detach(made->skeleton.get());
+            return error;
+        };
+        if (S_ISLNK(dst.st.st_mode))
+            return undo(Error::invalid("DST " + quote(entry.target) +
+                                       " is a symbolic link in the view; name the path it "
+                                       "points to"));
+        UniqueFd tree;
+        if (auto back = std::find_if(parked_.rbegin(), parked_.rend(),
+                                     [&](const Parked& p) { return p.entry == entry; });
+            back != parked_.rend()) {
+            tree = std::move(back->tree);
+            parked_.erase(std::next(back).base());
+        } else {
+            auto built = build(entry, dst, ready);
+            if (!built) return undo(std::move(built).error());
+            tree = std::move(*built);
         }
-        if (skeleton) {
-            if (auto done = mnt::attach(tree->get(), AT_FDCWD, entry.target); !done) {
-                (void)mnt::detach(path);
-                return done.error();
-            }
-            auto made = record<Item>(entry, path, skeleton->get(), skeleton_under_);
-            if (made) skeletons_.push_back(made->mount_id);
-            return made;
+        if (made) {
+            if (auto st = mnt::attach(tree.get(), dst.fd.get()); !st)
+                return undo(Error{st.error().code,
+                                  "mount on " + quote(entry.target) + ": " + st.error().message});
+            auto item = record<Item>(entry, made->path, made->skeleton.get(), made->under, true);
+            if (item) skeletons_.push_back(item->mount_id);
+            return item;
         }
-        return attach<Item>(entry, path, *tree);
+        auto placed = journaled(dst.fd.get(), tree.get());
+        if (!placed) return placed.error();
+        if (auto st = mnt::attach(tree.get(), dst.fd.get()); !st)
+            return Error{st.error().code,
+                         "mount on " + quote(entry.target) + ": " + st.error().message};
+        return record<Item>(entry, placed->first, tree.get(), placed->second, false);
     }
 
   private:
-    template <typename Item>
-    Result<Item> attach(const Entry& entry, const std::string& path, UniqueFd& tree) {
-        auto under = journaled(path);
-        if (!under) return under.error();
-        if (auto st = mnt::attach(tree.get(), AT_FDCWD, path); !st) return st.error();
-        return record<Item>(entry, path, tree.get(), *under);
+    // A skeleton made for a missing DST, attached, and the DST made in it.
+    struct Made {
+        UniqueFd skeleton;
+        std::string path;
+        std::uint64_t under = 0;
+        Dst dst;
+    };
+
+    Error dst_error(const Entry& entry, const Identity& who, int code) const {
+        return Error::from_errno(code, "DST " + quote(entry.target) + " (looked up as uid " +
+                                           std::to_string(who.uid) + " in the view)");
     }
 
-    // The mount on top at `path` now, written to the journal before anything goes on it.
-    Result<std::uint64_t> journaled(const std::string& path) {
-        UniqueFd at(::open(path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
-        if (!at) return sys_error("open " + quote(path));
-        auto under = mnt::mount_id(at.get());
+    // DST as `who` reaches it in the view, or nothing when it does not exist. Its last
+    // component is not followed: a DST that is a symlink is refused by the caller. Links on
+    // the way are followed as `who`, inside the view: they lead only where that user could
+    // go, and the mount goes where the lookup ended.
+    Result<std::optional<Dst>> find_dst(const Entry& entry, const Identity& who) {
+        auto fd = view_.open_as(who, entry.target, O_PATH | O_NOFOLLOW);
+        if (!fd) {
+            if (fd.error().code == ENOENT) return std::optional<Dst>{};
+            return dst_error(entry, who, fd.error().code);
+        }
+        Dst dst{std::move(*fd), {}};
+        if (::fstat(dst.fd.get(), &dst.st) != 0)
+            return sys_error("stat DST " + quote(entry.target));
+        return std::optional<Dst>{std::move(dst)};
+    }
+
+    // The nearest existing ancestor of a DST that does not exist, as `who` finds it, and the
+    // components below it that are missing. Only directories can hold what is to be made.
+    Result<Ancestor> existing_ancestor(const Entry& entry, const Identity& who) {
+        if (entry.kind == EntryKind::kReadOnly)
+            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
+        Ancestor found{{}, parent_of(entry.target), {base_name(entry.target)}};
+        for (;;) {
+            auto fd = view_.open_as(who, found.path, O_PATH);
+            if (fd) {
+                struct stat st {};
+                if (::fstat(fd->get(), &st) != 0 || !S_ISDIR(st.st_mode))
+                    return Error{ENOTDIR, "DST " + quote(entry.target) +
+                                              " cannot be made: " + quote(found.path) +
+                                              " is not a directory in the view"};
+                found.fd = std::move(*fd);
+                return found;
+            }
+            if (fd.error().code != ENOENT) return dst_error(entry, who, fd.error().code);
+            found.missing.push_back(base_name(found.path));
+            found.path = parent_of(found.path);
+        }
+    }
+
+    // The way pnsd's journal names where a mount goes (`at`) and what is on top there now,
+    // written before the mount `tree` is attached there.
+    Result<std::pair<std::string, std::uint64_t>> journaled(int at, int tree) {
+        auto under = mnt::mount_id(at);
         if (!under) return under.error();
-        if (auto st = journal_(path, *under); !st) return st.error();
-        return *under;
+        auto id = mnt::mount_id(tree);
+        if (!id) return id.error();
+        auto path = mnt::path_of(view_.proc_fds(), at);
+        if (!path) return path.error();
+        if (auto st = journal_(*path, *under, *id); !st) return st.error();
+        return std::pair{std::move(*path), *under};
     }
 
     template <typename Item>
     static Result<Item> record(const Entry& entry, const std::string& path, int tree,
-                               std::uint64_t under) {
+                               std::uint64_t under, bool skeleton) {
         auto id = mnt::mount_id(tree);
         if (!id) return id.error();
-        return Item{entry, path, *id, under};
+        return Item{entry, path, *id, under, skeleton};
     }
 
-    // A new mount for `entry` over the existing `target`.
-    Result<UniqueFd> build(const Entry& entry, const Stat& target, std::optional<UniqueFd>& ready) {
+    // A new mount for `entry` over the existing DST.
+    Result<UniqueFd> build(const Entry& entry, const Dst& dst, std::optional<Source>& ready) {
         switch (entry.kind) {
             case EntryKind::kBind:
                 if (!ready) return Error{EIO, "no source prepared for " + quote(entry.source)};
-                if (entry.mode != UnionMode::kReplace) return build_union(entry, target, *ready);
-                return std::move(*ready);
+                if (entry.mode != UnionMode::kReplace) return build_union(entry, dst, *ready);
+                return std::move(ready->tree);
             case EntryKind::kReadOnly: {
-                auto tree = mnt::clone_tree(AT_FDCWD, entry.target);
+                auto tree = mnt::clone_tree(dst.fd.get(), "");
                 if (!tree) return tree;
                 if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
                     return st.error();
                 return tree;
             }
             case EntryKind::kHide:
-                if (!S_ISDIR(target.mode)) {
+                if (!S_ISDIR(dst.st.st_mode)) {
                     // A file (or device, fifo, socket) hides behind an empty read-only file,
                     // cloned in the host beforehand (open_tree clones only mounts of the
                     // namespace it runs in).
                     if (!ready)
                         return Error{EIO, "no empty file prepared for " + quote(entry.target)};
-                    UniqueFd tree = std::move(*ready);
+                    UniqueFd tree = std::move(ready->tree);
                     if (auto st = mnt::set_attributes(tree.get(), MOUNT_ATTR_RDONLY, 0); !st)
                         return st.error();
                     return tree;
                 }
                 [[fallthrough]];
             case EntryKind::kTmpfs: {
-                if (!S_ISDIR(target.mode))
+                if (!S_ISDIR(dst.st.st_mode))
                     return Error::invalid("tmpfs of " + quote(entry.target) +
                                           " needs a directory there");
                 // An empty directory with the mode and owner of the one it covers.
-                auto tree = mnt::new_tmpfs(target.mode, target.uid, target.gid);
+                auto tree = mnt::new_tmpfs(dst.st.st_mode, dst.st.st_uid, dst.st.st_gid);
                 if (!tree) return tree;
                 if (entry.kind == EntryKind::kHide) {
                     if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
@@ -771,78 +1000,68 @@ class Editor {
         return Error{EINVAL, "unknown entry kind"};
     }
 
-    // The nearest existing ancestor of a DST that does not exist, and the components below it
-    // that are missing (innermost first). Only directories can hold what is to be made.
-    static Result<std::pair<std::string, std::vector<std::string>>> missing_path(
-        const Entry& entry) {
-        if (entry.kind == EntryKind::kReadOnly)
-            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
-        std::string ancestor = parent_of(entry.target);
-        std::vector<std::string> missing{entry.target.substr(entry.target.rfind('/') + 1)};
-        for (;;) {
-            auto st = lstat_optional(ancestor);
-            if (!st) return st.error();
-            if (*st) {
-                if (!S_ISDIR((*st)->mode))
-                    return Error{ENOTDIR, "DST " + quote(entry.target) + " cannot be made: " +
-                                              quote(ancestor) + " is not a directory in the view"};
-                return std::pair{ancestor, missing};
-            }
-            missing.push_back(ancestor.substr(ancestor.rfind('/') + 1));
-            ancestor = parent_of(ancestor);
-        }
-    }
-
     // The missing path of `entry` made inside a skeleton pnsd already has over its nearest
     // existing ancestor, if there is one: many missing DSTs below one directory (a private
-    // /dev, say) then share a single skeleton instead of each copying the last. The entry's
-    // own mount then goes on the new placeholder. Returns false when there is no skeleton.
-    Result<bool> make_in_skeleton(const Entry& entry, std::optional<UniqueFd>& ready) {
-        auto found = missing_path(entry);
-        if (!found) return found.error();
-        // (Plain references: clang 14 cannot capture structured bindings in a lambda.)
-        const std::string& ancestor = found->first;
-        const std::vector<std::string>& missing = found->second;
-        UniqueFd dir(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!dir) return sys_error("open " + quote(ancestor));
-        auto id = mnt::mount_id(dir.get());
+    // /dev, say) then share a single skeleton instead of each copying the last. Nothing when
+    // there is no skeleton there.
+    Result<std::optional<Dst>> make_in_skeleton(const Ancestor& at, const Entry& entry,
+                                                const std::optional<Source>& ready) {
+        auto id = mnt::mount_id(at.fd.get());
         if (!id) return id.error();
-        if (std::find(skeletons_.begin(), skeletons_.end(), *id) == skeletons_.end()) return false;
-
+        if (std::find(skeletons_.begin(), skeletons_.end(), *id) == skeletons_.end())
+            return std::optional<Dst>{};
         // The skeleton is read-only for members; open it for the moment of the change.
         mount_attr attr{};
         attr.attr_clr = MOUNT_ATTR_RDONLY;
-        if (::mount_setattr(dir.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
-            return sys_error("open the skeleton at " + quote(ancestor) + " for a change");
-        Status made = make_missing(dir.get(), ancestor, missing, entry, ready);
+        if (::mount_setattr(at.fd.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+            return sys_error("open the skeleton at " + quote(at.path) + " for a change");
+        auto made = make_missing(at.fd.get(), at.path, at.missing, entry, ready);
         attr = mount_attr{};
         attr.attr_set = MOUNT_ATTR_RDONLY;
-        if (::mount_setattr(dir.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0 && made)
-            made = sys_error("make the skeleton at " + quote(ancestor) + " read-only again");
+        if (::mount_setattr(at.fd.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0 && made)
+            return sys_error("make the skeleton at " + quote(at.path) + " read-only again");
         if (!made) return made.error();
-        return true;
+        return std::optional<Dst>{std::move(*made)};
     }
 
-    // Creates the `missing` components (outermost last) below `dir`: directories, and DST as
-    // the kind of thing it will show.
-    static Status make_missing(int dir, const std::string& ancestor,
-                               const std::vector<std::string>& missing, const Entry& entry,
-                               const std::optional<UniqueFd>& ready) {
+    // Creates the `missing` components (outermost last) below `dir`, a directory of a skeleton
+    // of pnsd's: directories, and DST as the kind of thing it will show. A name that is there
+    // already (a placeholder for a symlink, say) is never followed.
+    static Result<Dst> make_missing(int dir, const std::string& ancestor,
+                                    const std::vector<std::string>& missing, const Entry& entry,
+                                    const std::optional<Source>& ready) {
+        UniqueFd at = open_at(dir, ".", O_PATH | O_DIRECTORY, kOneName);
+        if (!at) return sys_error("open " + quote(ancestor) + " in the view");
         std::string rel;
         for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
             rel += (rel.empty() ? "" : "/") + *it;
             bool last = std::next(it) == missing.rend();
-            bool as_file = false;
-            if (last && entry.kind == EntryKind::kBind && ready) {
-                struct stat src {};
-                if (::fstat(ready->get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
+            if (!last) {
+                if (::mkdirat(at.get(), it->c_str(), 0755) != 0 && errno != EEXIST)
+                    return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
+                UniqueFd next = open_at(at.get(), *it, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
+                if (!next)
+                    return Error{ENOTDIR, "DST " + quote(entry.target) +
+                                              " cannot be made: " + quote(join(ancestor, rel)) +
+                                              " is not a directory in the view"};
+                at = std::move(next);
+                continue;
             }
-            int made = as_file ? ::mknodat(dir, rel.c_str(), S_IFREG | 0644, 0)
-                               : ::mkdirat(dir, rel.c_str(), 0755);
-            if (made != 0 && !(errno == EEXIST && !last))
+            bool as_file = false;
+            if (entry.kind == EntryKind::kBind && ready) {
+                struct stat src {};
+                if (::fstat(ready->tree.get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
+            }
+            int made = as_file ? ::mknodat(at.get(), it->c_str(), S_IFREG | 0644, 0)
+                               : ::mkdirat(at.get(), it->c_str(), 0755);
+            if (made != 0)
                 return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
+            Dst dst{open_at(at.get(), *it, O_PATH | O_NOFOLLOW, kOneName), {}};
+            if (!dst.fd || ::fstat(dst.fd.get(), &dst.st) != 0)
+                return sys_error("open " + quote(join(ancestor, rel)) + " in the view");
+            return dst;
         }
-        return {};
+        return Error{EINVAL, "nothing is missing of " + quote(entry.target)};
     }
 
     // Makes a DST that does not exist appear, in the view only. The nearest existing ancestor
@@ -851,129 +1070,202 @@ class Editor {
     // path down to DST. So A lists as before and its entries are the real ones, but A itself
     // becomes a fixed listing: names added to or removed from the real A afterwards do not
     // show, and nothing new can be created directly in A inside the view (EROFS).
-    Result<std::pair<std::string, UniqueFd>> make_skeleton(const Entry& entry,
-                                                           std::optional<UniqueFd>& ready) {
-        auto found = missing_path(entry);
-        if (!found) return found.error();
-        // (Plain references: clang 14 cannot capture structured bindings in a lambda.)
-        const std::string& ancestor = found->first;
-        const std::vector<std::string>& missing = found->second;
+    //
+    // A is listed, and its entries copied, as `who`: a skeleton shows nothing its editor could
+    // not list and reach. The placeholders are pnsd's own, in its tmpfs.
+    Result<Made> make_skeleton(const Ancestor& at, const Entry& entry,
+                               const std::optional<Source>& ready, const Identity& who) {
+        struct Child {
+            std::string name;
+            struct stat st;
+            std::string link;  // a symlink's target
+        };
+        std::vector<Child> children;
+        UniqueFd listed;
+        {
+            auto as_user = ScopedFsCredentials::become(who);
+            if (!as_user) return Error(std::move(as_user).error());
+            // Opened anew for reading through its descriptor, so the permission to list is
+            // checked, as `who`, on the very directory that was found.
+            listed.reset(::openat(view_.proc_fds(), mnt::fd_name(at.fd.get()).c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+            if (!listed)
+                return Error::from_errno(errno, "DST " + quote(entry.target) +
+                                                    " cannot be made: its parent " +
+                                                    quote(at.path) + " cannot be listed by uid " +
+                                                    std::to_string(who.uid));
+            int list_fd = ::dup(listed.get());
+            DIR* dir = list_fd >= 0 ? ::fdopendir(list_fd) : nullptr;
+            if (!dir) {
+                if (list_fd >= 0) ::close(list_fd);
+                return sys_error("list " + quote(at.path));
+            }
+            while (struct dirent* d = ::readdir(dir)) {
+                Child child{d->d_name, {}, {}};
+                if (child.name == "." || child.name == "..") continue;
+                if (::fstatat(listed.get(), d->d_name, &child.st, AT_SYMLINK_NOFOLLOW) != 0)
+                    continue;  // gone meanwhile
+                if (S_ISLNK(child.st.st_mode)) {
+                    child.link.resize(4096);
+                    ssize_t n =
+                        ::readlinkat(listed.get(), d->d_name, child.link.data(), child.link.size());
+                    if (n < 0) continue;
+                    child.link.resize(static_cast<std::size_t>(n));
+                }
+                children.push_back(std::move(child));
+            }
+            ::closedir(dir);
+        }
         struct stat info {};
-        UniqueFd original(::open(ancestor.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-        if (!original || ::fstat(original.get(), &info) != 0)
-            return sys_error("open " + quote(ancestor));
+        if (::fstat(at.fd.get(), &info) != 0) return sys_error("stat " + quote(at.path));
         auto skeleton = mnt::new_tmpfs(info.st_mode, info.st_uid, info.st_gid);
         if (!skeleton) return skeleton.error();
 
         // Placeholders for the ancestor's entries, created through the detached tmpfs.
-        std::vector<std::string> to_bind;
-        int list_fd = ::dup(original.get());
-        DIR* dir = list_fd >= 0 ? ::fdopendir(list_fd) : nullptr;
-        if (!dir) {
-            if (list_fd >= 0) ::close(list_fd);
-            return sys_error("list " + quote(ancestor));
-        }
-        Status populated = [&]() -> Status {
-            while (struct dirent* d = ::readdir(dir)) {
-                std::string name = d->d_name;
-                if (name == "." || name == "..") continue;
-                struct stat child {};
-                if (::fstatat(original.get(), name.c_str(), &child, AT_SYMLINK_NOFOLLOW) != 0)
-                    continue;  // gone meanwhile
-                int made;
-                if (S_ISLNK(child.st_mode)) {
-                    std::string link(4096, '\0');
-                    ssize_t n =
-                        ::readlinkat(original.get(), name.c_str(), link.data(), link.size());
-                    if (n < 0) continue;
-                    link.resize(static_cast<std::size_t>(n));
-                    made = ::symlinkat(link.c_str(), skeleton->get(), name.c_str());
-                    if (made == 0)
-                        ::fchownat(skeleton->get(), name.c_str(), child.st_uid, child.st_gid,
-                                   AT_SYMLINK_NOFOLLOW);
-                } else if (S_ISDIR(child.st_mode)) {
-                    made = ::mkdirat(skeleton->get(), name.c_str(), 0755);
-                    to_bind.push_back(name);
-                } else {
-                    made = ::mknodat(skeleton->get(), name.c_str(), S_IFREG | 0644, 0);
-                    to_bind.push_back(name);
-                }
-                if (made != 0) return sys_error("placeholder for " + quote(join(ancestor, name)));
+        for (const auto& child : children) {
+            const char* name = child.name.c_str();
+            int made;
+            if (S_ISLNK(child.st.st_mode)) {
+                made = ::symlinkat(child.link.c_str(), skeleton->get(), name);
+                if (made == 0)
+                    ::fchownat(skeleton->get(), name, child.st.st_uid, child.st.st_gid,
+                               AT_SYMLINK_NOFOLLOW);
+            } else if (S_ISDIR(child.st.st_mode)) {
+                made = ::mkdirat(skeleton->get(), name, 0755);
+            } else {
+                made = ::mknodat(skeleton->get(), name, S_IFREG | 0644, 0);
             }
-            return make_missing(skeleton->get(), ancestor, missing, entry, ready);
-        }();
-        ::closedir(dir);
-        if (!populated) return populated.error();
+            if (made != 0) return sys_error("placeholder for " + quote(join(at.path, child.name)));
+        }
+        auto dst = make_missing(skeleton->get(), at.path, at.missing, entry, ready);
+        if (!dst) return dst.error();
 
         mount_attr attr{};
         attr.attr_set = MOUNT_ATTR_RDONLY;
         if (::mount_setattr(skeleton->get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
-            return sys_error("make the skeleton of " + quote(ancestor) + " read-only");
-        auto under = journaled(ancestor);
-        if (!under) return under.error();
-        skeleton_under_ = *under;
-        if (auto st = mnt::attach(skeleton->get(), AT_FDCWD, ancestor); !st) return st.error();
-        for (const auto& name : to_bind) {
-            auto child = mnt::clone_tree(original.get(), name);
-            Status done = child ? mnt::attach(child->get(), AT_FDCWD, join(ancestor, name))
-                                : Status(child.error());
+            return sys_error("make the skeleton of " + quote(at.path) + " read-only");
+        auto placed = journaled(at.fd.get(), skeleton->get());
+        if (!placed) return placed.error();
+        if (auto st = mnt::attach(skeleton->get(), at.fd.get()); !st)
+            return Error{st.error().code,
+                         "mount a skeleton on " + quote(at.path) + ": " + st.error().message};
+        // Each entry of A's own on its placeholder: copied from A below the skeleton (the
+        // descriptor was opened before it went on), as `who`, one at a time.
+        for (const auto& child : children) {
+            if (S_ISLNK(child.st.st_mode)) continue;
+            Status done = [&]() -> Status {
+                Result<UniqueFd> copy = Error{EIO, "not copied"};
+                {
+                    auto as_user = ScopedFsCredentials::become(who);
+                    if (!as_user) return Error(std::move(as_user).error());
+                    copy = mnt::clone_tree(listed.get(), child.name);
+                }
+                if (!copy) return copy.error();
+                UniqueFd placeholder =
+                    open_at(skeleton->get(), child.name, O_PATH | O_NOFOLLOW, kOneName);
+                if (!placeholder) return sys_error("open the placeholder");
+                return mnt::attach(copy->get(), placeholder.get());
+            }();
             if (!done) {
-                (void)mnt::detach(ancestor);
-                return done.error();
+                (void)view_.detach(skeleton->get());
+                return Error{done.error().code, "skeleton of " + quote(at.path) + ": " +
+                                                    quote(join(at.path, child.name)) + ": " +
+                                                    done.error().message};
             }
         }
-        return std::pair<std::string, UniqueFd>{ancestor, std::move(*skeleton)};
+        return Made{std::move(*skeleton), std::move(placed->first), placed->second,
+                    std::move(*dst)};
+    }
+
+    // pnsd's staging directory in this view, if it is that directory: a lookup with no link,
+    // that must end at the very directory pnsd made (an entry may cover it in this view).
+    Result<UniqueFd> open_stage() {
+        auto top = view_.root();
+        if (!top) return top.error();
+        UniqueFd fd =
+            open_at(*top, relative(stage_.path), O_PATH | O_DIRECTORY | O_NOFOLLOW, kNoLinks);
+        struct stat st {};
+        if (!fd || ::fstat(fd.get(), &st) != 0 || st.st_dev != stage_.dev ||
+            st.st_ino != stage_.ino)
+            return Error{EPERM, "pnsd's staging directory " + quote(stage_.path) +
+                                    " is covered in view " + quote(name_) +
+                                    " (an entry at or above it), so unions cannot be made there"};
+        return fd;
     }
 
     // A union of SRC with what DST holds, by overlayfs. Its layers must be mounts of the view
     // (fs/namespace.c: clone_private_mount), so SRC's tree is attached at the stage, a
-    // directory no member reaches, for the moment overlayfs takes its own copy.
-    Result<UniqueFd> build_union(const Entry& entry, const Stat& target, UniqueFd& source) {
-        if (!S_ISDIR(target.mode))
+    // directory no member reaches, for the moment overlayfs takes its own copy. overlayfs
+    // looks its layers up as the mounter, root: it is given the descriptors found as the
+    // editor, each by its magic link in pnsd's /proc/self/fd from the working directory, never
+    // a path from the view's root.
+    Result<UniqueFd> build_union(const Entry& entry, const Dst& dst, Source& source) {
+        if (!S_ISDIR(dst.st.st_mode))
             return Error::invalid("a union needs a directory at DST " + quote(entry.target));
-        if (auto st = mnt::attach(source.get(), AT_FDCWD, stage_); !st) return st.error();
-        struct Unstage {
-            const std::string& path;
-            ~Unstage() { (void)mnt::detach(path); }
-        } unstage{stage_};
-        std::string src = stage_;
-        if (entry.create) src = join(stage_, entry.source.substr(entry.source.rfind('/') + 1));
-        struct stat st {};
-        if (::stat(src.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+        struct stat src {};
+        if (!entry.create && (::fstat(source.tree.get(), &src) != 0 || !S_ISDIR(src.st_mode)))
             return Error::invalid("a union needs a directory at SRC " + quote(entry.source));
+        auto stage = open_stage();
+        if (!stage) return stage.error();
+        if (auto placed = journaled(stage->get(), source.tree.get()); !placed)
+            return placed.error();
+        if (auto st = mnt::attach(source.tree.get(), stage->get()); !st) return st.error();
+        struct Unstage {
+            InView& view;
+            int tree;
+            ~Unstage() { (void)view.detach(tree); }
+        } unstage{view_, source.tree.get()};
+
+        // -c: SRC and the work directory, found again in the copy by the names they had and
+        // taken only if they are still the directories the requester found.
+        UniqueFd upper, work;
+        if (entry.create) {
+            upper = open_at(source.tree.get(), source.upper_name, O_PATH | O_DIRECTORY | O_NOFOLLOW,
+                            kOneName);
+            work = open_at(source.tree.get(), source.work_name, O_PATH | O_DIRECTORY | O_NOFOLLOW,
+                           kOneName);
+            if (!upper || !work || !same_file(upper.get(), source.upper.get()) ||
+                !same_file(work.get(), source.work.get()))
+                return Error{EAGAIN, "SRC " + quote(entry.source) +
+                                         " was moved while the union was made; try again"};
+        }
 
         UniqueFd fs(::fsopen("overlay", FSOPEN_CLOEXEC));
         if (!fs) return sys_error("fsopen overlay (is the overlay module loaded?)");
-        auto set = [&](const char* key, const std::string& value) -> Status {
-            if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) != 0)
-                return sys_error(std::string("overlayfs ") + key + " " + quote(value));
+        Status created = mnt::in_directory(view_.proc_fds(), [&]() -> Status {
+            auto set = [&](const char* key, int fd, const char* what) -> Status {
+                if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key, mnt::fd_name(fd).c_str(), 0) !=
+                    0)
+                    return sys_error(std::string("overlayfs ") + key + " (" + what + ")");
+                return {};
+            };
+            std::vector<std::pair<int, const char*>> lower;  // top first
+            if (entry.create) {
+                if (auto r = set("upperdir", upper.get(), "SRC"); !r) return r;
+                if (auto r = set("workdir", work.get(), "its work directory"); !r) return r;
+                lower = {{dst.fd.get(), "DST"}};
+            } else if (entry.mode == UnionMode::kBefore) {
+                lower = {{source.tree.get(), "SRC"}, {dst.fd.get(), "DST"}};
+            } else {
+                lower = {{dst.fd.get(), "DST"}, {source.tree.get(), "SRC"}};
+            }
+            for (const auto& [fd, what] : lower) {
+                if (auto r = set("lowerdir+", fd, what); !r) return r;
+            }
+            if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
+                return sys_error("create the union at " + quote(entry.target));
             return {};
-        };
-        std::vector<std::string> lower;  // top first
-        if (entry.create) {
-            if (auto r = set("upperdir", src); !r) return r.error();
-            std::string work = join(stage_, work_dir_name(entry.source, view_));
-            if (auto r = set("workdir", work); !r) return r.error();
-            lower = {entry.target};
-        } else if (entry.mode == UnionMode::kBefore) {
-            lower = {src, entry.target};
-        } else {
-            lower = {entry.target, src};
-        }
-        for (const auto& layer : lower) {
-            if (auto r = set("lowerdir+", layer); !r) return r.error();
-        }
-        if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
-            return sys_error("create the union at " + quote(entry.target));
+        });
+        if (!created) return created.error();
         UniqueFd tree(::fsmount(fs.get(), FSMOUNT_CLOEXEC, entry.create ? 0 : MOUNT_ATTR_RDONLY));
         if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
         return tree;
     }
 
-    std::string view_;
-    std::string stage_;
+    std::string name_;
+    InView& view_;
+    Stage stage_;
     Journal journal_;
-    std::uint64_t skeleton_under_ = 0;
     std::vector<std::uint64_t> skeletons_;  // mount IDs of the skeletons in the view
     std::vector<Parked> parked_;
 };
@@ -989,18 +1281,19 @@ std::vector<Views::JournalRecord> Views::load_journal(const std::string& name) c
         // A line cut short by a crash is the one record that was never acted on.
         if (j.is_discarded() || !j.is_object() || !j.contains("path") || !j["path"].is_string())
             continue;
-        records.push_back({j["path"].get<std::string>(), j.value("under_id", std::uint64_t{0})});
+        records.push_back({j["path"].get<std::string>(), j.value("under_id", std::uint64_t{0}),
+                           j.value("mount_id", std::uint64_t{0})});
     }
     return records;
 }
 
-Status Views::append_journal(const std::string& name, const JournalRecord& record) const {
-    std::string path = view_dir(name) + "/journal";
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error("open '" + path + "'");
-    std::string line = json{{"path", record.path}, {"under_id", record.under_id}}.dump() + "\n";
-    if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        return sys_error("write '" + path + "'");
+Status Views::append_journal(int journal, const JournalRecord& record) {
+    std::string line =
+        json{{"path", record.path}, {"under_id", record.under_id}, {"mount_id", record.mount_id}}
+            .dump() +
+        "\n";
+    if (::write(journal, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+        return sys_error("write the journal");
     return {};
 }
 
@@ -1011,19 +1304,28 @@ void Views::clear_journal(const std::string& name) const {
 void Views::scrub(int primary, const std::vector<Applied>& applied,
                   const std::vector<JournalRecord>& journal) {
     std::vector<JournalRecord> records;
-    for (const auto& a : applied) records.push_back({a.path, a.under_id});
+    for (const auto& a : applied) records.push_back({a.path, a.under_id, a.mount_id});
     records.insert(records.end(), journal.begin(), journal.end());
     auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
     if (!in_view) return;
-    // Newest first: whatever is on top at a path and is not what was there before pnsd's
-    // mount goes, including mounts of an edit that was cut short before it was recorded.
+    InView view(primary, proc_fds_.get());
+    // Newest first: every mount pnsd made goes, wherever it is now, including those of an
+    // edit that was cut short before it was recorded.
     for (auto it = records.rbegin(); it != records.rend(); ++it) {
+        if (it->mount_id != 0) {
+            if (auto at = view.find(it->mount_id)) (void)view.detach(at->get());
+            continue;
+        }
+        // A record of an older pnsd, without the mount's ID: whatever is on top at its path
+        // and was not there before pnsd's mount goes. Its path is followed with no link.
         for (int guard = 0; guard < 256; ++guard) {
-            UniqueFd at(::open(it->path.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+            auto top = view.root();
+            if (!top) break;
+            UniqueFd at = open_at(*top, relative(it->path), O_PATH | O_NOFOLLOW, kNoLinks);
             if (!at) break;
             auto id = mnt::mount_id(at.get());
             if (!id || *id == it->under_id || it->under_id == 0) break;
-            if (!mnt::detach(it->path)) break;
+            if (!view.detach(at.get())) break;
         }
     }
 }
@@ -1073,23 +1375,39 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         ++keep;
     if (keep == applied.size() && keep == wanted.size()) return {};
 
-    // Outside the view: the sources of binds that cannot come back as they were. A new
-    // entry's is looked up as the requester; one made anew beneath a change, as the owner in
-    // the host's view (the requester of that entry is not here).
+    // Paths are looked up as the requester for a new entry; an entry made anew beneath a
+    // change (its requester is not here) as the owner, its SRC in the host's view.
     Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
     std::vector<Entry> coming_back, leaving;
     for (std::size_t i = keep; i < applied.size(); ++i) {
         leaving.push_back(applied[i].entry);
-        if (Editor::reusable(applied[i].entry, applied[i].path))
+        if (Editor::reusable(applied[i].entry, applied[i].skeleton))
             coming_back.push_back(applied[i].entry);
     }
+    std::vector<bool> by_owner(wanted.size());
+    bool any_new = false;
+    for (std::size_t j = keep; j < wanted.size(); ++j) {
+        by_owner[j] = std::find(leaving.begin(), leaving.end(), wanted[j]) != leaving.end();
+        any_new = any_new || !by_owner[j];
+    }
+    auto owner_id = identity_of(owner);
+    if (!owner_id) return owner_id.error();
+    // (An edit that only takes entries off needs nothing of the requester.)
+    auto requester_id = any_new ? identity_of(resolver) : Result<Identity>(*owner_id);
+    if (!requester_id) return requester_id.error();
     // What hides a file: an empty file of pnsd's own, in the host.
     // (Outside <runtime>/views: mounts there are unbindable.)
     std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
     UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
     if (!empty_fd) return sys_error("create '" + empty + "'");
+    auto hider = [&]() -> Result<Source> {
+        auto tree = mnt::clone_tree(empty_fd.get(), "");
+        if (!tree) return tree.error();
+        return Source{std::move(*tree), {}, {}, {}, {}};
+    };
 
-    std::vector<std::optional<UniqueFd>> prepared(wanted.size());
+    // Outside the view: the sources of binds that cannot come back as they were.
+    std::vector<std::optional<Source>> prepared(wanted.size());
     for (std::size_t j = keep; j < wanted.size(); ++j) {
         const Entry& entry = wanted[j];
         if (auto back = std::find(coming_back.begin(), coming_back.end(), entry);
@@ -1098,7 +1416,7 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
             continue;
         }
         if (entry.kind == EntryKind::kHide) {
-            auto tree = mnt::clone_tree(empty_fd.get(), "");
+            auto tree = hider();
             if (!tree) return tree.error();
             prepared[j] = std::move(*tree);
             continue;
@@ -1108,49 +1426,53 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
             return Error::invalid("'" + format_entry(entry) +
                                   "': overlayfs always searches its writable layer first, so "
                                   "-c works with -b only");
-        bool is_old = std::find(leaving.begin(), leaving.end(), entry) != leaving.end();
-        const Resolver& who = is_old ? owner : resolver;
-        auto tree = entry.create ? resolve_source(host_.get(), who, parent_of(entry.source),
-                                                  work_dir_name(entry.source, ns.name))
-                                 : resolve_source(host_.get(), who, entry.source);
-        if (!tree) return tree.error();
-        prepared[j] = std::move(*tree);
+        const Resolver& who = by_owner[j] ? owner : resolver;
+        const Identity& as = by_owner[j] ? *owner_id : *requester_id;
+        auto source = resolve_source(host_.get(), proc_fds_.get(), who, as, entry.source,
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+        if (!source) return source.error();
+        prepared[j] = std::move(*source);
     }
     // Old entries that must be made anew on the way back, should the edit fail.
-    std::vector<std::optional<UniqueFd>> restore_sources(applied.size());
+    std::vector<std::optional<Source>> restore_sources(applied.size());
     for (std::size_t i = keep; i < applied.size(); ++i) {
         const Entry& entry = applied[i].entry;
-        if (Editor::reusable(entry, applied[i].path)) continue;
+        if (Editor::reusable(entry, applied[i].skeleton)) continue;
         if (entry.kind == EntryKind::kHide) {
-            auto tree = mnt::clone_tree(empty_fd.get(), "");
-            if (tree) restore_sources[i] = std::move(*tree);
+            if (auto tree = hider()) restore_sources[i] = std::move(*tree);
             continue;
         }
         if (entry.kind != EntryKind::kBind) continue;
-        auto tree = entry.create ? resolve_source(host_.get(), owner, parent_of(entry.source),
-                                                  work_dir_name(entry.source, ns.name))
-                                 : resolve_source(host_.get(), owner, entry.source);
-        if (tree) restore_sources[i] = std::move(*tree);
+        auto source = resolve_source(host_.get(), proc_fds_.get(), owner, *owner_id, entry.source,
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+        if (source) restore_sources[i] = std::move(*source);
     }
+
+    // The journal is opened here, in the host: in the view, an entry of the owner's may cover
+    // the runtime directory.
+    UniqueFd journal(::open((view_dir(ns.name) + "/journal").c_str(),
+                            O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!journal) return sys_error("open the journal of view " + quote(ns.name));
 
     // In the view: edit the mount stack. The state is written after leaving it.
     std::vector<Applied> now = applied;
     Status edited = [&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
         if (!in_view) return in_view.error();
+        InView view(primary, proc_fds_.get());
         std::vector<std::uint64_t> skeletons;
         for (const auto& a : applied)
-            if (a.path != a.entry.target) skeletons.push_back(a.mount_id);
+            if (a.skeleton) skeletons.push_back(a.mount_id);
         Editor editor(
-            ns.name, dir_ + "/.stage",
-            [&](const std::string& path, std::uint64_t under) {
-                return append_journal(ns.name, JournalRecord{path, under});
+            ns.name, view, Editor::Stage{dir_ + "/.stage", stage_dev_, stage_ino_},
+            [&](const std::string& path, std::uint64_t under, std::uint64_t id) {
+                return append_journal(journal.get(), JournalRecord{path, under, id});
             },
             std::move(skeletons));
         auto restore = [&]() -> Status {
             if (auto st = editor.take_off(now, keep); !st) return st;
             for (std::size_t i = keep; i < applied.size(); ++i) {
-                auto back = editor.put_on<Applied>(applied[i].entry, restore_sources[i]);
+                auto back = editor.put_on<Applied>(applied[i].entry, restore_sources[i], *owner_id);
                 if (!back) return back.error();
                 now.push_back(std::move(*back));
             }
@@ -1165,12 +1487,14 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         };
         if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
         for (std::size_t j = keep; j < wanted.size(); ++j) {
-            auto put = editor.put_on<Applied>(wanted[j], prepared[j]);
+            auto put = editor.put_on<Applied>(wanted[j], prepared[j],
+                                              by_owner[j] ? *owner_id : *requester_id);
             if (!put) return fail(std::move(put).error());
             now.push_back(std::move(*put));
         }
         return {};
     }();
+    journal.reset();
     if (edited || edited.error().code != EIO) {
         // Done, or undone: the state says what is in the view now.
         if (auto saved = save_state(ns.name, now); !saved) return saved;
@@ -1224,54 +1548,32 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     struct stat pinned {};
     if (::fstat(primary_fd->get(), &pinned) != 0) return sys_error("stat the view");
     facts.ns = static_cast<std::uint32_t>(pinned.st_ino);
+    auto editor = identity_of(resolver);
+    if (!editor) return editor.error();
 
-    std::vector<gid_t> groups;
-    if (resolver.pid > 0) {
-        auto g = process_groups(resolver.pid);
-        if (!g || !proc::pidfd_alive(resolver.pidfd))
-            return Error{ESRCH, "the requesting process is gone"};
-        groups = std::move(*g);
-    } else {
-        groups = user_groups(resolver.uid, resolver.gid);
-    }
-    auto open_path = [](const std::string& path, std::uint64_t resolve,
-                        std::uint64_t flags = O_PATH) {
-        open_how how{};
-        how.flags = flags | O_CLOEXEC;
-        how.resolve = resolve;
-        std::string relative = path == "/" ? "." : path.substr(1);
-        return UniqueFd(
-            static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, relative.c_str(), &how, sizeof how)));
-    };
-    auto lookup = [&](const std::string& path, std::uint64_t resolve, struct stat& st) {
-        UniqueFd fd = open_path(path, resolve);
-        return fd && ::fstat(fd.get(), &st) == 0;
-    };
-    // The inode generation of `path`'s file (`file`), where its file system tells it: asked of
-    // a regular file opened for nothing (no read, no blocking, no controlling terminal).
-    auto generation_of = [&](const std::string& path,
-                             const struct stat& file) -> pns_denied_generation {
-        if (!S_ISREG(file.st_mode)) return {0, 0};
-        constexpr std::uint64_t kResolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-        constexpr std::uint64_t kFlags = O_RDONLY | O_NONBLOCK | O_NOCTTY;
-        UniqueFd fd = open_path(path, kResolve, kFlags | O_NOATIME);
-        if (!fd && errno == EPERM) fd = open_path(path, kResolve, kFlags);  // not the caller's
-        struct stat opened {};
+    // The inode generation of the file `file` refers to, where its file system tells it: asked
+    // of the very file, opened anew through its descriptor as the editor, for nothing (no
+    // read, no blocking, no controlling terminal).
+    auto generation_of = [&](int file, const struct stat& st) -> pns_denied_generation {
+        if (!S_ISREG(st.st_mode)) return {0, 0};
+        constexpr int kFlags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+        std::string name = mnt::fd_name(file);
+        UniqueFd fd(::openat(proc_fds_.get(), name.c_str(), kFlags | O_NOATIME));
+        if (!fd && errno == EPERM) fd.reset(::openat(proc_fds_.get(), name.c_str(), kFlags));
         unsigned int generation = 0;
-        if (!fd || ::fstat(fd.get(), &opened) != 0 || opened.st_ino != file.st_ino ||
-            opened.st_dev != file.st_dev || ::ioctl(fd.get(), FS_IOC_GETVERSION, &generation) != 0)
-            return {0, 0};
+        if (!fd || ::ioctl(fd.get(), FS_IOC_GETVERSION, &generation) != 0) return {0, 0};
         return {static_cast<std::uint32_t>(generation), 1};
     };
     // The directory that holds `path`'s file and its name there, when `path` names the file
     // itself (it ends in neither a symlink nor a mount: then the kernel's dentry of the file
-    // has that directory for parent).
-    auto by_name = [&](const std::string& path,
+    // has that directory for parent). The directory is looked up as the editor, and the name
+    // in it must lead to the file found before.
+    auto by_name = [&](int root, const std::string& path,
                        const struct stat& file) -> std::optional<pns_denied_name> {
         auto slash = path.rfind('/');
         std::string name = path.substr(slash + 1);
-        UniqueFd dir = open_path(slash == 0 ? "/" : path.substr(0, slash),
-                                 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+        UniqueFd dir =
+            open_at(root, relative(slash == 0 ? "/" : path.substr(0, slash)), O_PATH, kAsUser);
         struct stat dir_st {};
         struct statx last {};
         if (!dir || ::fstat(dir.get(), &dir_st) != 0 ||
@@ -1291,16 +1593,21 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     Status st = worker_.run([&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
         if (!in_view) return in_view.error();
-        // setns(CLONE_NEWNS) put this thread's root and cwd at the view's root.
+        InView view(primary_fd->get(), proc_fds_.get());
         for (const Entry& e : ns.table.entries) {
-            struct stat target {};
             if (e.kind == EntryKind::kDeny) {
-                auto as_user = ScopedFsCredentials::become(resolver.uid, resolver.gid, groups);
-                if (!as_user) return as_user.error();
-                if (!lookup(e.target, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS, target))
-                    return Error::from_errno(errno,
+                // The file as the editor reaches it in the view, a final link followed.
+                auto file = view.open_as(*editor, e.target, O_PATH);
+                if (!file)
+                    return Error::from_errno(file.error().code,
                                              "deny " + quote(e.target) + " (looked up as uid " +
-                                                 std::to_string(resolver.uid) + " in the view)");
+                                                 std::to_string(editor->uid) + " in the view)");
+                auto top = view.root();
+                if (!top) return top.error();
+                auto as_user = ScopedFsCredentials::become(*editor);
+                if (!as_user) return as_user.error();
+                struct stat target {};
+                if (::fstat(file->get(), &target) != 0) return sys_error("stat " + quote(e.target));
                 if (S_ISDIR(target.st_mode))
                     return Error::invalid("deny " + quote(e.target) +
                                           ": a directory (deny takes files; hide takes "
@@ -1308,13 +1615,18 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
                 facts.denied.emplace_back(
                     pns_denied_file{facts.ns, kernel_dev(target.st_dev),
                                     static_cast<std::uint64_t>(target.st_ino)},
-                    generation_of(e.target, target));
-                if (auto named = by_name(e.target, target)) facts.denied_names.push_back(*named);
+                    generation_of(file->get(), target));
+                if (auto named = by_name(*top, e.target, target))
+                    facts.denied_names.push_back(*named);
             } else if (e.kind == EntryKind::kBind && !facts.user_controlled) {
-                // As root, but following no symlink: only what the entry itself shows.
+                // As root, but following no symlink: only what the entry itself shows (a DST
+                // that can be reached only through a link counts as a user's).
+                auto top = view.root();
+                if (!top) return top.error();
+                UniqueFd at = open_at(*top, relative(e.target), O_PATH, kNoLinks);
+                struct stat target {};
                 facts.user_controlled =
-                    !lookup(e.target, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS, target) ||
-                    target.st_uid != 0;
+                    !at || ::fstat(at.get(), &target) != 0 || target.st_uid != 0;
             }
         }
         return {};

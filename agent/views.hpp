@@ -13,6 +13,13 @@
 //   NAME/mnt          nsfs bind mount of the primary: keeps it alive while pnsd is down
 //   NAME/state.json   the entries applied in the primary, with the mount ID of each
 //   NAME/id           the identity of the namespace the view was made for
+//   NAME/journal      while an edit runs: each mount about to be made, by mount ID
+//
+// Every path a user gives is looked up once, to a descriptor, as that user: SRC in the user's
+// own view, DST (and a union's layers, and what a skeleton lists) in the view being edited,
+// with the user's file-system credentials and openat2's RESOLVE_IN_ROOT. Everything after
+// that (clone, overlayfs layers, attach, listing, detach) works from the descriptors, and
+// pnsd finds its own mounts again by mount ID, never by a path a user could re-point.
 #pragma once
 
 #include <sys/types.h>
@@ -117,25 +124,31 @@ class Views {
   private:
     struct Applied {
         Entry entry;
-        std::string path;  // where its mount is attached: DST, or the ancestor it made DST in
-        std::uint64_t mount_id = 0;
+        // Where its mount is attached, as the kernel named it then (DST, or for a skeleton the
+        // ancestor it covers): for people, never followed again.
+        std::string path;
+        std::uint64_t mount_id = 0;  // how pnsd finds the mount again
         std::uint64_t under_id = 0;  // the mount that was on top at `path` before it
+        bool skeleton = false;       // the mount is a skeleton made for a missing DST
     };
     // A mount about to be attached, written down first, so that a pnsd killed in the middle
     // of an edit leaves enough behind to take everything it made off again.
     struct JournalRecord {
         std::string path;
         std::uint64_t under_id = 0;
+        std::uint64_t mount_id = 0;  // 0 in the journals of older pnsds: then by path
     };
 
-    Views(std::string dir, UniqueFd host);
+    Views(std::string dir, UniqueFd host, UniqueFd proc_fds);
     Result<UniqueFd> open_or_create_primary(const std::string& name);
     Result<Satellite> open_satellite(const std::string& name, uid_t uid) const;
     Result<Satellite> create_satellite(const std::string& name, uid_t uid, gid_t gid);
     Result<std::vector<Applied>> load_state(const std::string& name) const;
     Status save_state(const std::string& name, const std::vector<Applied>& applied) const;
     std::vector<JournalRecord> load_journal(const std::string& name) const;
-    Status append_journal(const std::string& name, const JournalRecord& record) const;
+    // Written through a descriptor opened outside the view: inside it, the runtime directory
+    // may be covered by an entry of the view's owner.
+    static Status append_journal(int journal, const JournalRecord& record);
     void clear_journal(const std::string& name) const;
     // The edit itself, on the worker. Fails with EIO when the view is not as its state says.
     Status edit(const Namespace& ns, const Resolver& resolver, int primary,
@@ -145,8 +158,13 @@ class Views {
     void scrub(int primary, const std::vector<Applied>& applied,
                const std::vector<JournalRecord>& journal);
 
-    std::string dir_;  // <runtime-dir>/views
-    UniqueFd host_;    // the host's mount namespace
+    std::string dir_;    // <runtime-dir>/views
+    UniqueFd host_;      // the host's mount namespace
+    UniqueFd proc_fds_;  // pnsd's /proc/self/fd, opened in the host (mnt::open_proc_fds)
+    // The directory where a union's SRC is attached for overlayfs to take it (<views>/.stage),
+    // by identity: inside a view, only a lookup that ends at this very directory is it.
+    dev_t stage_dev_ = 0;
+    ino_t stage_ino_ = 0;
     bool host_made_shared_ = false;
     MountWorker worker_;
 };
