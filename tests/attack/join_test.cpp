@@ -22,8 +22,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <iostream>
 #include <filesystem>
+#include <iostream>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -48,7 +48,7 @@ double race_seconds() {
 
 struct RaceResult {
     long rounds = 0, joined = 0, supervised = 0, refused = 0, unanswered = 0;
-    int hits = 0;  // rounds whose library ran with the program's privileges
+    int hits = 0;        // rounds whose library ran with the program's privileges
     std::string output;  // the racer's, for failure messages
 };
 
@@ -105,7 +105,8 @@ class JoinAttack : public PnsdTest {
 
     // A copy of `program` without its set-uid and set-gid bits: the control.
     std::string plain_copy(const std::string& program) {
-        std::string copy = make_dir(dir_.path() + "/plain") + "/" + fs::path(program).filename().string();
+        std::string copy =
+            make_dir(dir_.path() + "/plain") + "/" + fs::path(program).filename().string();
         if (!fs::exists(copy)) fs::copy_file(program, copy);
         chmod(copy.c_str(), 0755);
         return copy;
@@ -115,8 +116,8 @@ class JoinAttack : public PnsdTest {
     RaceResult race(const std::string& when, const std::vector<std::string>& program,
                     double seconds, std::vector<std::string> env = {}) {
         int before = privileged_evidence();
-        std::vector<std::string> argv = {racer_, pnsd_->socket(), "evil",
-                                         std::to_string(seconds), when};
+        std::vector<std::string> argv = {racer_, pnsd_->socket(), "evil", std::to_string(seconds),
+                                         when};
         argv.insert(argv.end(), program.begin(), program.end());
         env.push_back("PNS_ATTACK_DIR=" + evidence_);
         auto options = attacker(std::move(env));
@@ -138,8 +139,8 @@ class JoinAttack : public PnsdTest {
         r.refused = std::stol(m[4]);
         r.unanswered = std::stol(m[5]);
         r.hits = privileged_evidence() - before;
-        r.output = "hits " + std::to_string(r.hits) + " in " + std::to_string(seconds) + " s; " +
-                   r.output;
+        r.output =
+            "hits " + std::to_string(r.hits) + " in " + std::to_string(seconds) + " s; " + r.output;
         std::cout << "[   race   ] " << when << " " << program[0] << ": " << r.output;
         return r;
     }
@@ -248,8 +249,8 @@ TEST_F(JoinAttack, ASupervisedProcessThatExecsAPrivilegedProgramIsNotJoinedAtTha
     auto log = pnsd_->log_since_start();
     EXPECT_EQ(log.find("joined 'evil' at its exec"), std::string::npos) << log;
     // Control: the copy without the set-uid bit joins at its exec, and the library runs.
-    auto c = race("supervised", {plain_copy("/usr/bin/passwd"), "-S"},
-                  std::min(race_seconds(), 3.0));
+    auto c =
+        race("supervised", {plain_copy("/usr/bin/passwd"), "-S"}, std::min(race_seconds(), 3.0));
     EXPECT_EQ(c.supervised, c.rounds) << c.output;
     EXPECT_GT(evidence("ran", "passwd"), 0) << c.output;
     EXPECT_NE(pnsd_->log_since_start().find("joined 'evil' at its exec"), std::string::npos);
