@@ -14,14 +14,19 @@
 // Each attack's control makes the same moves without the malicious part (a copy of the same
 // program without its set-uid bit, a pid not reused) and must succeed: the library must run,
 // the process must join, the member must be killed.
+#include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <regex>
@@ -254,6 +259,234 @@ TEST_F(JoinAttack, ASupervisedProcessThatExecsAPrivilegedProgramIsNotJoinedAtTha
     EXPECT_EQ(c.supervised, c.rounds) << c.output;
     EXPECT_GT(evidence("ran", "passwd"), 0) << c.output;
     EXPECT_NE(pnsd_->log_since_start().find("joined 'evil' at its exec"), std::string::npos);
+}
+
+// ---- pid reuse ------------------------------------------------------------------------------
+
+// Forces pid reuse: starts `argv` as `uid` (and the same gid) with pid `wanted`, which must be
+// free. The pids pnsd and the tracker see are the initial pid namespace's, so that is where the
+// pid is taken: its ns_last_pid (kernel/pid_namespace.c, writable with CAP_CHECKPOINT_RESTORE)
+// is set to `wanted` - 1 before each fork, until the child is given `wanted` (another process
+// of the machine may fork in between). Only the allocator's cursor moves. -1 if it cannot.
+pid_t spawn_at(pid_t wanted, uid_t uid, const std::vector<std::string>& argv) {
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        if (kill(wanted, 0) == 0 || errno != ESRCH) return -1;  // someone else has it
+        int fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
+        std::string last = std::to_string(wanted - 1);
+        bool written =
+            fd >= 0 && write(fd, last.data(), last.size()) == static_cast<ssize_t>(last.size());
+        if (fd >= 0) close(fd);
+        if (!written) return -1;
+        pid_t child = fork();
+        if (child == 0) {
+            if (getpid() != wanted) _exit(0);
+            std::vector<char*> args;
+            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            args.push_back(nullptr);
+            if (setgroups(0, nullptr) != 0 || setresgid(uid, uid, uid) != 0 ||
+                setresuid(uid, uid, uid) != 0)
+                _exit(126);
+            execv(args[0], args.data());
+            _exit(127);
+        }
+        if (child == wanted) return child;
+        if (child > 0) waitpid(child, nullptr, 0);
+    }
+    return -1;
+}
+
+// Stops pnsd for the length of a scope, so that what the test does meanwhile happens between
+// the moment pnsd learned a pid and the moment it acts on it. Continued whatever happens.
+class Paused {
+  public:
+    explicit Paused(pid_t pnsd) : pnsd_(pnsd) {
+        EXPECT_EQ(kill(pnsd_, SIGSTOP), 0);
+        wait_until([&] { return state_of(pnsd_) == 'T'; });
+    }
+    ~Paused() { resume(); }
+    void resume() {
+        if (pnsd_ > 0) kill(pnsd_, SIGCONT);
+        pnsd_ = -1;
+    }
+
+  private:
+    pid_t pnsd_;
+};
+
+int send_fd(int via, int fd) {
+    char byte = 'f';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
+    return sendmsg(via, &msg, 0) == 1 ? 0 : -1;
+}
+
+int receive_fd(int via) {
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(via, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    if (!cmsg || cmsg->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(cmsg), sizeof fd);
+    return fd;
+}
+
+// One line from `fd`, waiting at most 20 s ("" on EOF or timeout).
+std::string read_line_from(int fd) {
+    std::string line;
+    auto deadline = std::chrono::steady_clock::now() + stretched(std::chrono::seconds(20));
+    while (std::chrono::steady_clock::now() < deadline) {
+        pollfd pfd{fd, POLLIN, 0};
+        if (poll(&pfd, 1, 100) <= 0) continue;
+        char c;
+        if (read(fd, &c, 1) != 1) break;
+        if (c == '\n') return line;
+        line += c;
+    }
+    return {};
+}
+
+// Root's `pnsctl run --ns sys` connects and is accepted; before pnsd reads its request, its
+// process is gone and its pid is another's (the attacker's). pnsd learned the pid with the
+// connection (SO_PEERPIDFD): the join, meant for the caller itself, must not move the process
+// that has the pid now. Control: the caller still there is joined.
+TEST_F(JoinAttack, ACallersPidTakenByAnotherProcessIsNotJoinedInItsPlace) {
+    ok({"ns", "create", "sys"});
+    for (bool reuse : {false, true}) {
+        SCOPED_TRACE(reuse ? "pid reused" : "control: the caller is still there");
+        int pair[2], go[2];
+        ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        ASSERT_EQ(pipe2(go, O_CLOEXEC), 0);
+        pid_t caller = fork();
+        if (caller == 0) {
+            // A root client: accepted once it had an answer; then it hands its connection to
+            // the test and goes (or waits, for the control).
+            close(pair[0]);
+            close(go[1]);
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", pnsd_->socket().c_str());
+            if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+                _exit(2);
+            std::string status = request("status").dump() + "\n";
+            if (write(fd, status.data(), status.size()) != static_cast<ssize_t>(status.size()) ||
+                read_line_from(fd).empty() || send_fd(pair[1], fd) != 0)
+                _exit(3);
+            char c;
+            if (!reuse) (void)!read(go[0], &c, 1);
+            _exit(0);
+        }
+        close(pair[1]);
+        close(go[0]);
+        UniqueFd conn(receive_fd(pair[0]));
+        close(pair[0]);
+        ASSERT_TRUE(conn.valid());
+        pid_t other = -1;
+        std::string ns_before;
+        {
+            Paused paused(pnsd_->pid());
+            std::string join = request("proc.join", {{"name", "sys"}}).dump() + "\n";
+            ASSERT_EQ(write(conn.get(), join.data(), join.size()),
+                      static_cast<ssize_t>(join.size()));
+            if (reuse) {
+                ASSERT_EQ(waitpid(caller, nullptr, 0), caller);
+                other = spawn_at(caller, kOtherUid, {"/bin/sleep", "60"});
+                ASSERT_EQ(other, caller)
+                    << "could not give pid " << caller << " to another process";
+                ASSERT_TRUE(wait_for_exec(other, "sleep"));
+            }
+            ns_before = mount_ns(caller);
+        }
+        auto answer = parse_json(read_line_from(conn.get()));
+        if (reuse) {
+            EXPECT_EQ(answer["ok"], false) << answer.dump();
+            EXPECT_EQ(answer["error"]["name"], "no-such-process") << answer.dump();
+            EXPECT_EQ(mount_ns(other), ns_before) << "the process that took the pid was joined";
+            kill(other, SIGKILL);
+            waitpid(other, nullptr, 0);
+        } else {
+            EXPECT_EQ(answer["ok"], true) << answer.dump();
+            EXPECT_NE(mount_ns(caller), ns_before) << "the caller was not joined";
+            close(go[1]);
+            go[1] = -1;
+            waitpid(caller, nullptr, 0);
+        }
+        if (go[1] >= 0) close(go[1]);
+    }
+}
+
+// A member of the attacker's locked namespace leaves its view (a mount namespace of its own)
+// and exits at once; before pnsd reads the tracker's event, a process of the victim has the
+// pid. pnsd kills what leaves a locked view: it must kill the process of the event, never the
+// one that has its pid now. Control: a member that leaves and stays is killed. (Where the LSM
+// guard runs, leaving is refused beforehand and there is no event to race.)
+TEST_F(JoinAttack, ATrackerEventsPidTakenByAnotherProcessSparesThatProcess) {
+    auto status = ctl_json(pnsd(), {"status"});
+    if (status["tracker"]["state"] != "active") {
+        const char* must = std::getenv("PNS_TESTS_MUST_WORK");
+        if (must && std::string_view(must) == "1")
+            FAIL() << "the tracker is unavailable: " << status["tracker"].dump();
+        GTEST_SKIP() << "the tracker is unavailable: " << status["tracker"].dump();
+    }
+    if (status["guard"]["state"] == "active")
+        GTEST_SKIP() << "the LSM guard refuses leaving a locked view: no event to race";
+    ok({"ns", "create", "--locked", "lk"}, attacker());
+    std::string pnsctl = dir_.path() + "/pnsctl-copy";
+    fs::copy_file(pnsctl_path(), pnsctl);
+    chmod(pnsctl.c_str(), 0755);
+    for (bool reuse : {false, true}) {
+        SCOPED_TRACE(reuse ? "pid reused" : "control: the member stays");
+        std::string after = reuse ? "/bin/true" : "/bin/sleep 60";
+        Proc member({pnsctl, "--socket", pnsd_->socket(), "run", "--ns", "lk", "--", "/bin/sh",
+                     "-c", "echo ready; read x; exec /usr/bin/unshare -Urm " + after},
+                    kOtherUid);
+        ASSERT_EQ(member.line(), "ready");
+        auto log_before = pnsd_->log_since_start().size();
+        pid_t victim = -1;
+        {
+            Paused paused(pnsd_->pid());
+            member.send("go");
+            if (reuse) {
+                ASSERT_EQ(member.wait(), 0);
+                victim = spawn_at(member.pid(), kVictimUid, {"/bin/sleep", "60"});
+                ASSERT_EQ(victim, member.pid())
+                    << "could not give pid " << member.pid() << " to another process";
+                ASSERT_TRUE(wait_for_exec(victim, "sleep"));
+            } else {
+                ASSERT_TRUE(wait_for_exec(member.pid(), "sleep"));
+            }
+        }
+        ASSERT_TRUE(wait_until([&] {
+            return pnsd_->log_since_start().find("left the view of locked namespace 'lk'",
+                                                 log_before) != std::string::npos;
+        })) << pnsd_->log_since_start();
+        if (reuse) {
+            EXPECT_EQ(waitpid(victim, nullptr, WNOHANG), 0) << "the victim's process was killed";
+            EXPECT_NE(pnsd_->log_since_start().find("and is gone", log_before), std::string::npos)
+                << pnsd_->log_since_start();
+            kill(victim, SIGKILL);
+            waitpid(victim, nullptr, 0);
+        } else {
+            EXPECT_EQ(member.wait(), 128 + SIGKILL);
+        }
+    }
 }
 
 }  // namespace
