@@ -47,8 +47,10 @@ static int drop_capabilities(void) {
 }
 
 int main(void) {
-    prctl(PR_SET_NAME, "pns-holder");
     if (prctl(PR_SET_DUMPABLE, 0) != 0 || prctl(PR_GET_DUMPABLE) != 0) return 1;
+    // Its name from exec is the descriptor's number (fs/exec.c names a program run by
+    // descriptor after it); `ps` shows this one.
+    prctl(PR_SET_NAME, "pns-holder");
     if (drop_capabilities() != 0) return 2;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return 3;
     if (write(1, "R", 1) != 1) return 4;

@@ -160,9 +160,11 @@ Result<Identity> read_identity(pid_t pid) {
     id.cap_effective = status->cap_effective;
     id.cap_bounding = status->cap_bounding;
     id.cap_ambient = status->cap_ambient;
+    // Not the directory /proc/PID itself: that one belongs to the euid whatever the
+    // dumpability (task_dump_owner makes an exception of world-readable directories).
     struct stat st {};
     std::string dir = "/proc/" + std::to_string(pid);
-    if (::stat(dir.c_str(), &st) != 0) return Error{ESRCH, "no such process"};
+    if (::stat((dir + "/status").c_str(), &st) != 0) return Error{ESRCH, "no such process"};
     id.proc_uid = st.st_uid;
     id.proc_gid = st.st_gid;
     auto user = namespace_inode(pid, "user");
@@ -220,12 +222,13 @@ std::string identity_change(const Identity& was, const Identity& now) {
     compare(out, "CapInh", was.cap_inheritable, now.cap_inheritable, capabilities);
     compare(out, "CapBnd", was.cap_bounding, now.cap_bounding, capabilities);
     compare(out, "CapAmb", was.cap_ambient, now.cap_ambient, capabilities);
-    // (The owner of /proc/PID follows the euid and egid, said above, while it is dumpable.)
+    // (The owner of /proc/PID/status follows the euid and egid, said above, while it is
+    // dumpable.)
     if (was.dumpable() != now.dumpable()) {
         if (!out.empty()) out += ", ";
         out += now.dumpable() ? "dumpable again" : "no longer dumpable";
     } else if (out.empty() && (was.proc_uid != now.proc_uid || was.proc_gid != now.proc_gid)) {
-        out = "owner of /proc/PID " + std::to_string(was.proc_uid) + ":" +
+        out = "owner of /proc/PID/status " + std::to_string(was.proc_uid) + ":" +
               std::to_string(was.proc_gid) + " -> " + std::to_string(now.proc_uid) + ":" +
               std::to_string(now.proc_gid);
     }

@@ -58,8 +58,8 @@ struct Identity {
     std::vector<gid_t> groups;
     std::uint64_t cap_inheritable = 0, cap_permitted = 0, cap_effective = 0, cap_bounding = 0,
                   cap_ambient = 0;
-    // The owner of /proc/PID: the process's euid and egid while it is dumpable, root's once it
-    // is not (fs/proc/base.c: task_dump_owner).
+    // The owner of /proc/PID/status: the process's euid and egid while it is dumpable, root's
+    // once it is not (fs/proc/base.c: task_dump_owner).
     uid_t proc_uid = 0;
     gid_t proc_gid = 0;
     ino_t user_ns = 0;  // the user namespace its capabilities count in

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <regex>
 #include <set>
@@ -233,6 +234,26 @@ TEST_F(JoinAttack, AnExecEitherSideOfTheStopNeverJoinsPrivileged) {
     EXPECT_GT(evidence("ran", "passwd"), 0) << c.output;
 }
 
+// A program with file capabilities gains them at its exec without changing ids: the same
+// race must not join it either (joining would run the attacker's library in it with those
+// capabilities, or take them away). It carries on outside the view, with them.
+TEST_F(JoinAttack, AnExecThatGainsFileCapabilitiesIsNotJoinedEither) {
+    if (!fs::exists("/usr/sbin/setcap")) GTEST_SKIP() << "no setcap here (libcap2-bin)";
+    std::string program = make_dir(dir_.path() + "/caps") + "/id";
+    fs::copy_file("/usr/bin/id", program);
+    chmod(program.c_str(), 0755);
+    auto set = run({"/usr/sbin/setcap", "cap_dac_read_search+ep", program});
+    ASSERT_EQ(set.exit_code, 0) << set.err;
+    auto r = race("now", {program}, std::min(race_seconds(), 5.0));
+    EXPECT_GT(r.rounds, 0) << r.output;
+    EXPECT_NE(r.output.find("CapPrm"), std::string::npos)
+        << "no join was refused for the capabilities it gained; " << r.output;
+    EXPECT_EQ(r.unanswered, 0) << r.output;
+    auto c = race("now", {plain_copy("/usr/bin/id")}, std::min(race_seconds(), 3.0));
+    EXPECT_GT(c.joined, 0) << c.output;
+    EXPECT_EQ(c.output.find("CapPrm"), std::string::npos) << c.output;
+}
+
 // The exec after pnsd answered: the process is in its satellite, where root is not mapped, so
 // the set-uid bit does nothing (DESIGN.md, decision 4): the library runs, but as the attacker.
 TEST_F(JoinAttack, AnExecAfterTheJoinRunsTheProgramInTheViewWithoutItsPrivileges) {
@@ -259,6 +280,86 @@ TEST_F(JoinAttack, ASupervisedProcessThatExecsAPrivilegedProgramIsNotJoinedAtTha
     EXPECT_EQ(c.supervised, c.rounds) << c.output;
     EXPECT_GT(evidence("ran", "passwd"), 0) << c.output;
     EXPECT_NE(pnsd_->log_since_start().find("joined 'evil' at its exec"), std::string::npos);
+}
+
+// ---- the holder ------------------------------------------------------------------------------
+
+// The status line `key` of process `pid` ("" when it has none).
+std::string status_line(pid_t pid, const std::string& key) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.starts_with(key + ":")) {
+            auto value = line.substr(key.size() + 1);
+            value.erase(0, value.find_first_not_of(" \t"));
+            return value;
+        }
+    return {};
+}
+
+// The holders pnsd runs now (its children called pns-holder).
+std::vector<pid_t> holders_of(pid_t pnsd) {
+    std::vector<pid_t> found;
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        pid_t pid = pid_from(e.path().filename().string());
+        if (pid > 0 && status_line(pid, "PPid") == std::to_string(pnsd) &&
+            comm_of(pid) == "pns-holder")
+            found.push_back(pid);
+    }
+    return found;
+}
+
+// The holder pnsd starts in a view for a join (here a supervision's, which lives as long as
+// the supervision) is pns-holder exec'd afresh: no copy of pnsd's memory (other users' tables
+// and requests), no capability, no_new_privs, not dumpable. Only processes that may join it
+// can read it: its uid in the initial user namespace, which owns the satellite. The same uid
+// in a user namespace of its own, and other users, cannot. (Before, it was a dumpable fork of
+// pnsd holding every capability in the satellite.)
+TEST_F(JoinAttack, TheHolderIsAFreshProgramThatOnlyItsJoinersMayRead) {
+    std::string threaded = dir_.path() + "/threaded";
+    fs::copy_file(PNS_ATTACK_THREADED_PATH, threaded);
+    chmod(threaded.c_str(), 0755);
+    Proc process({threaded}, kOtherUid);
+    ASSERT_EQ(process.line(), "ready");
+    auto r = ctl({"attach", "--ns", "evil", std::to_string(process.pid())}, attacker());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_NE(r.out.find("multithreaded"), std::string::npos) << r.out;
+    process.send("fork");
+    pid_t child = pid_from(process.line());
+    ASSERT_GT(child, 0);
+    std::vector<pid_t> holders;
+    ASSERT_TRUE(wait_until([&] {
+        holders = holders_of(pnsd_->pid());
+        return !holders.empty();
+    })) << "no holder while a supervision is on";
+    ASSERT_EQ(holders.size(), 1u);
+    pid_t holder = holders[0];
+    // The child joined through it (it is set up by then).
+    ASSERT_TRUE(wait_until([&] { return mount_ns(child) == mount_ns(holder); }))
+        << "the child did not join the holder's view";
+    EXPECT_EQ(fs::read_symlink("/proc/" + std::to_string(holder) + "/exe"),
+              fs::canonical(PNS_HOLDER_PATH));
+    const std::string other = std::to_string(kOtherUid);
+    EXPECT_EQ(status_line(holder, "Uid"), other + "\t" + other + "\t" + other + "\t" + other);
+    EXPECT_EQ(status_line(holder, "CapPrm"), "0000000000000000");
+    EXPECT_EQ(status_line(holder, "CapEff"), "0000000000000000");
+    EXPECT_EQ(status_line(holder, "NoNewPrivs"), "1");
+    struct stat st {};
+    ASSERT_EQ(stat(("/proc/" + std::to_string(holder) + "/status").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << "the holder is dumpable (fs/proc/base.c: task_dump_owner)";
+
+    // Naming its namespaces takes what setns(pidfd) takes: ptrace-read access to it.
+    std::string link = "/proc/" + std::to_string(holder) + "/ns/mnt";
+    auto joiner = run({"/bin/readlink", link}, attacker());
+    EXPECT_EQ(joiner.exit_code, 0) << "its joiners cannot name it: " << joiner.err;
+    auto sandboxed = run({"/usr/bin/unshare", "-U", "/bin/readlink", link}, attacker());
+    EXPECT_NE(sandboxed.exit_code, 0) << sandboxed.out;
+    RunOptions victim;
+    victim.uid = kVictimUid;
+    victim.gid = kVictimGid;
+    auto stranger = run({"/bin/readlink", link}, victim);
+    EXPECT_NE(stranger.exit_code, 0) << stranger.out;
+    kill(child, SIGKILL);
 }
 
 // ---- pid reuse ------------------------------------------------------------------------------
