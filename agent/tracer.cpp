@@ -528,6 +528,11 @@ void Tracer::Loop::start_attach(const Command& command) {
         emit(TraceEvent::Kind::kFailed, command.request, pid, "is already being joined", EBUSY);
         return;
     }
+    if (!command.pidfd || !proc::pidfd_alive(command.pidfd->get())) {
+        // Gone since pnsd was asked: its pid may be another process's already.
+        emit(TraceEvent::Kind::kFailed, command.request, pid, "is gone", ESRCH);
+        return;
+    }
     if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
         int err = errno;
         std::string why =

@@ -18,8 +18,9 @@
 // environment, in variables of 100,000 bytes: the kernel copies them during the exec, so the
 // window is wider. The rest of the racer's environment is passed on as it is.
 //
-// Prints "rounds N joined J supervised S refused R unanswered U", then each distinct refusal
-// (at most 8) on a line "refused: MESSAGE".
+// Prints "rounds N joined J supervised S refused R changed C unanswered U" (C: the refusals
+// because the process was not what pnsd had checked any more when it stopped it), then each
+// distinct refusal (at most 8, numbers as N) on a line "refused: MESSAGE".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -182,7 +183,7 @@ int main(int argc, char** argv) {
     char** env = environment();
     srandom((unsigned)getpid());
     signal(SIGPIPE, SIG_IGN);
-    long rounds = 0, joined = 0, supervised = 0, refused = 0, unanswered = 0;
+    long rounds = 0, joined = 0, supervised = 0, refused = 0, changed = 0, unanswered = 0;
     char refusals[8][512];
     int distinct = 0;
     while (now_ms() < end) {
@@ -215,6 +216,7 @@ int main(int argc, char** argv) {
                 ++joined;
         } else {
             ++refused;
+            if (strstr(line, "changed after pnsd checked it")) ++changed;
             // Told apart without their numbers (pids).
             const char* from = strstr(line, "\"message\":");
             from = from ? from : line;
@@ -240,8 +242,8 @@ int main(int argc, char** argv) {
             usleep(500);
         }
     }
-    printf("rounds %ld joined %ld supervised %ld refused %ld unanswered %ld\n", rounds, joined,
-           supervised, refused, unanswered);
+    printf("rounds %ld joined %ld supervised %ld refused %ld changed %ld unanswered %ld\n", rounds,
+           joined, supervised, refused, changed, unanswered);
     for (int i = 0; i < distinct; ++i) printf("refused: %s\n", refusals[i]);
     return 0;
 }
