@@ -43,7 +43,7 @@ static int drop_capabilities(void) {
     struct __user_cap_data_struct data[2] = {{0, 0, 0}, {0, 0, 0}};
     if (syscall(SYS_capset, &header, data) != 0) return -1;
     if (syscall(SYS_capget, &header, data) != 0) return -1;
-    return data[0].permitted | data[1].permitted | data[0].effective | data[1].effective ? -1 : 0;
+    return (data[0].permitted | data[1].permitted | data[0].effective | data[1].effective) ? -1 : 0;
 }
 
 int main(void) {
