@@ -66,6 +66,8 @@ double race_seconds() {
 struct RaceResult {
     long rounds = 0, joined = 0, supervised = 0, refused = 0, unanswered = 0;
     long changed = 0;    // refused at the stop: no longer what pnsd had checked
+    long killed = 0;     // programs that ended by a signal
+    long stuck = 0;      // programs still there after 5 s (stopped for good, say)
     int hits = 0;        // rounds whose library ran with the program's privileges
     std::string output;  // the racer's, for failure messages
 };
@@ -146,7 +148,7 @@ class JoinAttack : public PnsdTest {
         EXPECT_EQ(out.exit_code, 0) << r.output;
         std::smatch m;
         static const std::regex summary(
-            R"(rounds (\d+) joined (\d+) supervised (\d+) refused (\d+) changed (\d+) unanswered (\d+))");
+            R"(rounds (\d+) joined (\d+) supervised (\d+) refused (\d+) changed (\d+) unanswered (\d+) killed (\d+) stuck (\d+))");
         if (!std::regex_search(out.out, m, summary)) {
             ADD_FAILURE() << "racer said: " << r.output;
             return r;
@@ -157,6 +159,8 @@ class JoinAttack : public PnsdTest {
         r.refused = std::stol(m[4]);
         r.changed = std::stol(m[5]);
         r.unanswered = std::stol(m[6]);
+        r.killed = std::stol(m[7]);
+        r.stuck = std::stol(m[8]);
         r.hits = privileged_evidence() - before;
         r.output =
             "hits " + std::to_string(r.hits) + " in " + std::to_string(seconds) + " s; " + r.output;
@@ -200,8 +204,11 @@ TEST_P(SetUidRace, AProcessThatExecsAPrivilegedProgramWhileBeingJoinedIsNotJoine
     attack.insert(attack.end(), p.args.begin(), p.args.end());
     auto r = race("now", attack, race_seconds());
     EXPECT_GT(r.rounds, 0) << r.output;
-    // The exec did land between pnsd's check and its stop, and was caught there.
+    // The exec did land between pnsd's check and its stop, and was caught there; the program
+    // ran to its end by itself every time, neither killed nor left stopped.
     EXPECT_GT(r.changed, 0) << r.output;
+    EXPECT_EQ(r.killed, 0) << r.output;
+    EXPECT_EQ(r.stuck, 0) << r.output;
     EXPECT_EQ(r.hits, 0) << "the attacker's library ran with " << p.name << "'s privileges; "
                          << r.output;
     EXPECT_EQ(r.unanswered, 0) << r.output;
@@ -288,6 +295,8 @@ TEST_F(JoinAttack, ASupervisedProcessThatExecsAPrivilegedProgramIsNotJoinedAtTha
     EXPECT_GT(r.rounds, 0) << r.output;
     EXPECT_EQ(r.supervised, r.rounds) << r.output;
     EXPECT_EQ(r.hits, 0) << r.output;
+    EXPECT_EQ(r.killed, 0) << r.output;
+    EXPECT_EQ(r.stuck, 0) << "a program was left stopped at its exec; " << r.output;
     EXPECT_EQ(evidence("ran", "passwd"), 0) << "passwd ran in the view; " << r.output;
     auto log = pnsd_->log_since_start();
     EXPECT_EQ(log.find("joined 'evil' at its exec"), std::string::npos) << log;

@@ -18,9 +18,10 @@
 // environment, in variables of 100,000 bytes: the kernel copies them during the exec, so the
 // window is wider. The rest of the racer's environment is passed on as it is.
 //
-// Prints "rounds N joined J supervised S refused R changed C unanswered U" (C: the refusals
-// because the process was not what pnsd had checked any more when it stopped it), then each
-// distinct refusal (at most 8, numbers as N) on a line "refused: MESSAGE".
+// Prints "rounds N joined J supervised S refused R changed C unanswered U killed K stuck T"
+// (C: the refusals because the process was not what pnsd had checked any more when it stopped
+// it; K: programs that ended by a signal; T: programs still there after 5 s, killed by the
+// racer), then each distinct refusal (at most 8, numbers as N) on a line "refused: MESSAGE".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -184,6 +185,7 @@ int main(int argc, char** argv) {
     srandom((unsigned)getpid());
     signal(SIGPIPE, SIG_IGN);
     long rounds = 0, joined = 0, supervised = 0, refused = 0, changed = 0, unanswered = 0;
+    long killed = 0, stuck = 0;
     char refusals[8][512];
     int distinct = 0;
     while (now_ms() < end) {
@@ -232,18 +234,23 @@ int main(int argc, char** argv) {
         }
         // The program exits by itself; one that waits for input it never gets is killed.
         int64_t deadline = now_ms() + 5000;
-        int status;
+        int status = 0;
         while (waitpid(pid, &status, WNOHANG) == 0) {
             if (now_ms() > deadline) {
                 kill(pid, SIGKILL);
                 waitpid(pid, &status, 0);
+                ++stuck;
+                status = 0;
                 break;
             }
             usleep(500);
         }
+        if (WIFSIGNALED(status)) ++killed;
     }
-    printf("rounds %ld joined %ld supervised %ld refused %ld changed %ld unanswered %ld\n", rounds,
-           joined, supervised, refused, changed, unanswered);
+    printf(
+        "rounds %ld joined %ld supervised %ld refused %ld changed %ld unanswered %ld killed %ld "
+        "stuck %ld\n",
+        rounds, joined, supervised, refused, changed, unanswered, killed, stuck);
     for (int i = 0; i < distinct; ++i) printf("refused: %s\n", refusals[i]);
     return 0;
 }
