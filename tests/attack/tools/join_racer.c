@@ -14,6 +14,9 @@
 // The child hands its connection to the racer before it execs, and the racer reads pnsd's
 // answer (a program may exit, or be killed after 5 s, before that answer comes).
 //
+// PNS_TEST_SLOWDOWN=F (the suite's, on an emulated CPU) stretches those 5 s and the 20 s it
+// waits for an answer F times.
+//
 // PNS_RACER_ENV_BYTES=N in the racer's environment gives PROGRAM that many more bytes of
 // environment, in variables of 100,000 bytes: the kernel copies them during the exec, so the
 // window is wider. The rest of the racer's environment is passed on as it is.
@@ -182,6 +185,10 @@ int main(int argc, char** argv) {
         return 2;
     }
     char** env = environment();
+    const char* slow = getenv("PNS_TEST_SLOWDOWN");
+    double slowdown = slow && atof(slow) > 1 ? atof(slow) : 1;
+    int answer_ms = (int)(20000 * slowdown);
+    int64_t exit_ms = (int64_t)(5000 * slowdown);
     srandom((unsigned)getpid());
     signal(SIGPIPE, SIG_IGN);
     long rounds = 0, joined = 0, supervised = 0, refused = 0, changed = 0, unanswered = 0;
@@ -202,10 +209,10 @@ int main(int argc, char** argv) {
         char line[4096];
         int got;
         if (strcmp(when, "answer") == 0 || strcmp(when, "supervised") == 0) {
-            got = read_line(pair[0], line, sizeof line, 20000);
+            got = read_line(pair[0], line, sizeof line, answer_ms);
         } else {
             int conn = receive_fd(pair[0]);
-            got = conn < 0 ? -1 : read_line(conn, line, sizeof line, 20000);
+            got = conn < 0 ? -1 : read_line(conn, line, sizeof line, answer_ms);
             if (conn >= 0) close(conn);
         }
         close(pair[0]);
@@ -233,7 +240,7 @@ int main(int argc, char** argv) {
             if (!seen && distinct < 8) snprintf(refusals[distinct++], 512, "%s", message);
         }
         // The program exits by itself; one that waits for input it never gets is killed.
-        int64_t deadline = now_ms() + 5000;
+        int64_t deadline = now_ms() + exit_ms;
         int status = 0;
         while (waitpid(pid, &status, WNOHANG) == 0) {
             if (now_ms() > deadline) {
