@@ -28,9 +28,13 @@ using nlohmann::json;
 // What pnsd found out about a process it is asked to move.
 struct Target {
     pid_t pid = 0;
+    // Names the process for good: everything below was read while it did (checked after
+    // reading), and pnsd acts on the process only through it.
+    std::shared_ptr<const UniqueFd> pidfd;
     proc::Status status;
     proc::Stat stat;
-    bool root = false;  // uid 0 among its ids
+    proc::Identity identity;  // what the join is authorized for (checked again at the stop)
+    bool root = false;        // uid 0 among its ids
     uid_t uid = 0;
     gid_t gid = 0;
     ino_t mnt = 0;
@@ -52,11 +56,13 @@ bool all_equal(const std::array<T, N>& ids, T value) {
     return true;
 }
 
-// The rules of members.hpp that concern the process itself and the caller's right to it.
-Result<Target> inspect(const Caller& caller, pid_t pid) {
+// The rules of members.hpp that concern the process itself and the caller's right to it,
+// for the process `pidfd` names (whose pid is `pid`).
+Result<Target> inspect(const Caller& caller, pid_t pid, std::shared_ptr<const UniqueFd> pidfd) {
     if (pid <= 0) return Error::invalid("no process " + std::to_string(pid));
     if (pid == 1) return Error{EPERM, "PID 1 (init) is never moved"};
     std::string name = std::to_string(pid);
+    if (!pidfd || !*pidfd) return Error{ESRCH, "no process " + name};
     auto stat = proc::read_stat(pid);
     if (!stat) {
         if (stat.error().code == ESRCH) return Error{ESRCH, "no process " + name};
@@ -68,10 +74,14 @@ Result<Target> inspect(const Caller& caller, pid_t pid) {
         if (status.error().code == ESRCH) return Error{ESRCH, "no process " + name};
         return Error(std::move(status).error());
     }
+    auto identity = proc::read_identity(pid);
+    if (!identity) return Error{ESRCH, "no process " + name};
     Target t;
     t.pid = pid;
+    t.pidfd = std::move(pidfd);
     t.stat = *stat;
     t.status = *status;
+    t.identity = *identity;
     t.label = name + " (" + status->name + ")";
     if (status->tgid != pid)
         return Error::invalid(t.label + " is a thread of process " + std::to_string(status->tgid) +
@@ -81,14 +91,14 @@ Result<Target> inspect(const Caller& caller, pid_t pid) {
     if (pid == ::getpid()) return Error{EPERM, t.label + " is pnsd itself"};
     if (status->ppid == ::getpid()) return Error{EPERM, t.label + " is one of pnsd's helpers"};
 
+    const proc::Identity& id = t.identity;
     if (!caller.is_root()) {
-        if (!all_equal(status->uids, caller.uid) || !all_equal(status->gids, caller.gid))
-            return Error{EACCES, t.label + " belongs to uid " + std::to_string(status->uids[1]) +
+        if (!all_equal(id.uids, caller.uid) || !all_equal(id.gids, caller.gid))
+            return Error{EACCES, t.label + " belongs to uid " + std::to_string(id.uids[1]) +
                                      "; you may move only your own processes"};
         // A process that changed its privileges is not dumpable: /proc/PID is then root's,
         // and the kernel would not let this user ptrace it either.
-        struct stat st {};
-        if (::stat(("/proc/" + name).c_str(), &st) != 0 || st.st_uid != caller.uid)
+        if (!id.dumpable())
             return Error{EACCES, t.label +
                                      " is not dumpable (it changed its privileges); only root "
                                      "may move it"};
@@ -126,38 +136,31 @@ Result<Target> inspect(const Caller& caller, pid_t pid) {
     if (!root) return Error{ESRCH, "no process " + name};
     if (*root != "/") return Error{EPERM, t.label + " is chrooted (to " + quote(*root) + ")"};
 
-    t.uid = status->uids[1];
-    t.gid = status->gids[1];
-    for (uid_t id : status->uids)
-        if (id == 0) t.root = true;
+    t.uid = id.uids[1];
+    t.gid = id.gids[1];
+    for (uid_t uid : id.uids)
+        if (uid == 0) t.root = true;
     if (!t.root) {
-        if (!all_equal(status->uids, t.uid))
+        if (!all_equal(id.uids, t.uid))
             return Error{EPERM, t.label +
                                     " has several user ids; pns moves only processes "
                                     "whose user ids are all the same"};
-        if (status->cap_permitted != 0 || status->cap_ambient != 0)
-            return Error{EPERM, t.label + " holds capabilities (CapPrm " +
-                                    hex(status->cap_permitted) +
+        if (id.cap_permitted != 0 || id.cap_ambient != 0)
+            return Error{EPERM, t.label + " holds capabilities (CapPrm " + hex(id.cap_permitted) +
                                     "), which the user namespace of a view would take away"};
     }
     auto mnt = proc::namespace_inode(pid, "mnt");
-    auto user = proc::namespace_inode(pid, "user");
-    if (!mnt || !user) return Error{ESRCH, "no process " + name};
+    if (!mnt) return Error{ESRCH, "no process " + name};
     t.mnt = *mnt;
-    t.user = *user;
+    t.user = id.user_ns;
+    // All of the above was read while `pid` named the process of the pidfd.
+    if (!proc::pidfd_alive(t.pidfd->get())) return Error{ESRCH, "no process " + name};
     return t;
 }
 
 std::string describe_location(const Views::Location& loc) {
     return loc.uid == 0 ? "the view of " + quote(loc.name)
                         : "the view of " + quote(loc.name) + " for uid " + std::to_string(loc.uid);
-}
-
-// Whether the process is dumpable: only then does the kernel make /proc/PID its effective
-// uid's (proc_pid_make_inode, task_dump_owner); else root's. (So its owner could ptrace it.)
-bool is_dumpable(pid_t pid, uid_t euid) {
-    struct stat st {};
-    return ::stat(("/proc/" + std::to_string(pid)).c_str(), &st) == 0 && st.st_uid == euid;
 }
 
 std::string comm_of(pid_t pid) {
@@ -252,7 +255,8 @@ std::string Members::name_of(std::uint32_t ns) const {
     return it == names_.end() ? std::string() : it->second;
 }
 
-void Members::let_go(pid_t pid, bool held, const std::string& name, const std::string& why) {
+void Members::let_go(const UniqueFd& pidfd, pid_t pid, bool held, const std::string& name,
+                     const std::string& why) {
     spdlog::info("policy: {} left where it is, not joined to {}: {}", pid, quote(name), why);
     bool under_way = false;
     for (auto& [request, out] : outstanding_)
@@ -274,7 +278,7 @@ void Members::let_go(pid_t pid, bool held, const std::string& name, const std::s
             (void)tracker_->remove_member(pid);
         }
     }
-    if (held && !under_way) ::kill(pid, SIGCONT);
+    if (held && !under_way) (void)proc::signal_pidfd(pidfd.get(), SIGCONT);
     publish("refused", pid, comm_of(pid), name, "cgroup policy: " + why);
 }
 
@@ -284,30 +288,42 @@ void Members::forget_namespace(const std::string& name) {
 
 void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64_t cgroup,
                               bool held) {
+    // A pid read from cgroup.procs: the process is named by a pidfd from now on.
+    auto pidfd = proc::open_pidfd(pid);
+    if (!pidfd) {
+        spdlog::debug("policy: {} not joined to {}: it is gone", pid, quote(matched));
+        return;
+    }
+    join_for_policy(std::make_shared<const UniqueFd>(std::move(*pidfd)), pid, matched, cgroup,
+                    held);
+}
+
+void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
+                              const std::string& matched, std::uint64_t cgroup, bool held) {
     // The policy's namespace as it is now, by identity: a policy that went with its namespace
     // never joins anyone to a later namespace of the same name.
     const Namespace* ns = policy_namespace_ ? policy_namespace_(cgroup) : registry_.lookup(matched);
-    if (!ns) return let_go(pid, held, matched, "the policy that matched it is gone");
+    if (!ns) return let_go(*pidfd, pid, held, matched, "the policy that matched it is gone");
     const std::string name = ns->name;
     auto give_up = [&](const std::string& why) {
         if (held) {
             // It exec'd in a policy cgroup and cannot be joined: it must not run outside.
-            ::kill(pid, SIGKILL);
+            (void)proc::signal_pidfd(pidfd->get(), SIGKILL);
             spdlog::warn("policy: {} killed: held at exec for {} and {}", pid, quote(name), why);
         } else {
             spdlog::warn("policy: {} not joined to {}: {}", pid, quote(name), why);
         }
     };
-    auto target = inspect(Caller{0, 0, 0, nullptr}, pid);
+    auto target = inspect(Caller{0, 0, 0, nullptr}, pid, pidfd);
     if (!target) return give_up(target.error().message);
     const Target& t = *target;
     // The attach rules (DESIGN.md, decision 8): the namespace's owner must have been able to
     // move it there. A process that is not the owner's at all is left where it is (held: let
     // go); the owner's own that cannot join as it is falls under the policy's promise to its
     // owner, as any join that cannot be made (held: killed).
-    auth::ProcessIds ids{t.status.uids, t.status.gids, is_dumpable(pid, t.status.uids[1])};
+    auth::ProcessIds ids{t.identity.uids, t.identity.gids, t.identity.dumpable()};
     if (auto st = auth::may_join_by_policy(*ns, ids, auth::primary_gid(ns->owner)); !st) {
-        if (st.error().code == EPERM) return let_go(pid, held, name, st.error().message);
+        if (st.error().code == EPERM) return let_go(*pidfd, pid, held, name, st.error().message);
         return give_up(st.error().message);
     }
     auto index = views_.index();
@@ -330,7 +346,7 @@ void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64
         }
         // Only if it is stopped: a pnsd killed right after it let the process go leaves the
         // map saying held, and a running process gets no SIGCONT it did not ask for.
-        if (held && t.status.state == 'T') ::kill(pid, SIGCONT);
+        if (held && t.status.state == 'T') (void)proc::signal_pidfd(pidfd->get(), SIGCONT);
         return;
     }
     if (!t.root && t.gid != auth::primary_gid(t.uid))
@@ -350,11 +366,43 @@ void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64
     out.internal = true;
     out.held = held;
     out.cgroup = cgroup;
-    out.start_time = t.stat.start_time;
+    out.pidfd = t.pidfd;
     outstanding_[request] = out;
     dest->cgroup = cgroup;
     set_record(pid, name, held ? "held" : "pending");
-    tracer_.join(request, pid, t.stat.start_time, std::move(dest), held);
+    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest), held);
+}
+
+// A tracker event names a process by its tgid only, and pnsd reads it later: by then that
+// process may have exited and its pid been given to another. So a pidfd is opened at once and
+// checked to name the very process of the event: by its start time, which the event carries
+// (bpf/tracker.bpf.c). An event without one (from another build's programs, while pnsd
+// upgrades them) is checked against the members map instead.
+Result<std::shared_ptr<const UniqueFd>> Members::open_tracked(const pns_event& event) const {
+    auto tgid = static_cast<pid_t>(event.tgid);
+    if (event.start_time == 0) {
+        std::uint32_t state = event.kind == PNS_EVENT_HELD     ? PNS_STATE_HELD
+                              : event.kind == PNS_EVENT_ESCAPE ? PNS_STATE_ESCAPED
+                                                               : PNS_STATE_PENDING;
+        return open_tracked(tgid, state);
+    }
+    auto pidfd = proc::open_pidfd_started(tgid, event.start_time);
+    if (!pidfd) return Error(std::move(pidfd).error());
+    return std::make_shared<const UniqueFd>(std::move(*pidfd));
+}
+
+// The tracker deletes a tgid's entry when that process exits (bpf/tracker.bpf.c: on_exit,
+// before its pid can be reused), and a process that takes the pid afterwards has an entry only
+// if it became tracked itself: an entry still there once the pidfd is open is about the
+// process the pidfd names.
+Result<std::shared_ptr<const UniqueFd>> Members::open_tracked(pid_t tgid,
+                                                              std::uint32_t state) const {
+    auto pidfd = proc::open_pidfd(tgid);
+    if (!pidfd) return Error(std::move(pidfd).error());
+    auto entry = tracker_ ? tracker_->member(tgid) : std::nullopt;
+    if (!entry || entry->state != state)
+        return Error{ESRCH, "process " + std::to_string(tgid) + " is gone"};
+    return std::make_shared<const UniqueFd>(std::move(*pidfd));
 }
 
 void Members::on_tracker_events() {
@@ -372,11 +420,18 @@ void Members::on_tracker_events() {
                 // that waited while its namespace went, or whose view's inode a later view got,
                 // joins nobody to the wrong namespace (a held one is let go).
                 std::string name = name_of(e.ns);
+                auto pidfd = open_tracked(e);
+                if (!pidfd) {
+                    // Gone (a held process can only have been killed): nothing to join, and
+                    // whatever has its pid now is left alone.
+                    spdlog::debug("policy: {} ({}) is gone before pnsd could join it", tgid, comm);
+                    break;
+                }
                 spdlog::debug("policy: {} ({}) {} {}", tgid, comm,
                               e.kind == PNS_EVENT_HELD ? "held at exec for" : "entered a cgroup of",
                               quote(name));
                 publish(e.kind == PNS_EVENT_HELD ? "held" : "entered", tgid, comm, name);
-                join_for_policy(tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
+                join_for_policy(std::move(*pidfd), tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
                 break;
             }
             case PNS_EVENT_REFUSED: {
@@ -391,14 +446,29 @@ void Members::on_tracker_events() {
                 break;
             }
             case PNS_EVENT_EXIT:
-                records_.erase(tgid);
+                // The record of a later process with the same pid stays.
+                if (auto rec = records_.find(tgid);
+                    rec != records_.end() &&
+                    (e.start_time == 0 ||
+                     rec->second.start_time == proc::start_ticks(e.start_time)))
+                    records_.erase(rec);
                 publish("exit", tgid, comm, "");
                 break;
+
             case PNS_EVENT_ESCAPE: {
                 std::string name = name_of(e.ns);
                 const Namespace* ns = name.empty() ? nullptr : registry_.lookup(name);
                 if (ns && ns->locked) {
-                    ::kill(tgid, SIGKILL);
+                    auto pidfd = open_tracked(e);
+                    if (!pidfd) {
+                        // It exited: whatever has its pid now is not what escaped.
+                        spdlog::warn(
+                            "members: {} ({}) left the view of locked namespace {} and is gone",
+                            tgid, comm, quote(name));
+                        publish("escape", tgid, comm, name, "gone");
+                        break;
+                    }
+                    (void)proc::signal_pidfd((*pidfd)->get(), SIGKILL);
                     spdlog::warn("members: {} ({}) left the view of locked namespace {}: killed",
                                  tgid, comm, quote(name));
                     publish("escape", tgid, comm, name, "killed: the namespace is locked");
@@ -426,9 +496,11 @@ void Members::finish_holds() {
             return e.second.internal && e.second.pid == tgid;
         });
         if (under_way) continue;
+        auto pidfd = open_tracked(tgid, PNS_STATE_HELD);
+        if (!pidfd) continue;                   // exited since the map was read
         std::string name = name_of(member.ns);  // the policy decides (join_for_policy)
         spdlog::info("policy: {} still held at exec for {}: joining it", tgid, quote(name));
-        join_for_policy(tgid, name, member.cgroup, true);
+        join_for_policy(std::move(*pidfd), tgid, name, member.cgroup, true);
     }
 }
 
@@ -462,6 +534,22 @@ std::optional<Result<json>> Members::handle(const Caller& caller, const protocol
     return result;
 }
 
+namespace {
+
+// The process a request names, as a pidfd from now on: the caller's own (taken when it
+// connected), or the one `pid` names now.
+Result<std::shared_ptr<const UniqueFd>> pidfd_for(const Caller& caller, pid_t pid) {
+    if (pid == caller.pid) {
+        if (!caller.pidfd) return Error{ESRCH, "the caller is gone"};
+        return caller.pidfd;
+    }
+    auto pidfd = proc::open_pidfd(pid);
+    if (!pidfd) return Error(std::move(pidfd).error());
+    return std::make_shared<const UniqueFd>(std::move(*pidfd));
+}
+
+}  // namespace
+
 Result<json> Members::join(const Caller& caller, const json& args, Server::Ticket ticket) {
     pid_t pid = caller.pid;
     if (auto it = args.find("pid"); it != args.end() && !it->is_null()) {
@@ -470,7 +558,9 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
         if (value <= 0 || value > INT32_MAX) return Error::invalid("no process " + it->dump());
         pid = static_cast<pid_t>(value);
     }
-    auto target = inspect(caller, pid);
+    auto pidfd = pidfd_for(caller, pid);
+    if (!pidfd) return Error(std::move(pidfd).error());
+    auto target = inspect(caller, pid, std::move(*pidfd));
     if (!target) return Error(std::move(target).error());
     const Target& t = *target;
     if (t.traced_by_pnsd || (records_.contains(pid) && records_[pid].state != "member"))
@@ -534,8 +624,8 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
     auto dest = std::move(*made);
     std::uint64_t request = ++next_request_;
     outstanding_[request] = Outstanding{ticket, pid, name, false, false};
-    outstanding_[request].start_time = t.stat.start_time;
-    tracer_.join(request, pid, t.stat.start_time, std::move(dest));
+    outstanding_[request].pidfd = t.pidfd;
+    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest));
     return json(nullptr);
 }
 
@@ -545,7 +635,9 @@ Result<json> Members::detach(const Caller& caller, const json& args, Server::Tic
     auto value = it->get<std::int64_t>();
     if (value <= 0 || value > INT32_MAX) return Error::invalid("no process " + it->dump());
     auto pid = static_cast<pid_t>(value);
-    auto target = inspect(caller, pid);
+    auto pidfd = pidfd_for(caller, pid);
+    if (!pidfd) return Error(std::move(pidfd).error());
+    auto target = inspect(caller, pid, std::move(*pidfd));
     if (!target) return Error(std::move(target).error());
     const Target& t = *target;
 
@@ -569,7 +661,8 @@ Result<json> Members::detach(const Caller& caller, const json& args, Server::Tic
     if (!dest->mnt) return sys_error("open pnsd's mount namespace");
     std::uint64_t request = ++next_request_;
     outstanding_[request] = Outstanding{ticket, pid, loc->second.name, true, false};
-    tracer_.join(request, pid, t.stat.start_time, std::move(dest));
+    outstanding_[request].pidfd = t.pidfd;
+    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest));
     return json(nullptr);
 }
 
@@ -613,7 +706,8 @@ void Members::on_tracer_events() {
                 if (out && out->internal) {
                     // It joined as it was when this join was authorized; refused since (an
                     // exec, held again): continued now that the tracer has let it go.
-                    if (out->let_go) ::kill(ev.pid, SIGCONT);
+                    if (out->let_go && out->pidfd)
+                        (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
                     set_record(ev.pid, ns, "member");
                     spdlog::info("policy: {} joined {}{}", label, quote(ns),
                                  out->held ? " (it was held at exec)" : "");
@@ -659,10 +753,11 @@ void Members::on_tracer_events() {
                 break;
             case Kind::kFailed:
                 if (!out) break;
-                if (out->internal && out->let_go) {
-                    ::kill(ev.pid, SIGCONT);  // refused meanwhile: left where it is
-                } else if (out->internal && out->held) {
-                    ::kill(ev.pid, SIGKILL);
+                if (out->internal && out->let_go && out->pidfd) {
+                    // refused meanwhile: left where it is
+                    (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
+                } else if (out->internal && out->held && out->pidfd) {
+                    (void)proc::signal_pidfd(out->pidfd->get(), SIGKILL);
                     spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
                                  label, quote(ns), ev.message);
                 }

@@ -65,7 +65,10 @@ class Members {
     // or kill. `held`: the tracker stopped it at exec; it is continued once it is in the view,
     // or when it is left where it is, and killed if it is the owner's but cannot join (no
     // program it execs may run outside the view).
+    // `pid` is opened as a pidfd at once; the second form takes the pidfd pnsd has already.
     void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held);
+    void join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid, const std::string& name,
+                         std::uint64_t cgroup, bool held);
 
     // How to find the namespace the policy of a cgroup (by id) names now; nullptr when the
     // cgroup has no policy any more.
@@ -109,7 +112,7 @@ class Members {
         bool held = false;      // held at exec: killed if the join fails
         bool let_go = false;    // held at exec and refused meanwhile: continued once this ends
         std::uint64_t cgroup = 0;
-        std::uint64_t start_time = 0;  // of the process, to tell it from a later one
+        std::shared_ptr<const UniqueFd> pidfd;  // the process; signals go through it
     };
 
     Result<Json> join(const Caller& caller, const Json& args, Server::Ticket ticket);
@@ -129,10 +132,17 @@ class Members {
     // The namespace whose primary view has mount namespace inode `ns` ("" if none).
     std::string name_of(std::uint32_t ns) const;
 
+    // A pidfd of the process a tracker event names by its tgid, opened at once and checked to
+    // be the process the event is about (see members.cpp); ESRCH when it is gone.
+    Result<std::shared_ptr<const UniqueFd>> open_tracked(const pns_event& event) const;
+    // The same for a tgid the members map holds in `state`.
+    Result<std::shared_ptr<const UniqueFd>> open_tracked(pid_t tgid, std::uint32_t state) const;
+
     // A process a policy may not join (or whose policy is gone) stays where it is: a held one
     // is continued (after a join of it under way has ended), and the tracker's entry says
     // where it really is.
-    void let_go(pid_t pid, bool held, const std::string& name, const std::string& why);
+    void let_go(const UniqueFd& pidfd, pid_t pid, bool held, const std::string& name,
+                const std::string& why);
     PolicyLookup policy_namespace_;
 
     const Registry& registry_;

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -72,23 +73,59 @@ std::string describe(pid_t pid) {
     return std::to_string(pid) + (status ? " (" + status->name + ")" : std::string());
 }
 
-// A process sitting in the destination's namespaces, with the target's uid and gid, so that
-// the target can name those namespaces with pidfd_open and enter both with one setns (which
-// checks that the target may ptrace-read the process it names). It lives until its pipe
-// closes, and dies with the tracer thread.
+// The holder: a process sitting in the destination's namespaces, with the identity pnsd
+// authorized the join for, so that the target can name those namespaces with pidfd_open and
+// enter both with one setns (which checks that the target may ptrace-read the process it
+// names: kernel/nsproxy.c, validate_nsset). A fresh program (agent/holder.c says what makes it
+// joinable and by whom), not a fork of pnsd: nothing of pnsd's memory is in it. It lives until
+// its release pipe closes, and goes when pnsd does.
 class Holder {
   public:
-    static Result<std::shared_ptr<Holder>> make(const Destination& dest, uid_t uid, gid_t gid);
+    static Result<std::shared_ptr<Holder>> make(int program, const Destination& dest,
+                                                const proc::Identity& who);
     ~Holder() = default;  // closing `release_` ends the holder; the tracer loop reaps it
     pid_t pid() const { return pid_; }
+    // False once it has exited (killed by someone of its uid, say): a pid it had could then
+    // name another process.
+    bool alive() const { return proc::pidfd_alive(pidfd_.get()); }
 
   private:
-    Holder(pid_t pid, UniqueFd release) : pid_(pid), release_(std::move(release)) {}
+    Holder(pid_t pid, UniqueFd pidfd, UniqueFd release)
+        : pid_(pid), pidfd_(std::move(pidfd)), release_(std::move(release)) {}
     pid_t pid_;
+    UniqueFd pidfd_;
     UniqueFd release_;
 };
 
-Result<std::shared_ptr<Holder>> Holder::make(const Destination& dest, uid_t uid, gid_t gid) {
+// How a holder's child reports a failure before its exec (one byte, then it exits).
+enum HolderStep : char {
+    kHolderIds = 'i',
+    kHolderUserns = 'u',
+    kHolderMntns = 'm',
+    kHolderFds = 'f',
+    kHolderExec = 'x',
+    kHolderReady = 'R',  // what pns-holder writes once it is set up
+};
+
+const char* holder_step(char code) {
+    switch (code) {
+        case kHolderIds:
+            return "take the process's ids";
+        case kHolderUserns:
+            return "enter the view's user namespace";
+        case kHolderMntns:
+            return "enter the view's mount namespace";
+        case kHolderFds:
+            return "set up its descriptors";
+        case kHolderExec:
+            return "exec pns-holder";
+        default:
+            return "start";
+    }
+}
+
+Result<std::shared_ptr<Holder>> Holder::make(int program, const Destination& dest,
+                                             const proc::Identity& who) {
     int ready[2], release[2];
     if (::pipe2(ready, O_CLOEXEC) != 0) return sys_error("pipe");
     if (::pipe2(release, O_CLOEXEC) != 0) {
@@ -97,42 +134,92 @@ Result<std::shared_ptr<Holder>> Holder::make(const Destination& dest, uid_t uid,
         return sys_error("pipe");
     }
     UniqueFd ready_r(ready[0]), ready_w(ready[1]), release_r(release[0]), release_w(release[1]);
+    // The identity the join was authorized for: for a satellite the process's own uid and
+    // gid; for the primary root's (uid 0 with the process's group). Never pnsd's.
+    const uid_t uid = who.uids[1];
+    const gid_t gid = who.gids[1];
     pid_t pid = ::fork();
     if (pid < 0) return sys_error("fork a holder");
     if (pid == 0) {
-        // Raw system calls only: pnsd is multithreaded.
+        // Raw system calls only: pnsd is multithreaded. Changing the euid makes this child
+        // not dumpable at once (kernel/cred.c: commit_creds), so until its exec nothing but
+        // root may read the copy of pnsd's memory it has.
+        auto fail = [&](char step) {
+            (void)!::write(ready_w.get(), &step, 1);
+            ::_exit(1);
+        };
+        if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+            ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+            ::syscall(SYS_setresuid, uid, uid, uid) != 0)
+            fail(kHolderIds);
+        // After the ids: a change of credentials clears the parent-death signal.
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        char code = 1;
-        if (uid != 0) {
-            // The target's own ids, dumpable: a target of that uid may then name it.
-            if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
-                ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
-                ::syscall(SYS_setresuid, uid, uid, uid) != 0 || ::prctl(PR_SET_DUMPABLE, 1) != 0)
-                ::_exit(2);
-        }
-        if (dest.user && ::setns(dest.user.get(), CLONE_NEWUSER) != 0) ::_exit(3);
-        if (::setns(dest.mnt.get(), CLONE_NEWNS) != 0) ::_exit(4);
-        if (::write(ready_w.get(), &code, 1) != 1) ::_exit(5);
-        // Nothing else of pnsd's stays open here, least of all other holders' pipes.
-        ::dup2(release_r.get(), 0);
-        ::syscall(SYS_close_range, 1, ~0U, 0);
-        while (::read(0, &code, 1) < 0 && errno == EINTR) {
-        }
-        ::_exit(0);
+        // The satellite's owner may enter it (kernel/user_namespace.c: userns_install wants
+        // CAP_SYS_ADMIN there, which its owner has); in it, this child has every capability
+        // there, which entering its mount namespace needs (fs/namespace.c: mntns_install).
+        if (dest.user && ::setns(dest.user.get(), CLONE_NEWUSER) != 0) fail(kHolderUserns);
+        if (::setns(dest.mnt.get(), CLONE_NEWNS) != 0) fail(kHolderMntns);
+        // Exec'd in the satellite's user namespace, the program's mm belongs to it
+        // (fs/exec.c: bprm_mm_init), which is what lets the target name it although it is not
+        // dumpable; a uid that is not root there execs without capabilities.
+        if (::dup2(release_r.get(), 0) != 0 || ::dup2(ready_w.get(), 1) != 1) fail(kHolderFds);
+        // Every other descriptor goes at the exec (the program's own is needed until then).
+        if (::syscall(SYS_close_range, 2, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(kHolderFds);
+        char name[] = "pns-holder";
+        char* argv[] = {name, nullptr};
+        char* envp[] = {nullptr};
+        // By descriptor: no path is looked up, least of all in the view.
+        ::syscall(SYS_execveat, program, "", argv, envp, AT_EMPTY_PATH);
+        fail(kHolderExec);
     }
     ready_w.reset();
     release_r.reset();
-    char code;
+    auto pidfd = proc::open_pidfd(pid);  // its pid cannot be reused: this thread reaps it
+    char code = 0;
     ssize_t n;
     while ((n = ::read(ready_r.get(), &code, 1)) < 0 && errno == EINTR) {
     }
-    if (n != 1) {
+    if (n != 1 || code != kHolderReady || !pidfd) {
+        release_w.reset();
         int status = 0;
         ::waitpid(pid, &status, __WALL);
-        return Error{EPERM, "cannot enter the view of " + dest.ns + " (holder exit code " +
-                                std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")"};
+        return Error{
+            EPERM, "cannot start a holder in the view of " + dest.ns + " (" +
+                       (n == 1 ? std::string(holder_step(code))
+                               : "pns-holder exited with status " +
+                                     std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1)) +
+                       ")"};
     }
-    return std::shared_ptr<Holder>(new Holder(pid, std::move(release_w)));
+    return std::shared_ptr<Holder>(new Holder(pid, std::move(*pidfd), std::move(release_w)));
+}
+
+// The holder program, beside pnsd (a build tree) or where `cmake --install` puts it relative
+// to pnsd (PNS_HOLDER_RELATIVE, libexec/pns/ beside sbin/). Opened once, O_PATH: every holder is
+// exec'd from this descriptor, so it is the file checked here. pnsd runs it as root for root's
+// processes, so it must be root's and writable by nobody else.
+Result<UniqueFd> open_holder_program() {
+    std::string self(4096, '\0');
+    ssize_t n = ::readlink("/proc/self/exe", self.data(), self.size() - 1);
+    if (n <= 0) return sys_error("find pnsd's own program");
+    self.resize(static_cast<std::size_t>(n));
+    std::string dir = self.substr(0, self.rfind('/') + 1);
+    std::string tried;
+    for (std::string path : {dir + "pns-holder", dir + PNS_HOLDER_RELATIVE}) {
+        UniqueFd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+        if (!fd) {
+            tried += (tried.empty() ? "" : ", ") + ("'" + path + "'");
+            continue;
+        }
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0) return sys_error("stat '" + path + "'");
+        if (!S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
+            !(st.st_mode & S_IXUSR))
+            return Error{EPERM, "the holder program '" + path +
+                                    "' must be a regular executable file owned by root and "
+                                    "writable by nobody else"};
+        return fd;
+    }
+    return Error{ENOENT, "no holder program (pns-holder) at " + tried};
 }
 
 // The address of a syscall instruction in the tracee: its vDSO has some, else its code.
@@ -204,6 +291,7 @@ int last_capability() {
 class Tracer::Loop {
   public:
     Loop(Tracer& owner, UniqueFd sigchld) : owner_(owner), sigchld_(std::move(sigchld)) {}
+    int holder_program() const { return owner_.holder_program_.get(); }
     void run();
 
   private:
@@ -219,7 +307,11 @@ class Tracer::Loop {
 
         pid_t tid = 0;
         std::uint64_t request = 0;
-        std::uint64_t start_time = 0;  // checked at the first stop (kAttach)
+        // kAttach: the process pnsd was asked about, checked to be `tid` at the first stop;
+        // the others are opened at their stop (pnsd is their tracer then). Signals sent after
+        // the detach go through it.
+        std::shared_ptr<const UniqueFd> pidfd_of;
+        proc::Identity authorized;  // kAttach; a supervision's jobs use the supervision's
         std::shared_ptr<const Destination> dest;
         std::shared_ptr<Supervision> sup;  // the supervision it belongs to, if any
         std::shared_ptr<Holder> holder;
@@ -260,6 +352,7 @@ class Tracer::Loop {
         pid_t tgid = 0;
         std::uint64_t request = 0;
         std::shared_ptr<const Destination> dest;
+        proc::Identity authorized;  // its children and its exec join only as this
         std::shared_ptr<Holder> holder;
         std::set<pid_t> threads;
         std::uint64_t insn = 0;  // a syscall instruction in its memory (found by its first child)
@@ -275,6 +368,7 @@ class Tracer::Loop {
 
     void start_attach(const Command& command);
     void release(pid_t pid, const std::string& why);
+    Result<std::string> changes_since(pid_t tid, const proc::Identity& authorized);
     void begin(Job& job);
     void run_step(Job& job);
     void on_step_done(Job& job, long result);
@@ -410,13 +504,33 @@ void Tracer::Loop::start_attach(const Command& command) {
         return;
     }
     if (auto it = jobs_.find(pid); it != jobs_.end() && it->second.origin == Job::Origin::kAttach) {
-        // Being joined already: the answer of that join is this one's too.
-        it->second.resume = it->second.resume || command.resume;
-        it->second.also.push_back(command.request);
-        return;
+        Job& job = it->second;
+        if (job.authorized == command.authorized) {
+            // Being joined already, for the same identity: the answer of that join is this
+            // one's too.
+            job.resume = job.resume || command.resume;
+            job.also.push_back(command.request);
+            return;
+        }
+        if (job.phase == Job::Phase::kWaitStop) {
+            // Authorized anew, as what it is now (it exec'd between the two requests): the
+            // later authorization is the one the stop is checked against.
+            job.also.push_back(job.request);
+            job.request = command.request;
+            job.authorized = command.authorized;
+            job.dest = command.destination;
+            job.pidfd_of = command.pidfd;
+            job.resume = job.resume || command.resume;
+            return;
+        }
     }
     if (jobs_.contains(pid) || supervised_.contains(pid)) {
         emit(TraceEvent::Kind::kFailed, command.request, pid, "is already being joined", EBUSY);
+        return;
+    }
+    if (!command.pidfd || !proc::pidfd_alive(command.pidfd->get())) {
+        // Gone since pnsd was asked: its pid may be another process's already.
+        emit(TraceEvent::Kind::kFailed, command.request, pid, "is gone", ESRCH);
         return;
     }
     if (::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr) != 0) {
@@ -441,7 +555,8 @@ void Tracer::Loop::start_attach(const Command& command) {
     job.origin = Job::Origin::kAttach;
     job.tid = pid;
     job.request = command.request;
-    job.start_time = command.start_time;
+    job.pidfd_of = command.pidfd;
+    job.authorized = command.authorized;
     job.dest = command.destination;
     job.resume = command.resume;
     jobs_.emplace(pid, std::move(job));
@@ -524,37 +639,76 @@ void Tracer::Loop::fail(Job& job, Error error) {
     if (!job.error) job.error = std::move(error);
 }
 
+// What changed about the process stopped at `tid` since pnsd authorized its join as
+// `authorized` ("" when nothing did). The decision is made on the process as it is now,
+// stopped, before it is made to run anything (DESIGN.md, decision 8). Between pnsd's check and
+// this stop it may have exec'd. A set-uid or set-gid program, or one with file capabilities,
+// then runs with what the exec gave it: while pnsd, which has CAP_SYS_PTRACE, traces it, the
+// kernel keeps that raise (security/commoncap.c: cap_bprm_creds_from_file drops it for a traced
+// exec only when the tracer is not capable), as it would without pns. Such a process is let go
+// as it is, outside the view, and runs the program with the privileges it has a right to, as
+// if pnsd had never been asked: neither stopped for good nor killed, and nothing is injected
+// into it; its registers, memory and signal mask are untouched (this runs before any of them
+// is saved or changed). An exec that changed nothing of its identity is joined.
+Result<std::string> Tracer::Loop::changes_since(pid_t tid, const proc::Identity& authorized) {
+    auto now = proc::read_identity(tid);
+    if (!now) return Error(std::move(now).error());
+    if (auto change = proc::identity_change(authorized, *now); !change.empty()) return change;
+    if (now->exe_ino != authorized.exe_ino || now->exe_dev != authorized.exe_dev) {
+        auto exe = proc::read_link(tid, "exe");
+        spdlog::debug(
+            "tracer: {} exec'd '{}' after pnsd checked it; its identity is the same, so "
+            "it joins as authorized",
+            describe(tid), exe ? *exe : std::string("?"));
+    }
+    return std::string();
+}
+
 // At the first stop: check, save, plan, and start the steps.
 void Tracer::Loop::begin(Job& job) {
     pid_t tid = job.tid;
+    if (job.origin == Job::Origin::kAttach &&
+        (!job.pidfd_of || !proc::pidfd_alive(job.pidfd_of->get()))) {
+        // The process pnsd was asked about is gone; `tid` is another one that took its pid.
+        fail(job, Error{ESRCH, "is gone (its pid now names another process)"});
+        return finish(job);
+    }
+    const proc::Identity& authorized = job.sup ? job.sup->authorized : job.authorized;
+    auto change = changes_since(tid, authorized);
+    if (!change || !change->empty()) {
+        fail(job, change ? Error{EPERM, "changed after pnsd checked it (" + *change +
+                                            "): it exec'd a privileged program in between; not "
+                                            "joined, it carries on as it is"}
+                         : change.error());
+        return finish(job);
+    }
     auto status = proc::read_status(tid);
     if (!status) {
         fail(job, status.error());
         return finish(job);
     }
-    if (job.origin == Job::Origin::kAttach) {
-        auto stat = proc::read_stat(tid);
-        if (!stat || stat->start_time != job.start_time) {
-            fail(job, Error{ESRCH, "is gone (its pid now names another process)"});
-            return finish(job);
-        }
-        if (status->threads > 1) {
-            // Threads appeared since pnsd looked: supervise it instead.
-            auto sup = std::make_shared<Supervision>();
-            sup->tgid = tid;
-            sup->request = job.request;
-            sup->dest = job.dest;
-            std::uint64_t request = job.request;
-            int held = job.held_signals.empty() ? 0 : job.held_signals.front();
-            bool group_stop = !job.at_signal_stop && is_stop_signal(job.first_stop_signal);
-            jobs_.erase(tid);
-            if (auto st = start_supervision(sup, tid, held, group_stop); !st) {
-                emit(TraceEvent::Kind::kFailed, request, tid, st.error().message, st.error().code);
-                return;
-            }
-            emit(TraceEvent::Kind::kSupervising, request, tid);
+    if (status->seccomp == 2) {
+        // Installed since pnsd checked it: an injected system call could be refused or kill it.
+        fail(job, Error{EPERM, "runs under a seccomp filter now; left alone"});
+        return finish(job);
+    }
+    if (job.origin == Job::Origin::kAttach && status->threads > 1) {
+        // Threads appeared since pnsd looked: supervise it instead.
+        auto sup = std::make_shared<Supervision>();
+        sup->tgid = tid;
+        sup->request = job.request;
+        sup->dest = job.dest;
+        sup->authorized = job.authorized;
+        std::uint64_t request = job.request;
+        int held = job.held_signals.empty() ? 0 : job.held_signals.front();
+        bool group_stop = !job.at_signal_stop && is_stop_signal(job.first_stop_signal);
+        jobs_.erase(tid);
+        if (auto st = start_supervision(sup, tid, held, group_stop); !st) {
+            emit(TraceEvent::Kind::kFailed, request, tid, st.error().message, st.error().code);
             return;
         }
+        emit(TraceEvent::Kind::kSupervising, request, tid);
+        return;
     }
 
     auto regs = arch::get_registers(tid);
@@ -594,13 +748,12 @@ void Tracer::Loop::begin(Job& job) {
         if (job.sup && job.origin != Job::Origin::kExec) job.sup->insn = job.insn;
     }
 
-    // Holder: one per supervision (shared by its children), else one for this join.
-    uid_t uid = status->uids[1];
-    gid_t gid = status->gids[1];
+    // Holder: one per supervision (shared by its children), else one for this join; made
+    // from the identity the join was authorized for.
     if (job.sup && job.sup->holder) {
         job.holder = job.sup->holder;
     } else {
-        auto holder = Holder::make(*job.dest, uid, gid);
+        auto holder = Holder::make(holder_program(), *job.dest, authorized);
         if (!holder) {
             fail(job, holder.error());
             return finish(job);
@@ -769,13 +922,18 @@ void Tracer::Loop::on_step_done(Job& job, long result) {
             break;
         }
         case S::kPidfd:
-            if (failed)
+            if (failed) {
                 fail(job, Error::from_errno(err, err == ESRCH
                                                      ? "find pnsd's holder (is it in another pid "
                                                        "namespace?)"
                                                      : "open a pidfd"));
-            else
+            } else {
                 job.pidfd = result;
+                // The target named the holder by its pid: that pid named the holder as long as
+                // the holder has not been reaped (this thread reaps it), whoever killed it.
+                if (!job.holder->alive())
+                    fail(job, Error{ESRCH, "pnsd's holder in the view went away meanwhile"});
+            }
             break;
         case S::kSetns:
             if (failed) {
@@ -840,15 +998,21 @@ void Tracer::Loop::finish(Job& job) {
         deliver = job.held_signals.front();
         first_resent = 1;
     }
+    // What is sent after the detach goes through a pidfd, opened while pnsd still traces the
+    // process (so it cannot have exited and had its pid taken), or given with the request.
+    std::shared_ptr<const UniqueFd> pidfd = job.pidfd_of;
+    if (!pidfd)
+        if (auto opened = proc::open_pidfd(tid); opened)
+            pidfd = std::make_shared<const UniqueFd>(std::move(*opened));
     ::ptrace(PTRACE_DETACH, tid, nullptr, reinterpret_cast<void*>(static_cast<long>(deliver)));
     for (std::size_t i = first_resent; i < job.held_signals.size(); ++i)
-        ::syscall(SYS_tgkill, tid, tid, job.held_signals[i]);
+        if (pidfd) (void)proc::signal_pidfd(pidfd->get(), job.held_signals[i]);
     if (held) {
         // Held at exec by the tracker: its map says so until it runs again, so that a pnsd
         // killed before this SIGCONT leaves a process the next one lets go (finish_holds),
         // not one stopped for good. Updated only if still there: it may have exited already.
-        ::kill(tid, SIGCONT);
-        if (tell_tracker)
+        if (pidfd) (void)proc::signal_pidfd(pidfd->get(), SIGCONT);
+        if (tell_tracker && pidfd && proc::pidfd_alive(pidfd->get()))
             if (auto st = job.dest->tracker->update_member(tid, member); !st)
                 spdlog::error("tracker: {}", st.error().message);
     }
@@ -1008,13 +1172,18 @@ void Tracer::Loop::supervised_status(const std::shared_ptr<Supervision>& sup, pi
             }
             sup->threads.insert(tid);
             supervised_[tid] = sup;
-            // A set-uid or set-gid program is left as it is: joining it would take away what
-            // it was given.
-            auto st = proc::read_status(tid);
-            if (st && (st->uids[0] != st->uids[1] || st->uids[1] != st->uids[2] ||
-                       st->gids[0] != st->gids[1] || st->gids[1] != st->gids[2])) {
-                sup->end_reason = "exec'd a set-uid or set-gid program, left outside the view";
-                release(sup->tgid, sup->end_reason);
+            // A program that changed its identity (set-uid, set-gid, file capabilities, not
+            // readable) is let go as it is: it is not what was authorized, and joining it
+            // would either fool it or take away what it was given. It is detached from this
+            // stop (no other stop comes while it waits here), and runs outside the view.
+            auto change = changes_since(tid, sup->authorized);
+            if (!change || !change->empty()) {
+                sup->end_reason = change
+                                      ? "it exec'd a program that changed what it is (" + *change +
+                                            "); left outside the view, as it is"
+                                      : "its exec could not be checked: " + change.error().message;
+                sup->ending = true;
+                detach_thread(sup, tid, 0);
                 return;
             }
             Job job;
@@ -1106,10 +1275,14 @@ void Tracer::Loop::end_supervision(const std::shared_ptr<Supervision>& sup) {
 
 // ---- The public side ------------------------------------------------------------------
 
-Tracer::Tracer(UniqueFd commands, UniqueFd events)
-    : commands_fd_(std::move(commands)), events_fd_(std::move(events)) {}
+Tracer::Tracer(UniqueFd commands, UniqueFd events, UniqueFd holder_program)
+    : commands_fd_(std::move(commands)),
+      events_fd_(std::move(events)),
+      holder_program_(std::move(holder_program)) {}
 
 Result<std::unique_ptr<Tracer>> Tracer::start() {
+    auto holder_program = open_holder_program();
+    if (!holder_program) return Error(std::move(holder_program).error());
     UniqueFd commands(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     UniqueFd events(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!commands || !events) return sys_error("eventfd");
@@ -1124,7 +1297,8 @@ Result<std::unique_ptr<Tracer>> Tracer::start() {
         return Error{EINVAL, "SIGCHLD must be blocked before the tracer starts"};
     UniqueFd sigchld(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!sigchld) return sys_error("signalfd");
-    std::unique_ptr<Tracer> tracer(new Tracer(std::move(commands), std::move(events)));
+    std::unique_ptr<Tracer> tracer(
+        new Tracer(std::move(commands), std::move(events), std::move(*holder_program)));
     Tracer* self = tracer.get();
     tracer->thread_ = std::thread([self, fd = sigchld.release()] {
         Loop loop(*self, UniqueFd(fd));
@@ -1165,13 +1339,17 @@ std::vector<TraceEvent> Tracer::take_events() {
     return std::exchange(events_, {});
 }
 
-void Tracer::join(std::uint64_t request, pid_t pid, std::uint64_t start_time,
-                  std::shared_ptr<const Destination> destination, bool resume) {
-    post(Command{Command::Kind::kJoin, request, pid, start_time, std::move(destination), resume});
+void Tracer::join(std::uint64_t request, pid_t pid, std::shared_ptr<const UniqueFd> pidfd,
+                  proc::Identity authorized, std::shared_ptr<const Destination> destination,
+                  bool resume) {
+    post(Command{Command::Kind::kJoin, request, pid, std::move(pidfd), std::move(authorized),
+                 std::move(destination), resume});
 }
 
 void Tracer::release(pid_t pid) {
-    post(Command{Command::Kind::kRelease, 0, pid});
+    Command command{Command::Kind::kRelease};
+    command.pid = pid;
+    post(std::move(command));
 }
 
 }  // namespace pns::agent

@@ -5,7 +5,7 @@
 // system call it is to make, then restores everything and lets it go:
 //
 //   mmap      a scratch page for the strings the calls below read
-//   pidfd_open(holder)          a process pnsd keeps inside the destination
+//   pidfd_open(holder)          a process pnsd starts inside the destination (pns-holder)
 //   setns(pidfd, USER|NS)       user namespace first (a satellite), then mount namespace
 //   close, chdir(cwd)           back to its working directory, as seen in the view
 //   capset, prctl(CAPBSET_DROP) a satellite gives full capabilities in it: back to what it had
@@ -20,6 +20,16 @@
 // multithreaded process is supervised instead: every thread traced with
 // PTRACE_O_TRACE{FORK,VFORK,CLONE,EXEC} (no syscall stops); each child process it starts
 // joins before its first instruction, and the process itself joins at its next exec.
+//
+// A join is decided on the process as it is at the stop (DESIGN.md, decision 8): before the
+// first injected call, its identity (ids, groups, capabilities, dumpability, user namespace)
+// is read again and must be what pnsd authorized; else the process is let go untouched. An
+// execve between the authorization and the stop that changed nothing of it (a program without
+// set-uid, set-gid or file capabilities) is joined; one that did is not. The holder is made
+// from the authorized identity, never from the process's current one.
+//
+// pnsd names the process to join by a pidfd, taken when it learned the pid; every signal it
+// sends it goes through that pidfd.
 //
 // All ptrace work happens on one thread (a tracee belongs to the thread that attached it),
 // as a state machine per process driven by waitpid: a process stuck in the kernel holds up
@@ -36,6 +46,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/proc.hpp"
 #include "pns/result.hpp"
 #include "pns/unique_fd.hpp"
 
@@ -75,6 +86,8 @@ struct TraceEvent {
 
 class Tracer {
   public:
+    // Finds and opens the holder program (pns-holder: beside pnsd, or where it is installed
+    // relative to pnsd), then starts the tracer thread.
     static Result<std::unique_ptr<Tracer>> start();
     // Finishes every injection in progress, lets every supervised process go, and stops.
     ~Tracer();
@@ -85,12 +98,14 @@ class Tracer {
     int event_fd() const { return events_fd_.get(); }
     std::vector<TraceEvent> take_events();
 
-    // Makes `pid` join `destination`. `start_time` (from /proc/PID/stat) is checked once the
-    // process is stopped, so a pid reused since the caller looked at it is left alone.
-    // Answers with kJoined, kSupervising, kPending or kFailed, then more events.
+    // Makes process `pid`, which `pidfd` names, join `destination`, if it is still as
+    // `authorized` when it stops (a supervised one: at each fork and at its exec). The pidfd
+    // is checked once the process is stopped, so a pid reused since pnsd opened it is left
+    // alone. Answers with kJoined, kSupervising, kPending or kFailed, then more events.
     // `resume`: the process is held (stopped by the tracker at exec): SIGCONT once it joined.
-    void join(std::uint64_t request, pid_t pid, std::uint64_t start_time,
-              std::shared_ptr<const Destination> destination, bool resume = false);
+    void join(std::uint64_t request, pid_t pid, std::shared_ptr<const UniqueFd> pidfd,
+              proc::Identity authorized, std::shared_ptr<const Destination> destination,
+              bool resume = false);
 
     // Ends the supervision of `pid` (its threads are let go, nothing else changes).
     void release(pid_t pid);
@@ -102,18 +117,20 @@ class Tracer {
         enum class Kind { kJoin, kRelease, kStop } kind;
         std::uint64_t request = 0;
         pid_t pid = 0;
-        std::uint64_t start_time = 0;
+        std::shared_ptr<const UniqueFd> pidfd;
+        proc::Identity authorized;
         std::shared_ptr<const Destination> destination;
         bool resume = false;
     };
 
-    Tracer(UniqueFd commands, UniqueFd events);
+    Tracer(UniqueFd commands, UniqueFd events, UniqueFd holder_program);
     void post(Command command);
     void emit(TraceEvent event);
     std::vector<Command> take_commands();
 
-    UniqueFd commands_fd_;  // eventfd: commands waiting for the tracer thread
-    UniqueFd events_fd_;    // eventfd: events waiting for the main thread
+    UniqueFd commands_fd_;     // eventfd: commands waiting for the tracer thread
+    UniqueFd events_fd_;       // eventfd: events waiting for the main thread
+    UniqueFd holder_program_;  // O_PATH of pns-holder, exec'd for every holder
     std::mutex mutex_;
     std::vector<Command> commands_;
     std::vector<TraceEvent> events_;

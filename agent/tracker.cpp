@@ -8,9 +8,11 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <algorithm>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdio>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -21,8 +23,8 @@ namespace pns::agent {
 
 // The layout BPF and pnsd share (include/pns/tracker.h), checked where both meet.
 static_assert(sizeof(pns_member) == 16 && offsetof(pns_member, cgroup) == 8);
-static_assert(sizeof(pns_event) == 40 && offsetof(pns_event, cgroup) == 16 &&
-              offsetof(pns_event, comm) == 24);
+static_assert(sizeof(pns_event) == 48 && offsetof(pns_event, cgroup) == 16 &&
+              offsetof(pns_event, comm) == 24 && offsetof(pns_event, start_time) == 40);
 
 namespace {
 
@@ -157,8 +159,13 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
         tracker->events_.get(),
         [](void* ctx, void* data, size_t size) -> int {
             auto* self = static_cast<Tracker*>(ctx);
-            if (size >= sizeof(pns_event) && self->sink_)
-                (*self->sink_)(*static_cast<const pns_event*>(data));
+            // Programs of an earlier build (until this pnsd replaces them) send events
+            // without the start time: it is 0 then.
+            if (size >= offsetof(pns_event, start_time) && self->sink_) {
+                pns_event event{};
+                std::memcpy(&event, data, std::min(size, sizeof event));
+                (*self->sink_)(event);
+            }
             return 0;
         },
         tracker.get(), nullptr);
@@ -215,6 +222,13 @@ std::vector<std::pair<pid_t, pns_member>> Tracker::members() const {
     for (auto& [tgid, m] : bpf::dump<std::uint32_t, pns_member>(members_.get()))
         all.emplace_back(static_cast<pid_t>(tgid), m);
     return all;
+}
+
+std::optional<pns_member> Tracker::member(pid_t tgid) const {
+    auto key = static_cast<std::uint32_t>(tgid);
+    pns_member m{};
+    if (bpf_map_lookup_elem(members_.get(), &key, &m) != 0) return std::nullopt;
+    return m;
 }
 
 std::array<std::uint64_t, PNS_COUNTERS> Tracker::counters() const {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,6 +57,8 @@ class Tracker {
     Status update_member(pid_t tgid, const pns_member& member);
     Status remove_member(pid_t tgid);
     std::vector<std::pair<pid_t, pns_member>> members() const;
+    // The entry of one tgid, if there is one.
+    std::optional<pns_member> member(pid_t tgid) const;
 
     std::array<std::uint64_t, PNS_COUNTERS> counters() const;
 

@@ -102,6 +102,7 @@ static __always_inline int refuse(const struct pns_member* m, __u32 what, __u64 
         e->refused = what;
         e->inode = inode;
         bpf_get_current_comm(&e->comm, sizeof e->comm);
+        e->start_time = BPF_CORE_READ(task, group_leader, start_boottime);
         bpf_ringbuf_submit(e, 0);
     }
     return -err;

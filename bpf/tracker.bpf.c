@@ -62,6 +62,9 @@ static __always_inline void emit(__u32 kind, struct task_struct* task, __u32 ns,
     e->mnt = mnt_of(task);
     e->cgroup = cgroup;
     BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+    // The leader's: after an exec by another thread, de_thread() gives the new leader the old
+    // one's start times, which is what /proc/TGID/stat shows.
+    e->start_time = BPF_CORE_READ(task, group_leader, start_boottime);
     bpf_ringbuf_submit(e, 0);
 }
 

@@ -51,6 +51,10 @@ struct pns_event {
         __u64 inode; /* PNS_EVENT_REFUSED of an open or exec: the denied file's inode */
     };
     char comm[16];
+    /* When the process started (its leader's task_struct.start_boottime, nanoseconds after
+     * boot): with the tgid, it names one process for good, so pnsd acts on the process the
+     * event is about and never on one that took its pid since. */
+    __u64 start_time;
 };
 
 enum pns_counter {
