@@ -15,6 +15,8 @@
 #include <cstring>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "pns/protocol.hpp"
 
 namespace pns::agent {
@@ -59,10 +61,17 @@ Status clear_stale_socket(int dir, const std::string& name, const std::string& p
 }
 
 // Tells a client pnsd will not serve why, without waiting for it.
+void send_refusal(int fd, const Error& error) {
+    std::string line = protocol::encode_failure(error);
+    (void)!::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 void send_busy(int fd) {
-    std::string busy =
-        protocol::encode_failure(Error{EDQUOT, "pnsd is serving too many clients; try again"});
-    (void)!::send(fd, busy.data(), busy.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    send_refusal(fd, Error{EDQUOT, "pnsd is serving too many clients; try again"});
+}
+
+std::string mib(std::size_t bytes) {
+    return std::to_string(bytes >> 20) + " MiB";
 }
 
 }  // namespace
@@ -78,12 +87,58 @@ struct Server::Connection {
     bool fatal = false;       // stop serving; close once `out` is sent
     bool backlog = false;     // in backlogged_: `in` holds requests its turn did not reach
     bool waiting = false;     // a deferred request is outstanding: serve nothing more
+    bool doomed = false;      // over its uid's output bound: close at the next chance
     std::uint64_t serial = 0;
     std::uint32_t interest = 0;  // events registered with epoll
+    // A complete request received, an answer delivered or all output taken (what keeps a
+    // connection from being idle; bytes of an unfinished request do not).
     Clock::time_point last_activity = Clock::now();
+    // `in` ends in an unfinished request line that pnsd is reading, begun at `line_started`.
+    bool partial = false;
+    Clock::time_point line_started{};
+    // The last time the client took any output (while some waits).
+    Clock::time_point output_progress{};
+    // What of `in` and of the unsent `out` is counted in the uid's Usage.
+    std::size_t counted_in = 0;
+    std::size_t counted_out = 0;
 
     std::size_t pending_output() const { return out.size() - out_sent; }
+    // pnsd reads more of this connection's requests (it is not held back for a reason of
+    // pnsd's own: a deferred answer, a turn, its unread answers).
+    bool reading() const {
+        return !eof && !fatal && !doomed && !backlog && !waiting &&
+               pending_output() < kOutputHighWater;
+    }
 };
+
+std::size_t Server::connections_of(uid_t uid) const {
+    auto it = usage_.find(uid);
+    return it == usage_.end() ? 0 : it->second.connections;
+}
+
+void Server::account(Connection& conn) {
+    Usage& u = usage_[conn.caller.uid];
+    std::size_t pending = conn.pending_output();
+    if (pending > 0 && conn.counted_out == 0) conn.output_progress = Clock::now();
+    u.input = u.input - conn.counted_in + conn.in.size();
+    u.output = u.output - conn.counted_out + pending;
+    conn.counted_in = conn.in.size();
+    conn.counted_out = pending;
+}
+
+bool Server::over_output_quota(const Connection& conn) const {
+    if (conn.caller.is_root()) return false;
+    auto it = usage_.find(conn.caller.uid);
+    return it != usage_.end() && it->second.output > kMaxOutputPerUser;
+}
+
+void Server::refuse(Connection& conn, const Error& error) {
+    spdlog::debug("server: uid {} pid {}: {}; closing its connection", conn.caller.uid,
+                  conn.caller.pid, error.message);
+    // Never in the middle of an answer the client is still taking.
+    if (conn.pending_output() == 0) send_refusal(conn.fd.get(), error);
+    close_connection(conn.fd.get());
+}
 
 Server::Server(std::string path, UniqueFd dir, std::string name, UniqueFd listener, UniqueFd epoll,
                UniqueFd signals)
@@ -201,9 +256,14 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(conn);
         }
         serve_backlog();
-        if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
-            close_idle();
-            last_sweep = Clock::now();
+        auto now = Clock::now();
+        if (now - last_sweep >= std::chrono::seconds(1)) {
+            // Sweeps are a second apart while pnsd keeps up; a longer gap is time it spent
+            // on one request, during which no client could be served.
+            auto gap = now - last_sweep;
+            close_idle(gap > std::chrono::seconds(2) ? gap - std::chrono::seconds(1)
+                                                     : Clock::duration::zero());
+            last_sweep = now;
         }
     }
 }
@@ -236,6 +296,21 @@ void Server::accept_all() {
         ucred cred{};
         socklen_t len = sizeof cred;
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) continue;
+        if (cred.uid != 0) {
+            // Checked before anything is spent on the client (its pidfd, an epoll entry).
+            if (connections_.size() - connections_of(0) >= kMaxConnections - kRootReserve) {
+                send_busy(fd.get());
+                continue;
+            }
+            if (connections_of(cred.uid) >= kMaxConnectionsPerUser) {
+                send_refusal(fd.get(),
+                             Error{EDQUOT, "uid " + std::to_string(cred.uid) + " already has " +
+                                               std::to_string(kMaxConnectionsPerUser) +
+                                               " connections to pnsd, the most one user may "
+                                               "have; close some"});
+                continue;
+            }
+        }
         auto conn = std::make_unique<Connection>();
         conn->caller = Caller{cred.uid, cred.gid, cred.pid, pidfd_of(fd.get(), cred)};
         conn->serial = ++serial_;
@@ -246,6 +321,7 @@ void Server::accept_all() {
         conn->interest = EPOLLIN;
         int key = fd.get();
         conn->fd = std::move(fd);
+        ++usage_[cred.uid].connections;
         connections_.emplace(key, std::move(conn));
     }
 }
@@ -254,7 +330,8 @@ void Server::serve_lines(Connection& conn) {
     std::size_t start = 0;
     std::size_t served = 0;
     bool all_served = false;
-    while (!conn.fatal && !conn.waiting && conn.pending_output() < kOutputHighWater) {
+    while (!conn.fatal && !conn.doomed && !conn.waiting &&
+           conn.pending_output() < kOutputHighWater) {
         std::size_t newline = conn.in.find('\n', std::max(start, conn.scanned));
         if (newline == std::string::npos) {
             all_served = true;
@@ -282,6 +359,15 @@ void Server::serve_lines(Connection& conn) {
     // Remember how far `in` is known to hold no '\n', so a client trickling a long line in
     // small pieces costs linear time, not quadratic.
     conn.scanned = all_served && !conn.waiting ? conn.in.size() : 0;
+    if (start > 0) conn.last_activity = Clock::now();
+    // The deadline of an unfinished request runs from when pnsd began reading it: the bytes
+    // after the last complete request, once every complete one is served.
+    if (!all_served || conn.waiting || conn.in.empty()) {
+        conn.partial = false;
+    } else if (start > 0 || !conn.partial) {
+        conn.partial = true;
+        conn.line_started = Clock::now();
+    }
     // Only an unfinished request can be too large: complete ones are served or backlogged,
     // and nothing more is read from a connection while it has either.
     if (all_served && conn.in.size() > protocol::kMaxMessageBytes) {
@@ -291,6 +377,7 @@ void Server::serve_lines(Connection& conn) {
         conn.in.clear();
         conn.fatal = true;
     }
+    account(conn);
 }
 
 void Server::on_readable(Connection& conn) {
@@ -301,8 +388,16 @@ void Server::on_readable(Connection& conn) {
         // The client has finished sending (or is gone): answer what it sent, then close.
         conn.eof = true;
     } else {
-        conn.in.append(buf, static_cast<std::size_t>(n));
-        conn.last_activity = Clock::now();
+        auto got = static_cast<std::size_t>(n);
+        if (!conn.caller.is_root() && usage_[conn.caller.uid].input + got > kMaxInputPerUser) {
+            refuse(conn, Error{EDQUOT, "uid " + std::to_string(conn.caller.uid) + " has " +
+                                           mib(kMaxInputPerUser) +
+                                           " of unfinished requests in pnsd, the most one "
+                                           "user may have"});
+            return;
+        }
+        conn.in.append(buf, got);
+        account(conn);
     }
     serve_lines(conn);
     flush(conn);
@@ -310,6 +405,12 @@ void Server::on_readable(Connection& conn) {
 
 void Server::flush(Connection& conn) {
     int fd = conn.fd.get();
+    if (conn.doomed || (conn.pending_output() > 0 && over_output_quota(conn))) {
+        spdlog::debug("server: uid {} pid {}: more than {} of answers unread; closing",
+                      conn.caller.uid, conn.caller.pid, mib(kMaxOutputPerUser));
+        close_connection(fd);
+        return;
+    }
     for (;;) {
         while (conn.pending_output() > 0) {
             ssize_t n = ::send(fd, conn.out.data() + conn.out_sent, conn.pending_output(),
@@ -320,11 +421,13 @@ void Server::flush(Connection& conn) {
                 return;
             }
             conn.out_sent += static_cast<std::size_t>(n);
-            conn.last_activity = Clock::now();
+            conn.output_progress = Clock::now();
         }
         if (conn.pending_output() > 0) break;
         conn.out.clear();
         conn.out_sent = 0;
+        conn.last_activity = Clock::now();
+        account(conn);
         // Output drained: serve requests held back by the high-water mark, if any (those
         // held back for another's turn wait for serve_backlog).
         if (!conn.fatal && !conn.backlog && !conn.waiting && !conn.in.empty()) serve_lines(conn);
@@ -335,15 +438,14 @@ void Server::flush(Connection& conn) {
         }
         break;
     }
+    account(conn);
     update_interest(conn);
 }
 
 void Server::update_interest(Connection& conn) {
     std::uint32_t want = 0;
     if (conn.pending_output() > 0) want |= EPOLLOUT;
-    if (!conn.eof && !conn.fatal && !conn.backlog && !conn.waiting &&
-        conn.pending_output() < kOutputHighWater)
-        want |= EPOLLIN;
+    if (conn.reading()) want |= EPOLLIN;
     if (want == conn.interest) return;
     epoll_event ev{};
     ev.events = want;
@@ -357,7 +459,16 @@ void Server::update_interest(Connection& conn) {
 
 void Server::close_connection(int fd) {
     ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    connections_.erase(fd);
+    auto it = connections_.find(fd);
+    if (it == connections_.end()) return;
+    const Connection& conn = *it->second;
+    if (auto u = usage_.find(conn.caller.uid); u != usage_.end()) {
+        u->second.connections -= 1;
+        u->second.input -= conn.counted_in;
+        u->second.output -= conn.counted_out;
+        if (u->second.connections == 0) usage_.erase(u);
+    }
+    connections_.erase(it);
 }
 
 void Server::serve_backlog() {
@@ -383,6 +494,7 @@ void Server::answer(Ticket ticket, std::string response) {
     conn.waiting = false;
     conn.out += response;
     conn.last_activity = Clock::now();
+    account(conn);
     if (!conn.fatal && !conn.backlog && !conn.in.empty()) serve_lines(conn);
     flush(conn);
 }
@@ -396,11 +508,23 @@ bool Server::push(Ticket ticket, const std::string& response) {
         return false;
     }
     conn.out += response;
-    conn.last_activity = Clock::now();
+    account(conn);
+    if (over_output_quota(conn)) {
+        // Closed by the event loop (flush, or the next sweep): push() may be called while
+        // this very connection's requests are being served.
+        conn.doomed = true;
+        return false;
+    }
     // Sent when the socket is writable, from the event loop: push() may be called while this
     // very connection's requests are being served.
     update_interest(conn);
     return connections_.contains(ticket.fd);
+}
+
+bool Server::connected(Ticket ticket) const {
+    auto it = connections_.find(ticket.fd);
+    return it != connections_.end() && it->second->serial == ticket.connection &&
+           !it->second->doomed;
 }
 
 Status Server::watch(int fd, std::function<void()> on_readable) {
@@ -428,14 +552,34 @@ std::shared_ptr<const UniqueFd> Server::pidfd_of(int socket, const ucred& cred) 
     return pidfd;
 }
 
-void Server::close_idle() {
+void Server::close_idle(Clock::duration stalled) {
     std::erase_if(pidfds_, [](const auto& entry) { return entry.second.expired(); });
     auto now = Clock::now();
-    std::vector<int> idle;
-    for (const auto& [fd, conn] : connections_) {
-        if (!conn->waiting && now - conn->last_activity >= kIdleTimeout) idle.push_back(fd);
+    std::vector<int> idle, late, stuck;
+    for (auto& [fd, conn] : connections_) {
+        // Time pnsd itself spent away from its clients (one long request of someone else's)
+        // is not held against them.
+        conn->last_activity += stalled;
+        conn->line_started += stalled;
+        conn->output_progress += stalled;
+        if (conn->doomed)
+            stuck.push_back(fd);
+        else if (conn->partial && conn->reading() && now - conn->line_started >= kRequestDeadline)
+            late.push_back(fd);
+        else if (conn->pending_output() > 0 && now - conn->output_progress >= kOutputDeadline)
+            stuck.push_back(fd);
+        else if (!conn->waiting && now - conn->last_activity >= kIdleTimeout)
+            idle.push_back(fd);
     }
     for (int fd : idle) close_connection(fd);
+    for (int fd : stuck) close_connection(fd);
+    for (int fd : late) {
+        auto it = connections_.find(fd);
+        if (it == connections_.end()) continue;
+        refuse(*it->second,
+               Error{EDQUOT, "request not complete " + std::to_string(kRequestDeadline.count()) +
+                                 " s after its first byte; closing"});
+    }
 }
 
 }  // namespace pns::agent

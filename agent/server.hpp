@@ -35,10 +35,34 @@ class Server {
     using Handler =
         std::function<std::optional<std::string>(const Caller&, std::string_view request, Ticket)>;
 
+    // Fair sharing (DESIGN.md, decision 8): every uid but root has bounds of its own, so one
+    // user holding all of them keeps nobody else out.
+    //
     // Most connections served at once; further clients are told so and closed.
     static constexpr std::size_t kMaxConnections = 4096;
-    // A connection with no traffic for this long is closed.
+    // Of those, the slots only root may take: root's pnsctl gets in while every other uid
+    // together holds all the rest.
+    static constexpr std::size_t kRootReserve = 256;
+    // Connections one non-root uid may hold at once (pnsctl needs one per command; `events`,
+    // `run` and a pending `attach` hold theirs while they wait).
+    static constexpr std::size_t kMaxConnectionsPerUser = 128;
+    // A connection with no complete request and no answer taken for this long is closed
+    // (bytes of an unfinished request do not count: a byte every few seconds keeps nothing
+    // open).
     static constexpr std::chrono::seconds kIdleTimeout{60};
+    // A request line must be complete this long after its first byte arrived, or the
+    // connection is told so and closed. The largest legal request (an `apply` of an 8 MiB
+    // table, at most 32 MiB of JSON) crosses a Unix socket in milliseconds.
+    static constexpr std::chrono::seconds kRequestDeadline{10};
+    // An answer (or streamed line) must be taken this long after it was queued, or the
+    // connection is closed.
+    static constexpr std::chrono::seconds kOutputDeadline{60};
+    // Bytes of unfinished requests one non-root uid may have buffered in pnsd over all its
+    // connections: two of the largest legal requests at once.
+    static constexpr std::size_t kMaxInputPerUser = 64u << 20;
+    // Bytes of answers one non-root uid may leave unread in pnsd over all its connections; a
+    // connection that takes its uid past this is closed.
+    static constexpr std::size_t kMaxOutputPerUser = 64u << 20;
     // Requests served from one connection before the others get their turn: a client that
     // pipelines thousands of writes (each one fsynced) must not hold up everybody else.
     static constexpr std::size_t kRequestsPerTurn = 16;
@@ -63,15 +87,26 @@ class Server {
     // the high-water mark (then it is disconnected).
     bool push(Ticket ticket, const std::string& response);
 
+    // Whether the client of `ticket` is still connected.
+    bool connected(Ticket ticket) const;
+
     // Calls `on_readable` in the event loop whenever `fd` is readable.
     Status watch(int fd, std::function<void()> on_readable);
 
     std::size_t connections() const { return connections_.size(); }
+    // Connections of `uid` open now.
+    std::size_t connections_of(uid_t uid) const;
     std::uint64_t requests_served() const { return requests_; }
     const std::string& path() const { return path_; }
 
   private:
     struct Connection;
+    // What one uid holds in pnsd now.
+    struct Usage {
+        std::size_t connections = 0;
+        std::size_t input = 0;   // bytes of requests read and not yet served
+        std::size_t output = 0;  // bytes of answers not yet taken
+    };
 
     Server(std::string path, UniqueFd dir, std::string name, UniqueFd listener, UniqueFd epoll,
            UniqueFd signals);
@@ -83,7 +118,12 @@ class Server {
     void flush(Connection& conn);
     void update_interest(Connection& conn);
     void close_connection(int fd);
-    void close_idle();
+    void close_idle(std::chrono::steady_clock::duration stalled);
+    // Brings the uid's Usage in line with what `conn` buffers now.
+    void account(Connection& conn);
+    // Answers `conn` with `error` (best effort) and closes it.
+    void refuse(Connection& conn, const Error& error);
+    bool over_output_quota(const Connection& conn) const;
     std::shared_ptr<const UniqueFd> pidfd_of(int socket, const struct ucred& cred);
     void serve_backlog();
 
@@ -105,6 +145,7 @@ class Server {
     std::unordered_map<int, std::function<void()>> watched_;
     // The pidfd of each client process with connections open (Caller::pidfd).
     std::unordered_map<pid_t, std::weak_ptr<const UniqueFd>> pidfds_;
+    std::unordered_map<uid_t, Usage> usage_;
 };
 
 }  // namespace pns::agent
