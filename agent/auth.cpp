@@ -40,6 +40,28 @@ Status may_create(const Caller& caller, uid_t owner, std::size_t owned) {
     return {};
 }
 
+Holdings holdings_of(const Table& table) {
+    Holdings h;
+    h.entries = table.entries.size();
+    for (const auto& e : table.entries)
+        if (e.kind == EntryKind::kTmpfs) ++h.tmpfs;
+    return h;
+}
+
+Status within_quota(const Caller& caller, uid_t owner, const Holdings& others, const Holdings& next,
+                    const Quotas& quotas) {
+    if (caller.is_root()) return {};
+    auto over = [&](std::size_t have, std::size_t limit, const std::string& what) -> Status {
+        if (have <= limit) return {};
+        return Error{EDQUOT, "uid " + uid_str(owner) + "'s namespaces would hold " +
+                                 std::to_string(have) + " " + what + "; at most " +
+                                 std::to_string(limit) + " are allowed for one user"};
+    };
+    if (auto st = over(others.entries + next.entries, quotas.entries, "entries"); !st) return st;
+    if (auto st = over(others.tmpfs + next.tmpfs, quotas.tmpfs, "tmpfs entries"); !st) return st;
+    return over(others.mounts + next.mounts, quotas.mounts, "mounts");
+}
+
 Status may_edit(const Caller& caller, const Namespace& ns) {
     if (caller.is_root() || caller.uid == ns.owner) return {};
     return denied("namespace " + quote(ns.name) + " is owned by uid " + uid_str(ns.owner) +

@@ -13,6 +13,32 @@ namespace pns::agent::auth {
 // How many namespaces one ordinary user may own; root has no such limit.
 inline constexpr std::size_t kMaxNamespacesPerUser = 256;
 
+// What one ordinary user's namespaces may hold together (DESIGN.md, decision 8: per-user
+// bounds on every shared resource); pnsd's --user-* options change them. Root's changes are
+// not bounded by them.
+struct Quotas {
+    // Entries: one full namespace's worth (kMaxEntries), however it is spread.
+    std::size_t entries = 65536;
+    // tmpfs entries: each a tmpfs of mnt::kTmpfsBytes, so 16 of them hold 1 GiB at most.
+    std::size_t tmpfs = 16;
+    // Mounts made in the primary views (a bind clones every mount below SRC; a DST that does
+    // not exist takes a mount per entry of its nearest existing ancestor): twice the entries.
+    std::size_t mounts = 131072;
+};
+
+// What a user's namespaces hold (or one namespace).
+struct Holdings {
+    std::size_t entries = 0;
+    std::size_t tmpfs = 0;   // tmpfs entries
+    std::size_t mounts = 0;  // mounts pnsd made in the primary view, beyond the host's
+};
+Holdings holdings_of(const Table& table);
+
+// Whether a change by `caller` may leave one of `owner`'s namespaces holding `next`, when the
+// owner's other namespaces hold `others`. Root's changes always may; EDQUOT with the reason.
+Status within_quota(const Caller& caller, uid_t owner, const Holdings& others, const Holdings& next,
+                    const Quotas& quotas);
+
 // Anyone may create a namespace for themselves; only root may create one for somebody else.
 // `owned` is how many namespaces `owner` has now.
 Status may_create(const Caller& caller, uid_t owner, std::size_t owned);

@@ -46,7 +46,7 @@ Status set_propagation(const std::string& path, std::uint64_t propagation) {
     return {};
 }
 
-Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid) {
+Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid, bool bounded) {
     UniqueFd fs(::fsopen("tmpfs", FSOPEN_CLOEXEC));
     if (!fs) return sys_error("fsopen tmpfs");
     char value[32];
@@ -59,6 +59,14 @@ Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid) {
     std::snprintf(value, sizeof value, "%u", static_cast<unsigned>(gid));
     if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "gid", value, 0) != 0)
         return sys_error("fsconfig tmpfs gid");
+    if (bounded) {
+        std::snprintf(value, sizeof value, "%llu", static_cast<unsigned long long>(kTmpfsBytes));
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "size", value, 0) != 0)
+            return sys_error("fsconfig tmpfs size");
+        std::snprintf(value, sizeof value, "%llu", static_cast<unsigned long long>(kTmpfsInodes));
+        if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, "nr_inodes", value, 0) != 0)
+            return sys_error("fsconfig tmpfs nr_inodes");
+    }
     if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
         return sys_error("create tmpfs");
     UniqueFd mount(::fsmount(fs.get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NODEV | MOUNT_ATTR_NOSUID));

@@ -27,8 +27,17 @@ Status set_attributes(int fd, std::uint64_t set, std::uint64_t clear);
 // Propagation type (MS_SHARED, MS_SLAVE, MS_PRIVATE) of every mount at and below `path`.
 Status set_propagation(const std::string& path, std::uint64_t propagation);
 
-// A new, detached tmpfs whose root has the given mode and owner.
-Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid);
+// The bounds of a `tmpfs` entry's file system: without them a tmpfs may take half the
+// machine's memory in pages (size) and as much again in inodes (nr_inodes), none of it
+// counted against the size (mm/shmem.c: shmem_default_max_blocks, shmem_default_max_inodes).
+// Members writing past them get ENOSPC.
+inline constexpr std::uint64_t kTmpfsBytes = 64u << 20;
+inline constexpr std::uint64_t kTmpfsInodes = 32768;
+
+// A new, detached tmpfs whose root has the given mode and owner; with `bounded`, of at most
+// kTmpfsBytes and kTmpfsInodes (a tmpfs members write to; pnsd's own read-only ones, which
+// hide a directory or hold a skeleton, need no bound).
+Result<UniqueFd> new_tmpfs(mode_t mode, uid_t uid, gid_t gid, bool bounded = false);
 
 // A new, detached instance of file system `type` (fsopen/fsconfig/fsmount) with the given
 // string options and mount attributes (MOUNT_ATTR_*).

@@ -98,7 +98,11 @@ Result<std::vector<std::string>> Registry::load() {
     auto loaded = store_.load_all();
     if (!loaded) return Error(std::move(loaded).error());
     namespaces_.clear();
-    for (auto& ns : loaded->namespaces) namespaces_.emplace(ns.name, std::move(ns));
+    held_.clear();
+    for (auto& ns : loaded->namespaces) {
+        held_[ns.name] = auth::holdings_of(ns.table);  // mounts: counted once its view is up
+        namespaces_.emplace(ns.name, std::move(ns));
+    }
     return std::move(loaded->skipped);
 }
 
@@ -112,7 +116,8 @@ bool Registry::handles(std::string_view op) const {
     return op.starts_with("ns.") || op.starts_with("entry.");
 }
 
-Status Registry::realize(const Namespace& next, const Caller& caller, const Namespace* before) {
+Status Registry::realize(const Namespace& next, const Caller& caller, const Namespace* before,
+                         std::size_t& mounts) {
     if (!views_) return {};
     bool denies = std::any_of(next.table.entries.begin(), next.table.entries.end(),
                               [](const Entry& e) { return e.kind == EntryKind::kDeny; });
@@ -121,8 +126,29 @@ Status Registry::realize(const Namespace& next, const Caller& caller, const Name
                      "deny entries need the LSM guard, which is unavailable: " + guard_missing_};
     Resolver resolver = resolver_of(caller);
     if (auto st = views_->realize(next, resolver); !st) return st;
-    if (auto st = guard(next, resolver); !st) {
+    auto undo = [&] {
         if (before) (void)views_->realize(*before, owner_resolver(*before));
+    };
+    if (next.owner != 0) {
+        // Mounts are known only once they are made: a table of few entries may clone large
+        // trees. Counted in the kernel, then taken back off if over the owner's quota.
+        auto made = views_->mounts_made(next.name);
+        if (!made) {
+            undo();
+            return made.error();
+        }
+        auth::Holdings holds = auth::holdings_of(next.table);
+        holds.mounts = *made;
+        if (auto st = auth::within_quota(caller, next.owner, held_by(next.owner, next.name), holds,
+                                         quotas_);
+            !st) {
+            undo();
+            return st;
+        }
+        mounts = *made;
+    }
+    if (auto st = guard(next, resolver); !st) {
+        undo();
         return st;
     }
     return {};
@@ -145,7 +171,7 @@ Status Registry::guard(const Namespace& ns, const Resolver& resolver) {
     if (ns.locked) flags |= PNS_GUARD_LOCKED;
     if (facts->user_controlled) flags |= PNS_GUARD_NO_PRIVILEGE;
     if (!facts->denied.empty()) flags |= PNS_GUARD_DENIES;
-    return guard_->set_rules(facts->ns, flags, facts->denied, facts->denied_names);
+    return guard_->set_rules(facts->ns, ns.owner, flags, facts->denied, facts->denied_names);
 }
 
 std::vector<std::string> Registry::members(const std::string& name) const {
@@ -194,6 +220,9 @@ std::vector<std::string> Registry::adopt_views() {
         if (!made_for || *made_for != ns.id.hex())
             if (auto st = views_->set_identity(name, ns.id); !st)
                 problems.push_back("view " + quote(name) + ": " + st.error().message);
+        if (ns.owner != 0) {
+            if (auto made = views_->mounts_made(name); made) held_[name].mounts = *made;
+        }
         // Files of deny entries are looked up again: an inode may have changed meanwhile.
         bool denies = std::any_of(ns.table.entries.begin(), ns.table.entries.end(),
                                   [](const Entry& e) { return e.kind == EntryKind::kDeny; });
@@ -204,6 +233,15 @@ std::vector<std::string> Registry::adopt_views() {
                                guard_missing_);
         if (auto st = guard(ns, owner_resolver(ns)); !st)
             problems.push_back("guard of " + quote(name) + ": " + st.error().message);
+    }
+    if (guard_) {
+        std::vector<std::uint32_t> live;
+        for (const auto& [name, ns] : namespaces_) {
+            struct stat st {};
+            if (auto primary = views_->primary(name); primary && ::fstat(primary->get(), &st) == 0)
+                live.push_back(static_cast<std::uint32_t>(st.st_ino));
+        }
+        guard_->keep_only(live);
     }
     auto pinned = views_->pinned();
     if (!pinned) {
@@ -261,6 +299,19 @@ std::size_t Registry::count_owned_by(uid_t uid) const {
                       [uid](const auto& p) { return p.second.owner == uid; }));
 }
 
+auth::Holdings Registry::held_by(uid_t owner, const std::string& except) const {
+    auth::Holdings sum;
+    for (const auto& [name, ns] : namespaces_) {
+        if (ns.owner != owner || name == except) continue;
+        auto it = held_.find(name);
+        if (it == held_.end()) continue;
+        sum.entries += it->second.entries;
+        sum.tmpfs += it->second.tmpfs;
+        sum.mounts += it->second.mounts;
+    }
+    return sum;
+}
+
 json Registry::summary(const Caller& caller, const Namespace& ns) const {
     json j = {{"name", ns.name},
               {"owner", ns.owner},
@@ -315,12 +366,17 @@ Result<json> Registry::create(const Caller& caller, const json& args) {
         forget_guard(ns.name);
         if (auto st = views_->destroy(ns.name); !st) return st.error();
     }
+    if (auto st = auth::within_quota(caller, owner, held_by(owner, ns.name),
+                                     auth::holdings_of(ns.table), quotas_);
+        !st)
+        return st.error();
     // The view first: a table pnsd cannot realize is refused before it is stored.
+    std::size_t mounts = 0;
     auto undo_view = [&] {
         forget_guard(ns.name);
         if (views_) (void)views_->destroy(ns.name);
     };
-    if (auto st = realize(ns, caller, nullptr); !st) {
+    if (auto st = realize(ns, caller, nullptr, mounts); !st) {
         undo_view();
         return st.error();
     }
@@ -334,6 +390,8 @@ Result<json> Registry::create(const Caller& caller, const json& args) {
         return st.error();
     }
     json result = summary(caller, ns);
+    held_[ns.name] = auth::holdings_of(ns.table);
+    held_[ns.name].mounts = mounts;
     namespaces_.emplace(ns.name, std::move(ns));
     return result;
 }
@@ -386,6 +444,7 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
     // Members of a forced removal keep the view as it is now, no longer managed by pnsd.
     json result = {
         {"name", ns.name}, {"members_left_behind", inside}, {"policies_removed", removed}};
+    held_.erase(ns.name);
     namespaces_.erase(*it);
     return result;
 }
@@ -432,17 +491,24 @@ Result<json> Registry::edit(const Caller& caller, const json& args, const Change
     if (auto st = change(next); !st) return st.error();
     if (next.table == current.table) return edit_result(current, false);
     if (auto st = validate_table(next.table); !st) return st.error();
+    if (auto st = auth::within_quota(caller, next.owner, held_by(next.owner, next.name),
+                                     auth::holdings_of(next.table), quotas_);
+        !st)
+        return st.error();
     ++next.generation;
     // Stored first: if pnsd dies before the view follows, it realizes the stored table when
     // it starts. If the view cannot follow, the stored table goes back to what it was.
     if (auto st = store_.save(next); !st) return st.error();
-    if (auto st = realize(next, caller, &current); !st) {
+    std::size_t mounts = 0;
+    if (auto st = realize(next, caller, &current, mounts); !st) {
         if (auto back = store_.save(current); !back)
             return Error{EIO, st.error().message + "; and restoring the stored table failed: " +
                                   back.error().message};
         return st.error();
     }
     current = std::move(next);
+    held_[current.name] = auth::holdings_of(current.table);
+    held_[current.name].mounts = mounts;
     return edit_result(current, true);
 }
 

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/auth.hpp"
 #include "agent/guard.hpp"
 #include "agent/namespace.hpp"
 #include "agent/store.hpp"
@@ -48,6 +49,10 @@ class Registry {
     using OnRemove = std::function<Result<std::vector<std::string>>(const Namespace&)>;
     void on_remove(OnRemove hook) { on_remove_ = std::move(hook); }
 
+    // What one ordinary user's namespaces may hold together.
+    void use_quotas(const auth::Quotas& quotas) { quotas_ = quotas; }
+    const auth::Quotas& quotas() const { return quotas_; }
+
     std::size_t size() const { return namespaces_.size(); }
     // The namespace called `name`, or nullptr.
     const Namespace* lookup(const std::string& name) const {
@@ -73,9 +78,11 @@ class Registry {
     Result<Json> explain(const Caller& caller, const Json& args);
     Result<Json> view_info(const Caller& caller, const Json& args);
 
-    // Makes the view show `next` and the guard enforce it (no-op without views). If the guard
-    // cannot follow, the view goes back to `before` (when there is one).
-    Status realize(const Namespace& next, const Caller& caller, const Namespace* before);
+    // Makes the view show `next` and the guard enforce it (no-op without views), within the
+    // owner's quota of mounts (`mounts`: what the view holds then). If the quota or the guard
+    // refuses, the view goes back to `before` (when there is one).
+    Status realize(const Namespace& next, const Caller& caller, const Namespace* before,
+                   std::size_t& mounts);
     // Gives the guard `ns`'s rules, its deny entries looked up as `resolver`.
     Status guard(const Namespace& ns, const Resolver& resolver);
     // Drops the guard's rules for `name`'s view (before the view goes).
@@ -93,6 +100,8 @@ class Registry {
 
     Json summary(const Caller& caller, const Namespace& ns) const;
     std::size_t count_owned_by(uid_t uid) const;
+    // What the namespaces of `owner` hold together, but for the one called `except`.
+    auth::Holdings held_by(uid_t owner, const std::string& except) const;
 
     Store store_;
     Views* views_;
@@ -100,6 +109,10 @@ class Registry {
     Guard* guard_ = nullptr;
     std::string guard_missing_ = "not loaded";
     std::map<std::string, Namespace> namespaces_;
+    // What each namespace holds (entries, tmpfs entries, mounts its view made), for the
+    // per-user quotas; mounts are counted for namespaces of non-root owners only.
+    std::map<std::string, auth::Holdings> held_;
+    auth::Quotas quotas_;
 };
 
 }  // namespace pns::agent

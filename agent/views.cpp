@@ -568,6 +568,47 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
     return Satellite{std::move(user), std::move(mnt)};
 }
 
+namespace {
+
+// The mounts of the calling thread's mount namespace: the lines of its mountinfo, found
+// through `proc`, the host's procfs (never through a path the view resolves: its table may
+// put anything at /proc).
+Result<std::size_t> count_mounts(int proc) {
+    UniqueFd fd(::openat(proc, "thread-self/mountinfo", O_RDONLY | O_CLOEXEC));
+    if (!fd) return sys_error("open /proc/thread-self/mountinfo");
+    std::size_t lines = 0;
+    char buf[64 << 10];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return sys_error("read /proc/thread-self/mountinfo");
+        if (n == 0) return lines;
+        lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+    }
+}
+
+}  // namespace
+
+Result<std::size_t> Views::mounts_made(const std::string& name) {
+    Result<std::size_t> result = Error{EIO, "not run"};
+    auto st = worker_.run([&]() -> Status {
+        UniqueFd proc(::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!proc) return sys_error("open /proc");
+        auto host = count_mounts(proc.get());
+        if (!host) return host.error();
+        auto primary_fd = primary(name);
+        if (!primary_fd) return primary_fd.error();
+        auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
+        if (!in_view) return in_view.error();
+        auto view = count_mounts(proc.get());
+        if (!view) return view.error();
+        result = *view > *host ? *view - *host : 0;
+        return {};
+    });
+    if (!st) return st.error();
+    return result;
+}
+
 Result<std::vector<ino_t>> Views::namespace_inodes(const std::string& name) const {
     std::vector<ino_t> inodes;
     struct stat st {};
@@ -985,8 +1026,10 @@ class Editor {
                 if (!S_ISDIR(dst.st.st_mode))
                     return Error::invalid("tmpfs of " + quote(entry.target) +
                                           " needs a directory there");
-                // An empty directory with the mode and owner of the one it covers.
-                auto tree = mnt::new_tmpfs(dst.st.st_mode, dst.st.st_uid, dst.st.st_gid);
+                // An empty directory with the mode and owner of the one it covers; a tmpfs
+                // entry's (members write there) bounded in size.
+                auto tree = mnt::new_tmpfs(dst.st.st_mode, dst.st.st_uid, dst.st.st_gid,
+                                           entry.kind == EntryKind::kTmpfs);
                 if (!tree) return tree;
                 if (entry.kind == EntryKind::kHide) {
                     if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)

@@ -45,9 +45,9 @@ namespace pns::agent {
 struct Resolver {
     uid_t uid = 0;
     gid_t gid = 0;
-    pid_t pid = 0;    // the requesting process; 0 resolves in pnsd's own (the host's) view
-    int pidfd = -1;   // its pidfd (Caller::pidfd): what was read under /proc/pid is its own
-                      // only while this is alive
+    pid_t pid = 0;   // the requesting process; 0 resolves in pnsd's own (the host's) view
+    int pidfd = -1;  // its pidfd (Caller::pidfd): what was read under /proc/pid is its own
+                     // only while this is alive
 };
 
 class Views {
@@ -84,6 +84,11 @@ class Views {
         UniqueFd mnt;
     };
     Result<Satellite> satellite(const std::string& name, uid_t uid, gid_t gid);
+
+    // How many mounts the primary view of `name` holds beyond the host's own: what its table
+    // made pnsd mount (a per-user bound, agent/auth.hpp). Counted in the kernel's mount list
+    // of each namespace, so a bind that cloned a whole tree counts every mount of it.
+    Result<std::size_t> mounts_made(const std::string& name);
 
     // The inode numbers of the view's mount namespaces (primary and satellites), by which
     // its members are found in /proc.

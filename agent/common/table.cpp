@@ -210,6 +210,7 @@ Status validate_table(const Table& table) {
                               " entries; at most " + std::to_string(kMaxEntries) + " are allowed");
     std::unordered_map<std::string, std::size_t> seen;
     seen.reserve(table.entries.size());
+    std::size_t text_bytes = 0;
     for (std::size_t i = 0; i < table.entries.size(); ++i) {
         const Entry& entry = table.entries[i];
         if (auto st = validate_entry(entry); !st)
@@ -218,6 +219,13 @@ Status validate_table(const Table& table) {
         if (!inserted)
             return Error::invalid("entry " + std::to_string(i + 1) + " repeats entry " +
                                   std::to_string(it->second + 1) + " (" + it->first + ")");
+        // The text limit holds for a table however it was built (entry by entry too), as its
+        // export must fit what apply accepts.
+        text_bytes += it->first.size() + 1;
+        if (text_bytes > kMaxTableTextBytes)
+            return Error{EDQUOT, "table text would be larger than " +
+                                     std::to_string(kMaxTableTextBytes >> 20) + " MiB (at entry " +
+                                     std::to_string(i + 1) + ")"};
     }
     return {};
 }
@@ -371,9 +379,9 @@ class TableParser {
         Entry entry;
         auto kind = kind_of_verb(verb.text);
         if (!kind)
-            return fail(line_no, verb.column,
-                        "unknown verb " + quote(verb.text) + " (expected " +
-                            std::string(kVerbs) + ")");
+            return fail(
+                line_no, verb.column,
+                "unknown verb " + quote(verb.text) + " (expected " + std::string(kVerbs) + ")");
         entry.kind = *kind;
 
         std::size_t next = 1;

@@ -72,7 +72,8 @@ Result<std::string> absolutize_path(std::string_view path, std::string_view cwd)
 // Checks one entry on its own: kinds and flags agree, paths are valid.
 Status validate_entry(const Entry& entry);
 
-// Checks a whole table: every entry valid, no entry repeated, no more than kMaxEntries.
+// Checks a whole table: every entry valid, no entry repeated, no more than kMaxEntries, its
+// text form within kMaxTableTextBytes (EDQUOT).
 Status validate_table(const Table& table);
 
 // One line of the text form, without newline: `bind -bc /src "/dst with space"`.

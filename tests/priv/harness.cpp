@@ -337,6 +337,7 @@ bool Pnsd::launch(bool refusal_expected, int& exit_status) {
     std::vector<std::string> argv = {pnsd_path(), "--socket",      socket_,      "--state-dir",
                                      state_dir_,  "--runtime-dir", runtime_dir_, "--log-level",
                                      "debug",     "--bpf-dir",     bpf_dir_};
+    argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
     auto args = c_argv(argv);
     std::string notify_env = "NOTIFY_SOCKET=" + notify_path_;
     pid_ = fork();

@@ -85,6 +85,8 @@ class Pnsd {
     // Starts the next pnsd with this limit on open files (soft and hard), as a tight
     // service manager would.
     void set_fd_limit(rlim_t limit) { fd_limit_ = limit; }
+    // Starts the next pnsd with these options as well.
+    void set_extra_args(std::vector<std::string> args) { extra_args_ = std::move(args); }
     // Every pnsd of this object runs in a mount namespace of its own that is a slave of the
     // host's, with nothing mounted at kFreshMachineUnmounted (as on a machine that systemd did
     // not boot), and ctl() runs pnsctl there too (pnsd resolves sources in the caller's
@@ -130,6 +132,7 @@ class Pnsd {
     pid_t pid_ = -1;
     std::size_t log_offset_ = 0;
     std::optional<rlim_t> fd_limit_;
+    std::vector<std::string> extra_args_;
     bool isolate_ = true;
     pid_t holder_ = -1;
     bool start_holder();
