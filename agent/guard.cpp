@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -65,26 +66,88 @@ std::string explain_refusal(const Error& error) {
     return why;
 }
 
+// Keys compared bytewise (the BPF maps' own notion of equal keys).
+template <typename Key>
+struct KeyLess {
+    bool operator()(const Key& a, const Key& b) const { return std::memcmp(&a, &b, sizeof a) < 0; }
+};
+
+// One map's change for one namespace: what to add or rewrite, what to take off, and what
+// to put back if the change fails half-way.
 template <typename Key, typename Value>
-Status write_entries(int map, const std::vector<std::pair<Key, Value>>& wanted, const char* what) {
-    for (const auto& [k, v] : wanted)
-        if (auto st = bpf::update(map, k, v, what); !st) return st;
+struct MapChange {
+    std::vector<std::pair<Key, Value>> write;   // new keys, or keys whose value changes
+    std::vector<std::pair<Key, Value>> before;  // the old values of rewritten keys
+    std::vector<Key> stale;                     // keys of the namespace not wanted any more
+    std::size_t added = 0;                      // keys in `write` not in the map yet
+    std::size_t total = 0;                      // entries the map holds now (all namespaces)
+};
+
+template <typename Key, typename Value>
+MapChange<Key, Value> plan(int map, std::uint32_t ns,
+                           const std::vector<std::pair<Key, Value>>& wanted) {
+    MapChange<Key, Value> change;
+    std::map<Key, Value, KeyLess<Key>> mine;
+    for (const auto& [k, v] : bpf::dump<Key, Value>(map)) {
+        ++change.total;
+        if (k.ns == ns) mine.emplace(k, v);
+    }
+    std::set<Key, KeyLess<Key>> keep;
+    for (const auto& [k, v] : wanted) {
+        keep.insert(k);
+        auto it = mine.find(k);
+        if (it == mine.end()) {
+            change.write.emplace_back(k, v);
+            ++change.added;
+        } else if (std::memcmp(&it->second, &v, sizeof v) != 0) {
+            change.write.emplace_back(k, v);
+            change.before.emplace_back(k, it->second);
+        }
+    }
+    for (const auto& [k, v] : mine)
+        if (!keep.contains(k)) change.stale.push_back(k);
+    return change;
+}
+
+// Takes off the first `written` entries of change.write that were added, and puts back the
+// old values of those that were rewritten.
+template <typename Key, typename Value>
+void undo_writes(int map, const MapChange<Key, Value>& change, std::size_t written) {
+    std::map<Key, Value, KeyLess<Key>> old(change.before.begin(), change.before.end());
+    for (std::size_t i = 0; i < written; ++i) {
+        const Key& k = change.write[i].first;
+        auto it = old.find(k);
+        if (it != old.end())
+            (void)bpf::update(map, k, it->second, "");
+        else
+            (void)bpf::erase(map, k, "");
+    }
+}
+
+// Writes change.write; on a failure, takes off what it added and puts back what it rewrote.
+template <typename Key, typename Value>
+Status apply_writes(int map, const MapChange<Key, Value>& change, const char* what) {
+    for (std::size_t i = 0; i < change.write.size(); ++i) {
+        const auto& [k, v] = change.write[i];
+        if (auto st = bpf::update(map, k, v, what); !st) {
+            undo_writes(map, change, i);
+            return st;
+        }
+    }
     return {};
 }
 
-// Takes off the entries of `map` for namespace `ns` that are not in `wanted`.
-template <typename Key, typename Value>
-Status erase_other_entries(int map, std::uint32_t ns,
-                           const std::vector<std::pair<Key, Value>>& wanted, const char* what) {
-    auto less = [](const Key& a, const Key& b) { return std::memcmp(&a, &b, sizeof a) < 0; };
-    std::set<Key, decltype(less)> keep(less);
-    for (const auto& w : wanted) keep.insert(w.first);
-    for (const auto& entry : bpf::dump<Key, Value>(map)) {
-        const Key& k = entry.first;
-        if (k.ns != ns || keep.contains(k)) continue;
-        if (auto st = bpf::erase(map, k, what); !st) return st;
-    }
-    return {};
+// Whether `added` more entries fit in a map of `capacity` holding `total`, leaving `reserve`
+// free for root when the owner is not root.
+Status fits(std::size_t total, std::size_t added, std::size_t capacity, uid_t owner,
+            std::size_t reserve, const char* what) {
+    std::size_t limit = owner == 0 ? capacity : capacity - reserve;
+    if (added == 0 || total + added <= limit) return {};
+    return Error{EDQUOT, std::string("the LSM guard's ") + what + " map is full" +
+                             (owner == 0 ? std::string()
+                                         : " for ordinary users (" + std::to_string(limit) +
+                                               " of " + std::to_string(capacity) +
+                                               " entries; the rest is kept for root)")};
 }
 
 }  // namespace
@@ -200,29 +263,93 @@ Status Guard::set_pnsd(pid_t tgid) {
 }
 
 Status Guard::set_rules(
-    std::uint32_t ns, std::uint32_t flags,
+    std::uint32_t ns, uid_t owner, std::uint32_t flags,
     const std::vector<std::pair<pns_denied_file, pns_denied_generation>>& denied,
     const std::vector<pns_denied_name>& names) {
     constexpr const char* kFiles = "the guard's denied files";
     constexpr const char* kNames = "the guard's denied names";
+    constexpr const char* kGuarded = "the guard's namespaces";
     std::vector<std::pair<pns_denied_name, std::uint8_t>> denied_names;
     for (const auto& n : names) denied_names.emplace_back(n, 1);
-    // New files first, then the flags, then stale files: a file denied before and after the
-    // change stays denied throughout.
-    if (auto st = write_entries(denied_.get(), denied, kFiles); !st) return st;
-    if (auto st = write_entries(denied_names_.get(), denied_names, kNames); !st) return st;
-    if (flags) {
-        if (auto st = bpf::update(guarded_.get(), ns, flags, "the guard's namespaces"); !st)
+
+    // Everything is checked before anything is written.
+    auto files = plan(denied_.get(), ns, denied);
+    auto by_name = plan(denied_names_.get(), ns, denied_names);
+    std::uint32_t old_flags = 0;
+    bool had_flags = bpf_map_lookup_elem(guarded_.get(), &ns, &old_flags) == 0;
+    if (owner != 0) {
+        std::size_t user_files = denied.size(), user_names = denied_names.size();
+        for (const auto& [other, share] : shares_) {
+            if (other == ns || share.owner != owner) continue;
+            user_files += share.files;
+            user_names += share.names;
+        }
+        if (std::max(user_files, user_names) > kMaxDeniedPerUser)
+            return Error{EDQUOT, "uid " + std::to_string(owner) + "'s namespaces would deny " +
+                                     std::to_string(std::max(user_files, user_names)) +
+                                     " files; the LSM guard takes at most " +
+                                     std::to_string(kMaxDeniedPerUser) + " for one user"};
+    }
+    if (auto st = fits(files.total, files.added, PNS_MAX_DENIED, owner, kDeniedRootReserve,
+                       "denied files");
+        !st)
+        return st;
+    if (auto st = fits(by_name.total, by_name.added, PNS_MAX_DENIED, owner, kDeniedRootReserve,
+                       "denied names");
+        !st)
+        return st;
+    if (flags && !had_flags) {
+        std::size_t total = bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()).size();
+        if (auto st = fits(total, 1, PNS_MAX_GUARDED, owner, kGuardedRootReserve, "namespaces");
+            !st)
             return st;
-    } else if (auto st = bpf::erase(guarded_.get(), ns, "the guard's namespaces"); !st) {
+    }
+
+    // New files first, then the flags, then stale files: a file denied before and after the
+    // change stays denied throughout. A failure puts back what was written.
+    if (auto st = apply_writes(denied_.get(), files, kFiles); !st) return st;
+    if (auto st = apply_writes(denied_names_.get(), by_name, kNames); !st) {
+        undo_writes(denied_.get(), files, files.write.size());
         return st;
     }
-    if (auto st = erase_other_entries(denied_.get(), ns, denied, kFiles); !st) return st;
-    return erase_other_entries(denied_names_.get(), ns, denied_names, kNames);
+    Status flagged = flags ? bpf::update(guarded_.get(), ns, flags, kGuarded)
+                           : bpf::erase(guarded_.get(), ns, kGuarded);
+    if (!flagged) {
+        undo_writes(denied_names_.get(), by_name, by_name.write.size());
+        undo_writes(denied_.get(), files, files.write.size());
+        return flagged;
+    }
+    // Taking entries off frees room and cannot fail for want of it; one that does fail is
+    // a rule stricter than the table, never a looser one, and goes at the next change.
+    for (const auto& k : files.stale)
+        if (auto st = bpf::erase(denied_.get(), k, kFiles); !st)
+            spdlog::warn("guard: {}, ignoring", st.error().message);
+    for (const auto& k : by_name.stale)
+        if (auto st = bpf::erase(denied_names_.get(), k, kNames); !st)
+            spdlog::warn("guard: {}, ignoring", st.error().message);
+    if (flags || !denied.empty() || !denied_names.empty())
+        shares_[ns] = Share{owner, denied.size(), denied_names.size()};
+    else
+        shares_.erase(ns);
+    return {};
 }
 
 Status Guard::forget(std::uint32_t ns) {
-    return set_rules(ns, 0, {}, {});
+    return set_rules(ns, 0, 0, {}, {});
+}
+
+void Guard::keep_only(const std::vector<std::uint32_t>& live) {
+    std::set<std::uint32_t> keep(live.begin(), live.end());
+    std::set<std::uint32_t> gone;
+    for (const auto& [ns, flags] : bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()))
+        if (!keep.contains(ns)) gone.insert(ns);
+    for (const auto& [k, v] : bpf::dump<pns_denied_file, pns_denied_generation>(denied_.get()))
+        if (!keep.contains(k.ns)) gone.insert(k.ns);
+    for (const auto& [k, v] : bpf::dump<pns_denied_name, std::uint8_t>(denied_names_.get()))
+        if (!keep.contains(k.ns)) gone.insert(k.ns);
+    for (std::uint32_t ns : gone)
+        if (auto st = forget(ns); !st)
+            spdlog::warn("guard: rules of a namespace that is gone: {}", st.error().message);
 }
 
 std::uint64_t Guard::refusals() const {

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,13 +37,26 @@ class Guard {
     // The pnsd whose joins may setns a member of a locked namespace (set at every start).
     Status set_pnsd(pid_t tgid);
 
+    // Shares of the guard's maps (DESIGN.md, decision 8): one user's namespaces may hold at
+    // most kMaxDeniedPerUser entries in `denied` and as many in `denied_names`; all non-root
+    // owners together leave the last kDeniedRootReserve of each map and kGuardedRootReserve
+    // of `guarded` to root's namespaces, so no user filling the maps can switch off root's
+    // rules. A change that does not fit is refused and leaves the maps as they were.
+    static constexpr std::size_t kMaxDeniedPerUser = 4096;
+    static constexpr std::size_t kDeniedRootReserve = PNS_MAX_DENIED / 4;
+    static constexpr std::size_t kGuardedRootReserve = PNS_MAX_GUARDED / 4;
+
     // What the guard enforces for the namespace named `ns` in the maps (the inode of its
-    // primary view): `flags` (enum pns_guard_flags) and exactly the files in `denied` and the
-    // names in `denied_names`.
-    Status set_rules(std::uint32_t ns, std::uint32_t flags,
+    // primary view), owned by `owner`: `flags` (enum pns_guard_flags) and exactly the files in
+    // `denied` and the names in `denied_names`. All or nothing: on failure (EDQUOT when over
+    // a share above) the maps are as they were.
+    Status set_rules(std::uint32_t ns, uid_t owner, std::uint32_t flags,
                      const std::vector<std::pair<pns_denied_file, pns_denied_generation>>& denied,
                      const std::vector<pns_denied_name>& denied_names);
     Status forget(std::uint32_t ns);
+    // Drops the rules of every namespace not in `live` (left by a pnsd that died between
+    // removing a table and its rules).
+    void keep_only(const std::vector<std::uint32_t>& live);
 
     std::uint64_t refusals() const;
     std::size_t guarded() const;
@@ -55,6 +69,14 @@ class Guard {
     // (where their shapes agree) before the new programs are attached, then its pins are
     // replaced.
     Status load_and_pin(const Tracker& tracker, bool replacing);
+
+    // The owner and share of each namespace whose rules this pnsd has set.
+    struct Share {
+        uid_t owner = 0;
+        std::size_t files = 0;
+        std::size_t names = 0;
+    };
+    std::map<std::uint32_t, Share> shares_;
 
     bool reused_ = false;
     bool upgraded_ = false;

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <CLI/CLI.hpp>
 
+#include "agent/auth.hpp"
 #include "agent/bpf.hpp"
 #include "agent/guard.hpp"
 #include "agent/log.hpp"
@@ -40,6 +41,7 @@ struct Options {
     std::string bpf_dir = "/sys/fs/bpf/pns";
     std::string log_level = "info";
     bool no_guard = false;
+    auth::Quotas quotas;
 };
 
 // Requests that change something are worth a line in the log at info; reads only at debug.
@@ -81,6 +83,7 @@ class Daemon {
             if (removed) members_.forget_namespace(ns.name);
             return removed;
         });
+        members_.set_connected([this](Server::Ticket t) { return server_->connected(t); });
     }
 
     std::optional<std::string> handle(const Caller& caller, std::string_view line,
@@ -147,6 +150,11 @@ class Daemon {
         if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
         if (policies_.handles(request.op)) return policies_.handle(caller, request);
         if (registry_.handles(request.op)) {
+            // A new namespace is a new view for the tracker's map, of which ordinary users
+            // leave a share to root.
+            if (request.op == "ns.create")
+                if (auto st = members_.room_for_view(caller.uid); !st)
+                    return Result<json>(st.error());
             auto result = registry_.handle(caller, request);
             if (result &&
                 (request.op == "ns.create" || request.op == "ns.rm" || request.op == "ns.view"))
@@ -196,6 +204,8 @@ class Daemon {
                 {"reused", tracker_->reused()},
                 {"upgraded", tracker_->upgraded()},
                 {"members", tracker_->members().size()},
+                {"members_capacity", tracker_->members_capacity()},
+                {"untracked_children", c[PNS_COUNTER_UNTRACKED]},
                 {"policies", tracker_->policies().size()},
                 {"views", tracker_->views().size()},
                 {"held_at_exec", c[PNS_COUNTER_HELD]},
@@ -219,8 +229,9 @@ class Daemon {
 };
 
 // systemd starts services with a soft limit of 1024 open files, too few for
-// Server::kMaxConnections clients; the hard limit is there to be raised to (pnsd never uses
-// select(), which is what the low soft limit protects).
+// Server::kMaxConnections clients, each of which takes two (its socket and the pidfd of the
+// process that connected); the hard limit is there to be raised to (pnsd never uses select(),
+// which is what the low soft limit protects).
 void raise_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
@@ -228,7 +239,7 @@ void raise_fd_limit() {
         rlimit raised{limit.rlim_max, limit.rlim_max};
         if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
     }
-    if (limit.rlim_cur < Server::kMaxConnections + 64)
+    if (limit.rlim_cur < 2 * Server::kMaxConnections + 64)
         spdlog::warn("pnsd: open-file limit {} allows fewer than {} clients, ignoring",
                      static_cast<unsigned long long>(limit.rlim_cur), Server::kMaxConnections);
 }
@@ -299,6 +310,7 @@ int serve(const Options& options) {
             "views: the host's mounts were private; made them shared (as systemd does "
             "at boot) so that views see mounts made later");
     Registry registry(std::move(*store), views->get());
+    registry.use_quotas(options.quotas);
     auto skipped = registry.load();
     if (!skipped) {
         spdlog::error("pnsd: load tables: {}", skipped.error().message);
@@ -328,15 +340,23 @@ int serve(const Options& options) {
         }
         if (*pin_dir) {
             mounted.push_back("bpffs at " + std::string(bpf::kBpffsMountPoint));
-            spdlog::info("pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does "
-                         "at boot) for the pins",
-                         bpf::kBpffsMountPoint);
+            spdlog::info(
+                "pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does "
+                "at boot) for the pins",
+                bpf::kBpffsMountPoint);
         }
         if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
             tracker = std::move(*loaded);
             spdlog::info("tracker: {} under '{}'",
                          tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
                          options.bpf_dir);
+            if (tracker->members_capacity() < Tracker::members_for_kernel())
+                spdlog::warn(
+                    "tracker: the pinned members map holds {} processes, fewer than the kernel "
+                    "now allows ({}; pid_max or threads-max were raised): children of members "
+                    "past it go untracked (status counts them) until the tracker is loaded anew "
+                    "(pnsd with the pins under '{}' removed), ignoring",
+                    tracker->members_capacity(), Tracker::members_for_kernel(), options.bpf_dir);
         } else {
             tracker_error = loaded.error().message;
         }
@@ -393,6 +413,16 @@ int main(int argc, char** argv) {
     app.add_flag("--no-guard", options.no_guard,
                  "run without the LSM guard: one pinned by an earlier pnsd is removed, deny "
                  "entries are refused");
+    app.add_option("--user-entries", options.quotas.entries,
+                   "most entries one ordinary user's namespaces may hold together")
+        ->capture_default_str();
+    app.add_option("--user-tmpfs", options.quotas.tmpfs,
+                   "most tmpfs entries one ordinary user's namespaces may hold together (each "
+                   "of 64 MiB at most)")
+        ->capture_default_str();
+    app.add_option("--user-mounts", options.quotas.mounts,
+                   "most mounts one ordinary user's namespaces may make pnsd create together")
+        ->capture_default_str();
     app.add_option("--log-level", options.log_level, "trace, debug, info, warn or error")
         ->capture_default_str();
     app.set_version_flag("--version", PNS_VERSION);

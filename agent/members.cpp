@@ -217,9 +217,24 @@ void Members::sync_views() {
             want[static_cast<std::uint32_t>(ino)] = p->second;
     for (const auto& [mnt, ns] : tracker_->views())
         if (!want.contains(mnt)) (void)tracker_->remove_view(mnt);
-    for (const auto& [mnt, ns] : want)
+    views_in_map_ = 0;
+    for (const auto& [mnt, ns] : want) {
         if (auto st = tracker_->set_view(mnt, ns); !st)
             spdlog::error("tracker: {}", st.error().message);
+        else
+            ++views_in_map_;
+    }
+}
+
+Status Members::room_for_view(uid_t uid) const {
+    if (!tracker_) return {};
+    std::size_t limit = uid == 0 ? PNS_MAX_VIEWS : PNS_MAX_VIEWS - kViewsRootReserve;
+    if (views_in_map_ < limit) return {};
+    return Error{EDQUOT, "the tracker's map of views is full" +
+                             (uid == 0 ? std::string()
+                                       : " for ordinary users (" + std::to_string(limit) + " of " +
+                                             std::to_string(PNS_MAX_VIEWS) +
+                                             " views; the rest is kept for root)")};
 }
 
 Result<std::shared_ptr<Destination>> Members::destination(const std::string& name, bool root,
@@ -232,13 +247,27 @@ Result<std::shared_ptr<Destination>> Members::destination(const std::string& nam
         auto mnt = views_.primary(name);
         if (!mnt) return Error(std::move(mnt).error());
         dest->mnt = std::move(*mnt);
+        if (tracker_ && !tracker_->has_view(dest->tracker_ns))
+            return Error{EDQUOT, "the tracker cannot take the view of " + quote(name) +
+                                     " (its map of views is full)"};
         return dest;
     }
+    bool exists = false;
+    for (const auto& [ino, loc] : views_.index().mnt)
+        if (loc.name == name && loc.uid == uid) exists = true;
+    if (!exists)
+        if (auto st = room_for_view(uid); !st) return st.error();
     auto sat = views_.satellite(name, uid, gid);
     if (!sat) return Error(std::move(sat).error());
     dest->user = std::move(sat->user);
     dest->mnt = std::move(sat->mnt);
     sync_views();  // the satellite may be new: the tracker must know its mount namespace
+    // A member in a view the tracker does not know would look escaped at its first fork.
+    struct stat st {};
+    if (tracker_ && (::fstat(dest->mnt.get(), &st) != 0 ||
+                     !tracker_->has_view(static_cast<std::uint32_t>(st.st_ino))))
+        return Error{EDQUOT, "the tracker cannot take the view of " + quote(name) + " for uid " +
+                                 std::to_string(uid) + " (its map of views is full)"};
     return dest;
 }
 
@@ -510,6 +539,17 @@ std::optional<Result<json>> Members::handle(const Caller& caller, const protocol
     prune();
     if (op == "proc.events") {
         // Streams: the first line says it is on, then one line per event until the client goes.
+        if (connected_)
+            std::erase_if(watchers_, [&](const Watcher& w) { return !connected_(w.ticket); });
+        if (!caller.is_root() &&
+            std::count_if(watchers_.begin(), watchers_.end(), [&](const Watcher& w) {
+                return w.caller.uid == caller.uid;
+            }) >= static_cast<std::ptrdiff_t>(kMaxWatchersPerUser))
+            return Result<json>(Error{EDQUOT, "uid " + std::to_string(caller.uid) +
+                                                  " already has " +
+                                                  std::to_string(kMaxWatchersPerUser) +
+                                                  " event streams open, the most one user may "
+                                                  "have"});
         watchers_.push_back(Watcher{ticket, caller});
         if (!push_(ticket, json{{"watching", true}})) watchers_.pop_back();
         return std::nullopt;
@@ -726,6 +766,13 @@ void Members::on_tracer_events() {
                     result["state"] = "member";
                     spdlog::info("members: {} joined {}", label, quote(ns));
                     publish("joined", ev.pid, comm_of(ev.pid), ns);
+                    // Said, not swallowed: a member the tracker does not know is not guarded
+                    // and its escapes go unseen.
+                    if (tracker_ && !tracker_->has_member(ev.pid) && ::kill(ev.pid, 0) == 0) {
+                        ev.message += std::string(ev.message.empty() ? "" : "; ") +
+                                      "the tracker could not record it (its members map is "
+                                      "full?): it is in the view but not tracked";
+                    }
                 }
                 if (!ev.message.empty()) {
                     result["warning"] = ev.message;

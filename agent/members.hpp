@@ -48,6 +48,12 @@ class Members {
 
     bool handles(std::string_view op) const { return op.starts_with("proc."); }
 
+    // Tells whether a request's client is still connected: event streams whose client left
+    // are forgotten before the streams of a user are counted.
+    void set_connected(std::function<bool(Server::Ticket)> connected) {
+        connected_ = std::move(connected);
+    }
+
     // The answer now, or nothing when it comes later through `answer`.
     std::optional<Result<Json>> handle(const Caller& caller, const protocol::Request& request,
                                        Server::Ticket ticket);
@@ -90,6 +96,14 @@ class Members {
 
     // Makes the tracker's map of views match the pinned views (after views come and go).
     void sync_views();
+
+    // Whether the tracker's map of views has room for one more view of `uid`'s: ordinary
+    // users together leave the last kViewsRootReserve entries to root (EDQUOT otherwise).
+    Status room_for_view(uid_t uid) const;
+    static constexpr std::size_t kViewsRootReserve = PNS_MAX_VIEWS / 8;
+    // `pnsctl events` streams one user may have open at once (each event is sent to every
+    // stream that may see it).
+    static constexpr std::size_t kMaxWatchersPerUser = 16;
 
     // The inode of the mount namespace of `name`'s primary view: how the tracker names it
     // (0 if it has no view).
@@ -151,6 +165,7 @@ class Members {
     Tracker* tracker_;
     Answer answer_;
     Push push_;
+    std::function<bool(Server::Ticket)> connected_;
     struct Watcher {
         Server::Ticket ticket;
         Caller caller;
@@ -163,6 +178,7 @@ class Members {
     std::map<std::uint64_t, Outstanding> outstanding_;
     std::map<pid_t, Record> records_;
     std::map<std::uint32_t, std::string> names_;  // primary's mount ns inode -> namespace
+    std::size_t views_in_map_ = 0;                // views sync_views put in the tracker's map
 };
 
 }  // namespace pns::agent

@@ -78,6 +78,14 @@ Status Tracker::load_and_pin(const std::string& dir, Tracker& tracker, bool keep
     UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
                        &tracker.counters_};
     static_assert(std::size(maps) == std::size(kMaps));
+    // Every member is a live process, so a map as large as the number of processes the
+    // kernel allows cannot be filled by forks, which pnsd has no say in. (A reused map keeps
+    // the size it was made with.)
+    if (!keep_maps)
+        if (int err = bpf_map__set_max_entries(skel->maps.members,
+                                               static_cast<__u32>(members_for_kernel()));
+            err)
+            return libbpf_error(err, "size the members map");
     if (keep_maps) {
         // libbpf refuses a pinned map whose type, sizes or flags differ from this build's.
         for (std::size_t i = 0; i < std::size(maps); ++i)
@@ -202,6 +210,42 @@ Status Tracker::remove_policy(std::uint64_t cgroup) {
 }
 std::vector<std::pair<std::uint64_t, std::uint32_t>> Tracker::policies() const {
     return bpf::dump<std::uint64_t, std::uint32_t>(policies_.get());
+}
+
+std::size_t Tracker::members_for_kernel() {
+    auto read_number = [](const char* path) -> std::size_t {
+        std::FILE* f = std::fopen(path, "re");
+        unsigned long long value = 0;
+        if (f) {
+            if (std::fscanf(f, "%llu", &value) != 1) value = 0;
+            std::fclose(f);
+        }
+        return static_cast<std::size_t>(value);
+    };
+    // pid_max bounds the process ids in use, threads-max the tasks (kernel/fork.c:
+    // copy_process refuses a fork past max_threads); a process is at least one of each.
+    std::size_t pids = read_number("/proc/sys/kernel/pid_max");
+    std::size_t threads = read_number("/proc/sys/kernel/threads-max");
+    std::size_t most = pids && threads ? std::min(pids, threads) : std::max(pids, threads);
+    return std::min<std::size_t>(std::max<std::size_t>(most, PNS_MAX_MEMBERS), 1u << 22);
+}
+
+std::size_t Tracker::members_capacity() const {
+    bpf_map_info info{};
+    __u32 len = sizeof info;
+    if (bpf_obj_get_info_by_fd(members_.get(), &info, &len) != 0) return 0;
+    return info.max_entries;
+}
+
+bool Tracker::has_member(pid_t tgid) const {
+    pns_member m{};
+    auto key = static_cast<std::uint32_t>(tgid);
+    return bpf_map_lookup_elem(members_.get(), &key, &m) == 0;
+}
+
+bool Tracker::has_view(std::uint32_t mnt) const {
+    std::uint32_t ns = 0;
+    return bpf_map_lookup_elem(views_.get(), &mnt, &ns) == 0;
 }
 
 Status Tracker::set_member(pid_t tgid, const pns_member& member) {

@@ -52,6 +52,14 @@ class Tracker {
     Status remove_policy(std::uint64_t cgroup);
     std::vector<std::pair<std::uint64_t, std::uint32_t>> policies() const;
 
+    // How many processes the members map can hold (set when it was made: members_for_kernel).
+    std::size_t members_capacity() const;
+    // The most processes the kernel allows now (the lower of pid_max and threads-max, never
+    // below PNS_MAX_MEMBERS): the size a members map is made with.
+    static std::size_t members_for_kernel();
+    bool has_member(pid_t tgid) const;
+    bool has_view(std::uint32_t mnt) const;
+
     Status set_member(pid_t tgid, const pns_member& member);
     // Changes the entry of `tgid` only if it has one (it has not exited since).
     Status update_member(pid_t tgid, const pns_member& member);

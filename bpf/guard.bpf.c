@@ -93,7 +93,8 @@ static __always_inline int refuse(const struct pns_member* m, __u32 what, __u64 
     __u32 zero = 0;
     __u64* n = bpf_map_lookup_elem(&refusals, &zero);
     if (n) __sync_fetch_and_add(n, 1);
-    struct pns_event* e = bpf_ringbuf_reserve(&events, sizeof *e, 0);
+    struct pns_event* e =
+        room_for_optional_event() ? bpf_ringbuf_reserve(&events, sizeof *e, 0) : NULL;
     if (e) {
         struct task_struct* task = bpf_get_current_task_btf();
         e->kind = PNS_EVENT_REFUSED;

@@ -51,6 +51,10 @@ static __always_inline __u32 mnt_of(struct task_struct* task) {
 }
 
 static __always_inline void emit(__u32 kind, struct task_struct* task, __u32 ns, __u64 cgroup) {
+    if (kind == PNS_EVENT_EXIT && !room_for_optional_event()) {
+        count(PNS_COUNTER_LOST_EVENTS);
+        return;
+    }
     struct pns_event* e = bpf_ringbuf_reserve(&events, sizeof *e, 0);
     if (!e) {
         count(PNS_COUNTER_LOST_EVENTS);
@@ -109,7 +113,11 @@ int BPF_PROG(on_fork, struct task_struct* parent, struct task_struct* child) {
         count(PNS_COUNTER_ESCAPES);
         emit(PNS_EVENT_ESCAPE, child, copy.ns, copy.cgroup);
     }
-    bpf_map_update_elem(&members, &child_tgid, &copy, BPF_ANY);
+    // The map is as large as the number of processes the kernel allows (pnsd sizes it at
+    // load), so this fails only if pid_max or threads-max were raised since: then the child
+    // goes untracked, and `pnsctl status` counts it.
+    if (bpf_map_update_elem(&members, &child_tgid, &copy, BPF_ANY) != 0)
+        count(PNS_COUNTER_UNTRACKED);
     return 0;
 }
 

@@ -10,11 +10,19 @@
 /* A namespace is named in the maps by the inode number of its primary view's mount
  * namespace: stable while the view is pinned, so across pnsd restarts too. */
 
+/* The members map holds at least this many processes; pnsd makes it as large as the number of
+ * processes the kernel allows at load time (pid_max, threads-max), so forks, which pnsd cannot
+ * refuse, cannot fill it. Entries are allocated as they come (BPF_F_NO_PREALLOC). */
 #define PNS_MAX_MEMBERS 131072
 #define PNS_MAX_POLICIES 4096
 #define PNS_MAX_VIEWS 65536
 #define PNS_MAX_CGROUP_DEPTH 16
 #define PNS_EVENTS_BYTES (1 << 20)
+/* Events pnsd can do without (exits, the guard's refusals) are sent only while the ring
+ * buffer is less than this full: the rest is kept for the ones a process waits on (held,
+ * entered) or a lock depends on (escape), so a user making many exits or refusals cannot
+ * crowd out another's. */
+#define PNS_EVENTS_OPTIONAL_BYTES (PNS_EVENTS_BYTES / 2)
 
 enum pns_member_state {
     PNS_STATE_MEMBER = 1,  /* in its namespace's view */
@@ -62,11 +70,12 @@ enum pns_counter {
     PNS_COUNTER_ENTERED = 1,
     PNS_COUNTER_LOST_EVENTS = 2,
     PNS_COUNTER_ESCAPES = 3,
-    PNS_COUNTERS = 4,
+    PNS_COUNTER_UNTRACKED = 4, /* a member's child the members map had no room for */
+    PNS_COUNTERS = 5,
 };
 
 /* The LSM guard. Namespaces it guards: ns -> flags. */
-#define PNS_MAX_GUARDED 4096
+#define PNS_MAX_GUARDED 16384
 #define PNS_MAX_DENIED 65536
 
 enum pns_guard_flags {
