@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <vector>
@@ -88,6 +89,7 @@ struct Server::Connection {
     bool backlog = false;     // in backlogged_: `in` holds requests its turn did not reach
     bool waiting = false;     // a deferred request is outstanding: serve nothing more
     bool doomed = false;      // over its uid's output bound: close at the next chance
+    bool starved = false;     // backlogged before any request of its turn was served
     std::uint64_t serial = 0;
     std::uint32_t interest = 0;  // events registered with epoll
     // A complete request received, an answer delivered or all output taken (what keeps a
@@ -229,6 +231,7 @@ Status Server::run(const Handler& handler, const std::function<void()>& on_ready
             if (errno == EINTR) continue;
             return sys_error("epoll_wait");
         }
+        for (auto& [uid, usage] : usage_) usage.spent = Clock::duration::zero();
         for (int i = 0; i < n; ++i) {
             int fd = events[i].data.fd;
             if (fd == listener_.get()) {
@@ -337,8 +340,14 @@ void Server::serve_lines(Connection& conn) {
             all_served = true;
             break;
         }
-        if (served++ == kRequestsPerTurn) {
-            // The rest waits for this connection's next turn, after every other's.
+        Usage& usage = usage_[conn.caller.uid];
+        if (served++ == kRequestsPerTurn || usage.spent >= kTimePerPass) {
+            // The rest waits for this connection's next turn, after every other's; a uid
+            // that used its time in this pass waits for the next, so 128 connections of one
+            // user get no more of pnsd's time than one connection of another. One that got
+            // nothing is first in the next pass, or another of the same uid could take the
+            // uid's time in every pass before it.
+            conn.starved = served == 1;
             if (!conn.backlog) {
                 conn.backlog = true;
                 backlogged_.push_back(conn.fd.get());
@@ -346,7 +355,9 @@ void Server::serve_lines(Connection& conn) {
             break;
         }
         std::string_view line(conn.in.data() + start, newline - start);
+        auto began = Clock::now();
         auto response = (*handler_)(conn.caller, line, Ticket{conn.fd.get(), conn.serial});
+        usage.spent += Clock::now() - began;
         ++requests_;
         start = newline + 1;
         if (!response) {
@@ -476,6 +487,10 @@ void Server::serve_backlog() {
     // the connections that are ready by then.
     std::vector<int> turn;
     turn.swap(backlogged_);
+    std::stable_partition(turn.begin(), turn.end(), [this](int fd) {
+        auto it = connections_.find(fd);
+        return it != connections_.end() && it->second->starved;
+    });
     for (int fd : turn) {
         auto it = connections_.find(fd);
         // Closed since, or its fd already reused by a connection that was never backlogged.

@@ -66,6 +66,9 @@ class Server {
     // Requests served from one connection before the others get their turn: a client that
     // pipelines thousands of writes (each one fsynced) must not hold up everybody else.
     static constexpr std::size_t kRequestsPerTurn = 16;
+    // Time on pnsd's main thread each uid gets in one pass over the ready connections (at
+    // least one request, however long); the rest of its requests wait for the next pass.
+    static constexpr std::chrono::milliseconds kTimePerPass{1};
 
     // Binds and listens on `path`, made with mode 0666. Its directory must be one only root
     // controls (agent/trusted_dir.hpp). An existing socket there is replaced only when nothing
@@ -104,8 +107,9 @@ class Server {
     // What one uid holds in pnsd now.
     struct Usage {
         std::size_t connections = 0;
-        std::size_t input = 0;   // bytes of requests read and not yet served
-        std::size_t output = 0;  // bytes of answers not yet taken
+        std::size_t input = 0;                        // bytes of requests read and not yet served
+        std::size_t output = 0;                       // bytes of answers not yet taken
+        std::chrono::steady_clock::duration spent{};  // serving its requests, in this pass
     };
 
     Server(std::string path, UniqueFd dir, std::string name, UniqueFd listener, UniqueFd epoll,
