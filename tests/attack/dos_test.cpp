@@ -324,6 +324,34 @@ TEST_F(Dos, OrdinaryUsersTogetherLeaveRootItsSlots) {
     }
 }
 
+// Time on pnsd's main thread: one user's 128 connections, each with requests queued, got 16
+// requests served each per pass, so another user's request waited for thousands of them. Now
+// each uid gets about a millisecond per pass, and root's next request waits for a handful.
+TEST_F(Dos, ManyConnectionsOfOneUserGetNoMoreTimeThanOneOfAnother) {
+    auto flood = connect_as(kOtherUid, pnsd().socket(), Server::kMaxConnectionsPerUser);
+    ASSERT_EQ(flood.size(), Server::kMaxConnectionsPerUser);
+    std::string batch;
+    for (int i = 0; i < 64; ++i) batch += request("status").dump() + "\n";
+    RawClient root(pnsd().socket());
+    auto served = [&] {
+        auto j = root.call(request("status"));
+        return j["result"]["requests"].get<std::uint64_t>();
+    };
+    std::uint64_t before = served();
+    for (auto& c : flood) ASSERT_TRUE(c.send_all(batch));  // within the socket buffer
+    // Two of root's requests in a row: how many of the attacker's were served between them.
+    std::uint64_t first = served();
+    std::uint64_t second = served();
+    EXPECT_LT(second - first - 1, 64u)
+        << "root's request waited for " << second - first - 1 << " requests of another user";
+    // Control: the attacker's requests are all served, in the end.
+    std::size_t answered = 0;
+    for (auto& c : flood)
+        for (int i = 0; i < 64; ++i) answered += c.read_line().has_value();
+    EXPECT_EQ(answered, 64 * Server::kMaxConnectionsPerUser);
+    EXPECT_GE(served() - before, 64 * Server::kMaxConnectionsPerUser);
+}
+
 // Trickling a request a byte every few seconds kept a connection open forever (every byte
 // reset the idle timeout). Now a request must be complete within the deadline from its first
 // byte; the same request sent at once, or trickled within the deadline, is served.
@@ -579,6 +607,58 @@ TEST_F(Dos, UnreadAnswersOfOneUserAreBounded) {
                           << " MiB of answers one user does not read";
     // Control: the ones within the bound got their whole answers.
     EXPECT_GE(answered, Server::kMaxOutputPerUser / (table.size() + 4096) - 1);
+}
+
+// The members map is filled by the kernel at every fork of a member, which pnsd cannot refuse:
+// a user forking inside its view must not take the room root's and other users' members need
+// (a member the map lacks is not guarded, and its escapes go unseen). The map is as large as
+// the number of processes the kernel allows, so no user can fill it: forks run out first.
+TEST_F(Dos, ForkingMembersCannotCrowdOutOthers) {
+    json tracker = ctl_json(pnsd(), {"status"})["tracker"];
+    if (tracker["state"] != "active") {
+        const char* must = std::getenv("PNS_TESTS_MUST_WORK");
+        if (must && std::string_view(must) == "1") FAIL() << "no tracker: " << tracker;
+        GTEST_SKIP() << "no tracker: " << tracker;
+    }
+    auto sysctl = [](const char* path) {
+        std::ifstream in(path);
+        std::size_t v = 0;
+        in >> v;
+        return v;
+    };
+    std::size_t kernel_most =
+        std::min(sysctl("/proc/sys/kernel/pid_max"), sysctl("/proc/sys/kernel/threads-max"));
+    EXPECT_GE(tracker["members_capacity"].get<std::size_t>(), kernel_most) << tracker;
+
+    // The attack, scaled down: many members forked in the attacker's view.
+    const int kForks = scaled(1000);
+    std::string pids = home_ + "/pids";
+    auto forked = ctl({"run", "--ns", "mine", "--", "/bin/sh", "-c",
+                       "i=0; while [ $i -lt " + std::to_string(kForks) +
+                           " ]; do sleep 600 </dev/null >/dev/null 2>&1 & echo $! >> " + pids +
+                           "; i=$((i+1)); done"},
+                      {.uid = kOtherUid, .gid = kOtherGid, .timeout = 120s});
+    struct Reap {
+        std::string file;
+        ~Reap() {
+            std::ifstream in(file);
+            for (pid_t pid; in >> pid;) ::kill(pid, SIGKILL);
+        }
+    } reap{pids};
+    ASSERT_EQ(forked.exit_code, 0) << forked.err;
+    tracker = ctl_json(pnsd(), {"status"})["tracker"];
+    EXPECT_GE(tracker["members"].get<int>(), kForks) << tracker;
+    EXPECT_EQ(tracker["untracked_children"], 0) << tracker;
+
+    // Control: root's join afterwards is tracked.
+    ok({"ns", "create", "roots"});
+    Proc sleeper({"/bin/sleep", "600"});
+    ok({"attach", "--ns", "roots", std::to_string(sleeper.pid())});
+    json ps = ctl_json(pnsd(), {"ps", "--ns", "roots"});
+    bool tracked = false;
+    for (const auto& row : ps["processes"])
+        if (row["pid"] == sleeper.pid()) tracked = row["tracked"] == true;
+    EXPECT_TRUE(tracked) << ps;
 }
 
 // `pnsctl events` streams: each event goes to every stream that may see it, so one user may
