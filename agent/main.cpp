@@ -229,9 +229,9 @@ class Daemon {
 };
 
 // systemd starts services with a soft limit of 1024 open files, too few for
-// Server::kMaxConnections clients, each of which takes two (its socket and the pidfd of the
-// process that connected); the hard limit is there to be raised to (pnsd never uses select(),
-// which is what the low soft limit protects).
+// Server::kMaxConnections clients, each of which takes up to two (its socket, and the pidfd of
+// its process unless another connection of that process holds it); the hard limit is there to
+// be raised to (pnsd never uses select(), which is what the low soft limit protects).
 void raise_fd_limit() {
     rlimit limit{};
     if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
