@@ -288,6 +288,25 @@ Result<json> Policies::set(const Caller& caller, const json& args) {
                                              quote(other->name) + " of uid " +
                                              std::to_string(other->owner) +
                                              "; only root or that user may replace it"};
+    // The tracker's map of policies is shared: one user's share is bounded, and ordinary
+    // users together leave a quarter of it to root's.
+    if (!caller.is_root()) {
+        std::size_t mine = 0, users = 0;
+        for (const auto& p : policies_) {
+            if (p.id == policy->id) continue;  // replaced
+            const Namespace* of = registry_.find_id(p.ns);
+            if (of && of->owner != 0) ++users;
+            if (of && of->owner == caller.uid) ++mine;
+        }
+        if (mine >= kMaxPoliciesPerUser)
+            return Error{EDQUOT, "uid " + std::to_string(caller.uid) + " already has " +
+                                     std::to_string(mine) +
+                                     " policies, the most one user may have"};
+        if (users >= PNS_MAX_POLICIES - PNS_MAX_POLICIES / 4)
+            return Error{EDQUOT,
+                         "the tracker's map of policies is full for ordinary users (the "
+                         "rest is kept for root)"};
+    }
     policy->ns = ns->id;
     auto primary = members_.primary_of(*name);
     if (!primary) return Error{EIO, "namespace " + quote(*name) + " has no view"};

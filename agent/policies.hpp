@@ -45,6 +45,9 @@ class Policies {
     const Namespace* namespace_of(std::uint64_t cgroup) const;
 
     bool handles(std::string_view op) const { return op.starts_with("policy."); }
+
+    // Policies one ordinary user's namespaces may have (each a cgroup delegated to the user).
+    static constexpr std::size_t kMaxPoliciesPerUser = 64;
     Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
 
   private:

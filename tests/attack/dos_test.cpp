@@ -21,6 +21,7 @@
 #include "agent/auth.hpp"
 #include "agent/members.hpp"
 #include "agent/mount.hpp"
+#include "agent/policies.hpp"
 #include "agent/server.hpp"
 #include "pns/protocol.hpp"
 #include "pns/table.hpp"
@@ -659,6 +660,52 @@ TEST_F(Dos, ForkingMembersCannotCrowdOutOthers) {
     for (const auto& row : ps["processes"])
         if (row["pid"] == sleeper.pid()) tracked = row["tracked"] == true;
     EXPECT_TRUE(tracked) << ps;
+}
+
+// The tracker's map of policies is shared: a user with a delegated cgroup could set a policy on
+// every cgroup below it until root could set none. Now one user has kMaxPoliciesPerUser, and
+// its policies past that are refused while root's are still taken.
+TEST_F(Dos, PoliciesOfOneUserAreBounded) {
+    if (auto missing = missing_host_prerequisite(); !missing.empty())
+        GTEST_SKIP() << "this host lacks " << missing;
+    ASSERT_EQ(ctl_json(pnsd(), {"status"})["tracker"]["state"], "active");
+    const std::string top =
+        cgroup2_root() + "/pns-test-" + std::filesystem::path(dir_.path()).filename().string();
+    ASSERT_EQ(::mkdir(top.c_str(), 0755), 0) << top << ": " << std::strerror(errno);
+    struct Remove {
+        std::string top;
+        ~Remove() {
+            std::vector<std::string> dirs;
+            for (const auto& e : std::filesystem::directory_iterator(top))
+                if (e.is_directory()) dirs.push_back(e.path());
+            dirs.push_back(top);
+            for (const auto& d : dirs)
+                for (int i = 0; i < 200 && ::rmdir(d.c_str()) != 0; ++i) ::usleep(10000);
+        }
+    } remove{top};
+    const std::size_t share = agent::Policies::kMaxPoliciesPerUser;
+    for (std::size_t i = 0; i <= share; ++i) {
+        std::string d = top + "/u" + std::to_string(i);
+        ASSERT_EQ(::mkdir(d.c_str(), 0755), 0);
+        ASSERT_EQ(::chown(d.c_str(), kOtherUid, kOtherGid), 0);
+    }
+    // Control: the user's share is taken.
+    for (std::size_t i = 0; i < share; ++i)
+        ok({"policy", "set", "--cgroup", top + "/u" + std::to_string(i), "--ns", "mine"},
+           as_attacker());
+    // The attack: one more.
+    auto r = ctl({"policy", "set", "--cgroup", top + "/u" + std::to_string(share), "--ns", "mine"},
+                 as_attacker());
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("policies"), std::string::npos) << r.err;
+    // Control: root's policy is taken, and a user's replaced policy is no new one.
+    ok({"ns", "create", "roots"});
+    ok({"policy", "set", "--cgroup", top + "/u" + std::to_string(share), "--ns", "roots"});
+    ok({"ns", "create", "mine2"}, as_attacker());
+    ok({"policy", "set", "--cgroup", top + "/u0", "--ns", "mine2"}, as_attacker());
+    for (std::size_t i = 0; i < share; ++i)
+        ok({"policy", "rm", "--cgroup", top + "/u" + std::to_string(i)}, as_attacker());
+    ok({"policy", "rm", "--cgroup", top + "/u" + std::to_string(share)});
 }
 
 // `pnsctl events` streams: each event goes to every stream that may see it, so one user may
