@@ -144,5 +144,39 @@ TEST(MayJoinByPolicy, AUsersNamespaceTakesOnlyWhatItsOwnerCouldAttach) {
     EXPECT_TRUE(FailsWith(may_join_by_policy(alices, process(kBob, 5, false), 100), EPERM));
 }
 
+TEST(Quotas, HoldingsCountEntriesAndTmpfs) {
+    Table t;
+    t.entries.push_back(Entry{EntryKind::kTmpfs, UnionMode::kReplace, false, "", "/a"});
+    t.entries.push_back(Entry{EntryKind::kHide, UnionMode::kReplace, false, "", "/b"});
+    t.entries.push_back(Entry{EntryKind::kTmpfs, UnionMode::kReplace, false, "", "/c"});
+    Holdings h = holdings_of(t);
+    EXPECT_EQ(h.entries, 3u);
+    EXPECT_EQ(h.tmpfs, 2u);
+    EXPECT_EQ(h.mounts, 0u);
+}
+
+TEST(Quotas, OverAllOfAUsersNamespaces) {
+    Quotas q;
+    Holdings others{q.entries - 10, q.tmpfs - 1, q.mounts - 100};
+    EXPECT_TRUE(Succeeds(within_quota(as(kAlice), kAlice, others, {10, 1, 100}, q)));
+    EXPECT_TRUE(FailsWith(within_quota(as(kAlice), kAlice, others, {11, 0, 0}, q), EDQUOT,
+                          "at most 65536 are allowed"));
+    EXPECT_TRUE(
+        FailsWith(within_quota(as(kAlice), kAlice, others, {0, 2, 0}, q), EDQUOT, "tmpfs entries"));
+    EXPECT_TRUE(
+        FailsWith(within_quota(as(kAlice), kAlice, others, {0, 0, 101}, q), EDQUOT, "mounts"));
+    // The quotas are pnsd's options.
+    Quotas small{10, 1, 10};
+    EXPECT_TRUE(FailsWith(within_quota(as(kAlice), kAlice, {}, {11, 0, 0}, small), EDQUOT,
+                          "at most 10 are allowed"));
+}
+
+TEST(Quotas, RootsChangesAreNotBounded) {
+    Quotas q;
+    Holdings huge{10 * q.entries, 10 * q.tmpfs, 10 * q.mounts};
+    EXPECT_TRUE(Succeeds(within_quota(as(0), kAlice, huge, huge, q)));
+    EXPECT_TRUE(Succeeds(within_quota(as(0), 0, huge, huge, q)));
+}
+
 }  // namespace
 }  // namespace pns::agent::auth

@@ -598,6 +598,24 @@ TEST(ValidateTable, EntryLimit) {
     EXPECT_TRUE(FailsWith(validate_table(t), EINVAL, "65537 entries; at most 65536"));
 }
 
+// However a table is built (entry by entry too), its text stays within what apply accepts.
+TEST(ValidateTable, TextLimit) {
+    const std::string long_dir = "/" + std::string(250, 'd') + "/" + std::string(250, 'e');
+    Table t;
+    std::size_t bytes = 0;
+    for (std::size_t i = 0;; ++i) {
+        Entry e = hide(long_dir + "/" + std::to_string(i));
+        std::size_t line = format_entry(e).size() + 1;
+        if (bytes + line > kMaxTableTextBytes) break;
+        bytes += line;
+        t.entries.push_back(e);
+    }
+    EXPECT_TRUE(Succeeds(validate_table(t)));
+    EXPECT_EQ(format_table(t).size(), bytes);
+    t.entries.push_back(hide(long_dir + "/last"));
+    EXPECT_TRUE(FailsWith(validate_table(t), EDQUOT, "larger than 8 MiB"));
+}
+
 TEST(ToString, Verbs) {
     EXPECT_EQ(to_string(EntryKind::kBind), "bind");
     EXPECT_EQ(to_string(EntryKind::kHide), "hide");
