@@ -570,21 +570,31 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
 
 namespace {
 
-// The mounts of the calling thread's mount namespace: the lines of its mountinfo, found
-// through `proc`, the host's procfs (never through a path the view resolves: its table may
-// put anything at /proc).
-Result<std::size_t> count_mounts(int proc) {
+// The mounts of the calling thread's mount namespace, less those at or below `skip` (if not
+// empty): the lines of its mountinfo, found through `proc`, the host's procfs (never through a
+// path the view resolves: its table may put anything at /proc).
+Result<std::size_t> count_mounts(int proc, const std::string& skip) {
     UniqueFd fd(::openat(proc, "thread-self/mountinfo", O_RDONLY | O_CLOEXEC));
     if (!fd) return sys_error("open /proc/thread-self/mountinfo");
-    std::size_t lines = 0;
+    std::string text;
     char buf[64 << 10];
     for (;;) {
         ssize_t n = ::read(fd.get(), buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return sys_error("read /proc/thread-self/mountinfo");
-        if (n == 0) return lines;
-        lines += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+        if (n == 0) break;
+        text.append(buf, static_cast<std::size_t>(n));
     }
+    std::size_t mounts = 0;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string id, parent, dev, root, mount_point;
+        fields >> id >> parent >> dev >> root >> mount_point;
+        if (!skip.empty() && (mount_point == skip || mount_point.starts_with(skip + "/"))) continue;
+        ++mounts;
+    }
+    return mounts;
 }
 
 }  // namespace
@@ -594,13 +604,15 @@ Result<std::size_t> Views::mounts_made(const std::string& name) {
     auto st = worker_.run([&]() -> Status {
         UniqueFd proc(::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
         if (!proc) return sys_error("open /proc");
-        auto host = count_mounts(proc.get());
+        // What a view starts with: the host's mounts but the views' pins, which a primary
+        // takes off (open_or_create_primary).
+        auto host = count_mounts(proc.get(), dir_);
         if (!host) return host.error();
         auto primary_fd = primary(name);
         if (!primary_fd) return primary_fd.error();
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
         if (!in_view) return in_view.error();
-        auto view = count_mounts(proc.get());
+        auto view = count_mounts(proc.get(), {});
         if (!view) return view.error();
         result = *view > *host ? *view - *host : 0;
         return {};
