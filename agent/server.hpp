@@ -54,8 +54,8 @@ class Server {
     // connection is told so and closed. The largest legal request (an `apply` of an 8 MiB
     // table, at most 32 MiB of JSON) crosses a Unix socket in milliseconds.
     static constexpr std::chrono::seconds kRequestDeadline{10};
-    // An answer (or streamed line) must be taken this long after it was queued, or the
-    // connection is closed.
+    // A connection whose client takes none of the answers (or streamed lines) waiting for it
+    // for this long is closed.
     static constexpr std::chrono::seconds kOutputDeadline{60};
     // Bytes of unfinished requests one non-root uid may have buffered in pnsd over all its
     // connections: two of the largest legal requests at once.
