@@ -16,6 +16,7 @@
 #include "agent/auth.hpp"
 #include "agent/bpf.hpp"
 #include "agent/guard.hpp"
+#include "agent/lanes.hpp"
 #include "agent/log.hpp"
 #include "agent/members.hpp"
 #include "agent/policies.hpp"
@@ -53,12 +54,14 @@ bool is_change(std::string_view op) {
 
 class Daemon {
   public:
-    Daemon(Options options, Registry registry, Views& views, std::unique_ptr<Tracer> tracer,
+    Daemon(Options options, std::unique_ptr<Lanes> lanes, std::unique_ptr<Registry> registry,
+           Views& views, std::unique_ptr<Tracer> tracer,
            std::unique_ptr<Tracker> tracker, std::string tracker_error,
            std::unique_ptr<Guard> guard, std::string guard_error, std::unique_ptr<Server> server,
            std::vector<std::string> mounted)
         : options_(std::move(options)),
           mounted_(std::move(mounted)),
+          lanes_(std::move(lanes)),
           registry_(std::move(registry)),
           tracer_(std::move(tracer)),
           tracker_(std::move(tracker)),
@@ -67,7 +70,7 @@ class Daemon {
           guard_error_(std::move(guard_error)),
           server_(std::move(server)),
           members_(
-              registry_, views, *tracer_, tracker_.get(),
+              *registry_, views, *tracer_, tracker_.get(),
               [this](Server::Ticket ticket, const Result<json>& result) {
                   server_->answer(ticket, result ? protocol::encode_success(*result)
                                                  : protocol::encode_failure(result.error()));
@@ -75,16 +78,27 @@ class Daemon {
               [this](Server::Ticket ticket, const json& line) {
                   return server_->push(ticket, protocol::encode_success(line));
               }),
-          policies_(registry_, members_, tracker_.get()) {
+          policies_(*registry_, members_, tracker_.get()) {
         // A namespace's policies and pnsd's records of its members go with it, in the same
         // all-or-nothing step as its table (DESIGN.md, decision 8).
-        registry_.on_remove([this](const Namespace& ns) -> Result<std::vector<std::string>> {
+        registry_->on_remove([this](const Namespace& ns) -> Result<std::vector<std::string>> {
             auto removed = policies_.forget_namespace(ns.id);
             if (removed) members_.forget_namespace(ns.name);
             return removed;
         });
         members_.set_connected([this](Server::Ticket t) { return server_->connected(t); });
+        registry_->on_answers(
+            [this](Server::Ticket ticket, const Result<json>& result) {
+                server_->answer(ticket, result ? protocol::encode_success(*result)
+                                               : protocol::encode_failure(result.error()));
+            },
+            // A namespace made or removed: the tracker's map of views follows.
+            [this] { members_.sync_views(); });
     }
+
+    // Whether views' work is still under way on some lane (a stuck one keeps pnsd's exit
+    // from waiting for it).
+    bool lanes_busy() const { return lanes_->pending() > 0; }
 
     std::optional<std::string> handle(const Caller& caller, std::string_view line,
                                       Server::Ticket ticket) {
@@ -118,6 +132,8 @@ class Daemon {
         if (auto st = server_->watch(tracer_->event_fd(), [this] { members_.on_tracer_events(); });
             !st)
             return st;
+        if (auto st = server_->watch(lanes_->event_fd(), [this] { lanes_->finish(); }); !st)
+            return st;
         if (tracker_) {
             if (auto st =
                     server_->watch(tracker_->event_fd(), [this] { members_.on_tracker_events(); });
@@ -137,9 +153,9 @@ class Daemon {
                                    Server::Ticket ticket) { return handle(caller, line, ticket); },
                             [this] {
                                 spdlog::info("pnsd: serving {} namespaces on '{}'",
-                                             registry_.size(), server_->path());
+                                             registry_->size(), server_->path());
                                 sd_notifyf(0, "READY=1\nSTATUS=Serving %zu namespaces\nMAINPID=%d",
-                                           registry_.size(), static_cast<int>(::getpid()));
+                                           registry_->size(), static_cast<int>(::getpid()));
                             });
     }
 
@@ -149,19 +165,21 @@ class Daemon {
         if (request.op == "status") return Result<json>(status(caller));
         if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
         if (policies_.handles(request.op)) return policies_.handle(caller, request);
-        if (registry_.handles(request.op)) {
+        if (registry_->handles(request.op)) {
             // A new namespace is a new view for the tracker's map, of which ordinary users
             // leave a share to root.
             if (request.op == "ns.create")
                 if (auto st = members_.room_for_view(caller.uid); !st)
                     return Result<json>(st.error());
-            auto result = registry_.handle(caller, request);
-            if (result &&
-                (request.op == "ns.create" || request.op == "ns.rm" || request.op == "ns.view"))
-                members_.sync_views();
+            // Changes of views are answered when their lane is done (and the tracker's map
+            // follows then, Registry::on_answers).
+            auto result = registry_->handle(caller, request, ticket);
+            if (!result) return std::nullopt;
+            if (*result && request.op == "ns.view") members_.sync_views();
             // `ns show` lists the members to those who may see the entries.
-            if (result && request.op == "ns.show" && result->contains("entries"))
-                (*result)["members"] = members_.list(caller, (*result)["name"].get<std::string>());
+            if (*result && request.op == "ns.show" && (*result)->contains("entries"))
+                (**result)["members"] =
+                    members_.list(caller, (**result)["name"].get<std::string>());
             return result;
         }
         return Result<json>(Error{EOPNOTSUPP, "unknown operation " + quote(request.op)});
@@ -178,7 +196,8 @@ class Daemon {
                 {"state_dir", options_.state_dir},
                 {"runtime_dir", options_.runtime_dir},
                 {"mounted", mounted_},
-                {"namespaces", registry_.size()},
+                {"namespaces", registry_->size()},
+                {"lanes", {{"running", lanes_->lanes()}, {"pending", lanes_->pending()}}},
                 {"clients", server_->connections()},
                 {"requests", server_->requests_served()},
                 {"tracker", tracker_status()},
@@ -216,7 +235,8 @@ class Daemon {
 
     Options options_;
     std::vector<std::string> mounted_;
-    Registry registry_;
+    std::unique_ptr<Lanes> lanes_;
+    std::unique_ptr<Registry> registry_;
     std::unique_ptr<Tracer> tracer_;
     std::unique_ptr<Tracker> tracker_;
     std::string tracker_error_;
@@ -309,9 +329,15 @@ int serve(const Options& options) {
         spdlog::info(
             "views: the host's mounts were private; made them shared (as systemd does "
             "at boot) so that views see mounts made later");
-    Registry registry(std::move(*store), views->get());
-    registry.use_quotas(options.quotas);
-    auto skipped = registry.load();
+    auto lanes = Lanes::open();
+    if (!lanes) {
+        spdlog::error("pnsd: {}", lanes.error().message);
+        return 1;
+    }
+    auto registry = std::make_unique<Registry>(std::move(*store), views->get());
+    registry->use_quotas(options.quotas);
+    registry->use_lanes(lanes->get());
+    auto skipped = registry->load();
     if (!skipped) {
         spdlog::error("pnsd: load tables: {}", skipped.error().message);
         return 1;
@@ -382,20 +408,26 @@ int serve(const Options& options) {
     if (tracker && options.no_guard) Guard::remove(*tracker);
     // Expected on kernels without BPF LSM: said once, at info, and in pnsctl status.
     if (!guard) spdlog::info("guard: unavailable: {}", guard_error);
-    registry.use_guard(guard.get(), guard_error);
-    for (const auto& line : registry.adopt_views()) spdlog::warn("views: {}", line);
+    registry->use_guard(guard.get(), guard_error);
+    // Each view on its owner's lane; one that takes longer than this (a source that does not
+    // answer) goes on while pnsd serves.
+    registry->adopt_views(std::chrono::seconds(30));
 
-    Daemon daemon(options, std::move(registry), **views, std::move(*tracer), std::move(tracker),
-                  std::move(tracker_error), std::move(guard), std::move(guard_error),
-                  std::move(*server), std::move(mounted));
+    Daemon daemon(options, std::move(*lanes), std::move(registry), **views, std::move(*tracer),
+                  std::move(tracker), std::move(tracker_error), std::move(guard),
+                  std::move(guard_error), std::move(*server), std::move(mounted));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
-    if (!st) {
-        spdlog::error("pnsd: {}", st.error().message);
-        return 1;
+    if (!st) spdlog::error("pnsd: {}", st.error().message);
+    else spdlog::info("pnsd: stopped");
+    if (daemon.lanes_busy()) {
+        // A lane stuck in a lookup that does not return still uses what the daemon owns: end
+        // the process here rather than take it apart under that thread.
+        spdlog::warn("pnsd: a view's work was still under way; not waiting for it");
+        spdlog::shutdown();
+        std::_Exit(st ? 0 : 1);
     }
-    spdlog::info("pnsd: stopped");
-    return 0;
+    return st ? 0 : 1;
 }
 
 }  // namespace

@@ -116,42 +116,183 @@ bool Registry::handles(std::string_view op) const {
     return op.starts_with("ns.") || op.starts_with("entry.");
 }
 
-Status Registry::realize(const Namespace& next, const Caller& caller, const Namespace* before,
-                         std::size_t& mounts) {
-    if (!views_) return {};
-    bool denies = std::any_of(next.table.entries.begin(), next.table.entries.end(),
-                              [](const Entry& e) { return e.kind == EntryKind::kDeny; });
-    if (denies && !guard_)
-        return Error{EOPNOTSUPP,
-                     "deny entries need the LSM guard, which is unavailable: " + guard_missing_};
-    Resolver resolver = resolver_of(caller);
-    if (auto st = views_->realize(next, resolver); !st) return st;
+bool Registry::changes_view(std::string_view op) {
+    return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
+           op == "entry.rm";
+}
+
+std::optional<Result<json>> Registry::when_free(
+    const std::string& name, std::function<std::optional<Result<json>>()> start,
+    Server::Ticket ticket) {
+    if (!busy_.contains(name)) return start();
+    // Behind the change under way, in order; started when it is over, and answered then.
+    waiting_[name].push_back([this, start = std::move(start), ticket] {
+        if (auto now = start()) answer_(ticket, *now);
+    });
+    return std::nullopt;
+}
+
+void Registry::release(const std::string& name) {
+    busy_.erase(name);
+    auto it = waiting_.find(name);
+    while (it != waiting_.end() && !it->second.empty() && !busy_.contains(name)) {
+        auto next = std::move(it->second.front());
+        it->second.pop_front();
+        next();  // may take the namespace again
+        it = waiting_.find(name);
+    }
+    if (it != waiting_.end() && it->second.empty()) waiting_.erase(it);
+}
+
+void Registry::conclude(const WorkPtr& work, const Result<json>& result) {
+    if (work->ticket) {
+        if (result)
+            spdlog::info("server: uid {} pid {} {} {}: ok", work->caller.uid, work->caller.pid,
+                         quote(work->op), quote(work->name));
+        else
+            spdlog::log(result.error().code == EIO ? spdlog::level::err : spdlog::level::debug,
+                        "server: uid {} pid {} {} {}: {}", work->caller.uid, work->caller.pid,
+                        quote(work->op), quote(work->name), result.error().message);
+        answer_(*work->ticket, result);
+    } else if (!result) {
+        spdlog::warn("views: view {}: {}", quote(work->name), result.error().message);
+    }
+    if (work->op == "ns.create" || work->op == "ns.rm") changed_();
+    release(work->name);
+}
+
+Status Registry::realize_on_lane(Work& work) {
+    const Resolver resolver =
+        work.ticket ? resolver_of(work.caller) : owner_resolver(work.next);
     auto undo = [&] {
-        if (before) (void)views_->realize(*before, owner_resolver(*before));
+        if (work.before)
+            (void)views_->realize(*work.before, owner_resolver(*work.before));
+        else if (work.op == "ns.create")
+            (void)views_->destroy(work.name);
     };
-    if (next.owner != 0) {
-        // Mounts are known only once they are made: a table of few entries may clone large
-        // trees. Counted in the kernel, then taken back off if over the owner's quota.
-        auto made = views_->mounts_made(next.name);
-        if (!made) {
-            undo();
-            return made.error();
+    if (work.op == "adopt") {
+        // A view pinned for another namespace of this name (the runtime directory outlived a
+        // state directory that was replaced, say) is not this one's: its processes keep it,
+        // unmanaged, as after 'ns rm --force', and this namespace gets a view of its own.
+        auto made_for = views_->identity(work.name);
+        if (made_for && *made_for != work.next.id.hex()) {
+            work.note = "the view was made for another namespace of that name (" + *made_for +
+                        "); left to its processes, unmanaged";
+            if (auto st = views_->destroy(work.name); !st) return st;
         }
-        auth::Holdings holds = auth::holdings_of(next.table);
-        holds.mounts = *made;
-        if (auto st = auth::within_quota(caller, next.owner, held_by(next.owner, next.name), holds,
-                                         quotas_);
-            !st) {
-            undo();
+        if (auto st = views_->realize(work.next, resolver); !st) return st;
+        // Views made before namespaces had identities are this namespace's from now on.
+        if (!made_for || *made_for != work.next.id.hex())
+            if (auto st = views_->set_identity(work.name, work.next.id); !st) return st;
+    } else {
+        if (work.replace_left_view)
+            if (auto st = views_->destroy(work.name); !st) return st;
+        if (auto st = views_->realize(work.next, resolver); !st) {
+            if (work.op == "ns.create") (void)views_->destroy(work.name);
             return st;
         }
-        mounts = *made;
+        if (work.op == "ns.create")
+            if (auto st = views_->set_identity(work.name, work.next.id); !st) {
+                undo();
+                return st;
+            }
     }
-    if (auto st = guard(next, resolver); !st) {
-        undo();
-        return st;
+    if (work.next.owner != 0) {
+        // Mounts are known only once they are made: a table of few entries may clone large
+        // trees. Counted in the kernel; the main thread takes them back if over the quota.
+        auto made = views_->mounts_made(work.name);
+        if (!made) {
+            if (work.op != "adopt") undo();
+            return made.error();
+        }
+        work.mounts = *made;
+    }
+    if (guard_) {
+        // Deny entries' files are looked up as the editor, in the view (at start: as the
+        // owner, again, for an inode may have changed meanwhile).
+        auto facts = views_->guard_facts(work.next, resolver);
+        if (!facts) {
+            if (work.op != "adopt") undo();
+            return facts.error();
+        }
+        work.facts = std::move(*facts);
     }
     return {};
+}
+
+void Registry::fail(const WorkPtr& work, Error error) {
+    if (work->op != "ns.create" && work->op != "adopt" && work->before) {
+        // The stored table goes back to what it was (it was stored before the view followed).
+        if (auto back = store_.save(*work->before); !back)
+            error = Error{EIO, error.message + "; and restoring the stored table failed: " +
+                                   back.error().message};
+    }
+    conclude(work, Result<json>(std::move(error)));
+}
+
+void Registry::undo_and_fail(const WorkPtr& work, Error error) {
+    if (work->op == "ns.create") forget_guard(work->name);
+    lanes_->post(
+        work->caller.uid,
+        [this, work]() -> Status {
+            if (work->before)
+                return views_->realize(*work->before, owner_resolver(*work->before));
+            if (work->op == "ns.create") return views_->destroy(work->name);
+            return {};
+        },
+        [this, work, error = std::move(error)](Status undone) mutable {
+            if (!undone)
+                error = Error{EIO, error.message + "; and putting the view back failed: " +
+                                       undone.error().message};
+            fail(work, std::move(error));
+        });
+}
+
+void Registry::finish_realize(const WorkPtr& work, Status status) {
+    Work& w = *work;
+    if (!status) {
+        if (w.op == "adopt")
+            return conclude(work, Result<json>(Error(std::move(status).error())));
+        return fail(work, std::move(status).error());
+    }
+    if (!w.note.empty()) spdlog::warn("views: view {}: {}", quote(w.name), w.note);
+    const bool adopting = w.op == "adopt";
+    if (w.next.owner != 0 && !adopting) {
+        auth::Holdings holds = auth::holdings_of(w.next.table);
+        holds.mounts = w.mounts;
+        if (auto st = auth::within_quota(w.caller, w.next.owner, held_by(w.next.owner, w.name),
+                                         holds, quotas_);
+            !st)
+            return undo_and_fail(work, std::move(st).error());
+    }
+    if (w.facts) {
+        if (auto st = guard(w.next, *w.facts); !st) {
+            if (adopting)
+                return conclude(work, Result<json>(Error{st.error().code,
+                                                         "guard: " + st.error().message}));
+            return undo_and_fail(work, std::move(st).error());
+        }
+    }
+    if (w.op == "ns.create") {
+        // Stored last: a table pnsd cannot realize is refused before it is stored.
+        if (auto st = store_.save(w.next); !st) return undo_and_fail(work, std::move(st).error());
+        held_[w.name] = auth::holdings_of(w.next.table);
+        held_[w.name].mounts = w.mounts;
+        json result = summary(w.caller, w.next);
+        namespaces_.emplace(w.name, w.next);
+        return conclude(work, result);
+    }
+    auto it = namespaces_.find(w.name);
+    if (it == namespaces_.end())  // cannot be: a removal waits for this change
+        return conclude(work, Result<json>(Error{EIO, "namespace " + quote(w.name) + " vanished"}));
+    if (adopting) {
+        if (w.next.owner != 0) held_[w.name].mounts = w.mounts;
+        return conclude(work, json::object());
+    }
+    it->second = w.next;
+    held_[w.name] = auth::holdings_of(w.next.table);
+    held_[w.name].mounts = w.mounts;
+    conclude(work, edit_result(it->second, true));
 }
 
 void Registry::forget_guard(const std::string& name) {
@@ -163,15 +304,22 @@ void Registry::forget_guard(const std::string& name) {
         spdlog::warn("guard: forget {}: {}", quote(name), forgot.error().message);
 }
 
-Status Registry::guard(const Namespace& ns, const Resolver& resolver) {
-    if (!guard_ || !views_) return {};
-    auto facts = views_->guard_facts(ns, resolver);
-    if (!facts) return facts.error();
+Status Registry::guard_can_enforce(const Table& table) const {
+    bool denies = std::any_of(table.entries.begin(), table.entries.end(),
+                              [](const Entry& e) { return e.kind == EntryKind::kDeny; });
+    if (denies && !guard_)
+        return Error{EOPNOTSUPP,
+                     "deny entries need the LSM guard, which is unavailable: " + guard_missing_};
+    return {};
+}
+
+Status Registry::guard(const Namespace& ns, const Views::GuardFacts& facts) {
+    if (!guard_) return {};
     std::uint32_t flags = 0;
     if (ns.locked) flags |= PNS_GUARD_LOCKED;
-    if (facts->user_controlled) flags |= PNS_GUARD_NO_PRIVILEGE;
-    if (!facts->denied.empty()) flags |= PNS_GUARD_DENIES;
-    return guard_->set_rules(facts->ns, ns.owner, flags, facts->denied, facts->denied_names);
+    if (facts.user_controlled) flags |= PNS_GUARD_NO_PRIVILEGE;
+    if (!facts.denied.empty()) flags |= PNS_GUARD_DENIES;
+    return guard_->set_rules(facts.ns, ns.owner, flags, facts.denied, facts.denied_names);
 }
 
 std::vector<std::string> Registry::members(const std::string& name) const {
@@ -196,43 +344,22 @@ std::vector<std::string> Registry::members(const std::string& name) const {
     return found;
 }
 
-std::vector<std::string> Registry::adopt_views() {
-    std::vector<std::string> problems;
-    if (!views_) return problems;
+void Registry::adopt_views(std::chrono::milliseconds patience) {
+    if (!views_) return;
     for (const auto& [name, ns] : namespaces_) {
-        // A view pinned for another namespace of this name (the runtime directory outlived a
-        // state directory that was replaced, say) is not this one's: its processes keep it,
-        // unmanaged, as after 'ns rm --force', and this namespace gets a view of its own.
-        auto made_for = views_->identity(name);
-        if (made_for && *made_for != ns.id.hex()) {
-            problems.push_back("view " + quote(name) + " was made for another namespace of " +
-                               "that name (" + *made_for +
-                               "); leaving it to its processes, unmanaged");
-            if (auto st = views_->destroy(name); !st)
-                problems.push_back("view " + quote(name) + ": " + st.error().message);
-        }
-        if (auto st = views_->realize(ns, owner_resolver(ns)); !st) {
-            problems.push_back("view " + quote(name) + ": " + st.error().message);
-            continue;
-        }
-        // Views made before namespaces had identities are this namespace's: they carry its own
-        // from now on.
-        if (!made_for || *made_for != ns.id.hex())
-            if (auto st = views_->set_identity(name, ns.id); !st)
-                problems.push_back("view " + quote(name) + ": " + st.error().message);
-        if (ns.owner != 0) {
-            if (auto made = views_->mounts_made(name); made) held_[name].mounts = *made;
-        }
-        // Files of deny entries are looked up again: an inode may have changed meanwhile.
-        bool denies = std::any_of(ns.table.entries.begin(), ns.table.entries.end(),
-                                  [](const Entry& e) { return e.kind == EntryKind::kDeny; });
-        if (!guard_ && denies)
-            problems.push_back("namespace " + quote(name) +
-                               " has deny entries that are not enforced: the LSM guard is "
-                               "unavailable: " +
-                               guard_missing_);
-        if (auto st = guard(ns, owner_resolver(ns)); !st)
-            problems.push_back("guard of " + quote(name) + ": " + st.error().message);
+        if (auto st = guard_can_enforce(ns.table); !st)
+            spdlog::warn("views: namespace {} has entries that are not enforced: {}", quote(name),
+                         st.error().message);
+        auto work = std::make_shared<Work>();
+        work->op = "adopt";
+        work->caller = Caller{ns.owner, auth::primary_gid(ns.owner), 0, nullptr};
+        work->name = name;
+        work->before = ns;
+        work->next = ns;
+        busy_.insert(name);
+        lanes_->post(
+            ns.owner, [this, work] { return realize_on_lane(*work); },
+            [this, work](Status st) { finish_realize(work, std::move(st)); });
     }
     if (guard_) {
         std::vector<std::uint32_t> live;
@@ -243,39 +370,56 @@ std::vector<std::string> Registry::adopt_views() {
         }
         guard_->keep_only(live);
     }
-    auto pinned = views_->pinned();
-    if (!pinned) {
-        problems.push_back(pinned.error().message);
-        return problems;
-    }
-    for (const auto& name : *pinned) {
-        if (namespaces_.contains(name)) continue;
-        auto inside = members(name);
-        if (!inside.empty()) {
-            problems.push_back("view " + quote(name) + " has no table but " +
-                               std::to_string(inside.size()) + " processes inside; keeping it");
-            continue;
+    if (auto pinned = views_->pinned(); !pinned) {
+        spdlog::warn("views: {}", pinned.error().message);
+    } else {
+        for (const auto& name : *pinned) {
+            if (namespaces_.contains(name)) continue;
+            auto inside = members(name);
+            if (!inside.empty()) {
+                spdlog::warn("views: view {} has no table but {} processes inside; keeping it",
+                             quote(name), inside.size());
+                continue;
+            }
+            if (auto st = views_->destroy(name); !st)
+                spdlog::warn("views: view {}: {}", quote(name), st.error().message);
         }
-        if (auto st = views_->destroy(name); !st)
-            problems.push_back("view " + quote(name) + ": " + st.error().message);
     }
-    return problems;
+    if (!lanes_->wait(patience))
+        for (const auto& name : busy_)
+            spdlog::warn(
+                "views: the view of {} is still being made after {} ms (a source that does not "
+                "answer?); pnsd serves meanwhile, and requests for it wait",
+                quote(name), patience.count());
 }
 
-Result<json> Registry::handle(const Caller& caller, const protocol::Request& request) {
+std::optional<Result<json>> Registry::handle(const Caller& caller,
+                                             const protocol::Request& request,
+                                             Server::Ticket ticket) {
     const auto& op = request.op;
     const auto& args = request.args;
-    if (op == "ns.create") return create(caller, args);
-    if (op == "ns.rm") return remove(caller, args);
+    if (changes_view(op)) {
+        auto name = get_string(args, "name");
+        if (!name) return Result<json>(Error(std::move(name).error()));
+        if (auto st = validate_name(*name); !st) return Result<json>(Error(st.error()));
+        return when_free(
+            *name,
+            [this, caller, request, ticket]() -> std::optional<Result<json>> {
+                const auto& a = request.args;
+                if (request.op == "ns.create") return create(caller, a, ticket);
+                if (request.op == "ns.rm") return remove(caller, a, ticket);
+                if (request.op == "ns.apply") return apply(caller, a, ticket);
+                if (request.op == "entry.add") return add_entry(caller, a, ticket);
+                return remove_entries(caller, a, ticket);
+            },
+            ticket);
+    }
     if (op == "ns.ls") return list(caller, args);
     if (op == "ns.show") return show(caller, args);
     if (op == "ns.export") return export_table(caller, args);
-    if (op == "ns.apply") return apply(caller, args);
-    if (op == "entry.add") return add_entry(caller, args);
-    if (op == "entry.rm") return remove_entries(caller, args);
     if (op == "ns.explain") return explain(caller, args);
     if (op == "ns.view") return view_info(caller, args);
-    return Error{EOPNOTSUPP, "unknown operation " + quote(op)};
+    return Result<json>(Error{EOPNOTSUPP, "unknown operation " + quote(op)});
 }
 
 Result<std::map<std::string, Namespace>::iterator> Registry::find(const json& args) {
@@ -328,82 +472,80 @@ json Registry::summary(const Caller& caller, const Namespace& ns) const {
     return j;
 }
 
-Result<json> Registry::create(const Caller& caller, const json& args) {
+std::optional<Result<json>> Registry::create(const Caller& caller, const json& args,
+                                             Server::Ticket ticket) {
     auto name = get_string(args, "name");
-    if (!name) return Error(std::move(name).error());
-    if (auto st = validate_name(*name); !st) return Error(st.error());
+    if (!name) return Result<json>(Error(std::move(name).error()));
+    if (auto st = validate_name(*name); !st) return Result<json>(Error(st.error()));
 
     uid_t owner = caller.uid;
     if (auto it = args.find("owner"); it != args.end() && !it->is_null()) {
         auto resolved = resolve_owner(*it);
-        if (!resolved) return Error(std::move(resolved).error());
+        if (!resolved) return Result<json>(Error(std::move(resolved).error()));
         owner = *resolved;
     }
-    if (auto st = auth::may_create(caller, owner, count_owned_by(owner)); !st) return st.error();
-    if (namespaces_.contains(*name)) return Error{EEXIST, "namespace " + quote(*name) + " exists"};
+    if (auto st = auth::may_create(caller, owner, count_owned_by(owner)); !st)
+        return Result<json>(st.error());
+    if (namespaces_.contains(*name))
+        return Result<json>(Error{EEXIST, "namespace " + quote(*name) + " exists"});
 
     auto locked = get_bool(args, "locked", false);
-    if (!locked) return Error(std::move(locked).error());
+    if (!locked) return Result<json>(Error(std::move(locked).error()));
 
     auto id = NamespaceId::random();
-    if (!id) return Error(std::move(id).error());
-    Namespace ns{*name, *id, owner, *locked, 1, {}};
+    if (!id) return Result<json>(Error(std::move(id).error()));
+    auto work = std::make_shared<Work>();
+    work->op = "ns.create";
+    work->caller = caller;
+    work->ticket = ticket;
+    work->name = *name;
+    work->next = Namespace{*name, *id, owner, *locked, 1, {}};
     if (args.contains("table")) {
         auto table = parse_table_arg(args);
-        if (!table) return Error(std::move(table).error());
-        ns.table = std::move(*table);
+        if (!table) return Result<json>(Error(std::move(table).error()));
+        work->next.table = std::move(*table);
+    }
+    if (auto st = auth::within_quota(caller, owner, held_by(owner, *name),
+                                     auth::holdings_of(work->next.table), quotas_);
+        !st)
+        return Result<json>(st.error());
+    if (auto st = guard_can_enforce(work->next.table); !st) return Result<json>(st.error());
+    if (!views_) {
+        if (auto st = store_.save(work->next); !st) return Result<json>(st.error());
+        json result = summary(caller, work->next);
+        held_[*name] = auth::holdings_of(work->next.table);
+        namespaces_.emplace(*name, std::move(work->next));
+        return Result<json>(result);
     }
     // A view still pinned under this name belongs to a namespace that is gone (its table was
     // removed but not its view: a crash in between, or processes were inside at start): never
     // this new one's, whose owner would then edit what those processes see. They keep it,
     // unmanaged, as after 'ns rm --force'.
     struct stat left {};
-    if (views_ && ::lstat(views_->view_dir(ns.name).c_str(), &left) == 0) {
+    if (::lstat(views_->view_dir(*name).c_str(), &left) == 0) {
         spdlog::warn(
             "views: {} still had the view of an earlier namespace of that name; "
             "leaving it to its processes, unmanaged",
-            quote(ns.name));
-        forget_guard(ns.name);
-        if (auto st = views_->destroy(ns.name); !st) return st.error();
+            quote(*name));
+        forget_guard(*name);
+        work->replace_left_view = true;
     }
-    if (auto st = auth::within_quota(caller, owner, held_by(owner, ns.name),
-                                     auth::holdings_of(ns.table), quotas_);
-        !st)
-        return st.error();
-    // The view first: a table pnsd cannot realize is refused before it is stored.
-    std::size_t mounts = 0;
-    auto undo_view = [&] {
-        forget_guard(ns.name);
-        if (views_) (void)views_->destroy(ns.name);
-    };
-    if (auto st = realize(ns, caller, nullptr, mounts); !st) {
-        undo_view();
-        return st.error();
-    }
-    if (views_)
-        if (auto st = views_->set_identity(ns.name, ns.id); !st) {
-            undo_view();
-            return st.error();
-        }
-    if (auto st = store_.save(ns); !st) {
-        undo_view();
-        return st.error();
-    }
-    json result = summary(caller, ns);
-    held_[ns.name] = auth::holdings_of(ns.table);
-    held_[ns.name].mounts = mounts;
-    namespaces_.emplace(ns.name, std::move(ns));
-    return result;
+    busy_.insert(*name);
+    lanes_->post(
+        caller.uid, [this, work] { return realize_on_lane(*work); },
+        [this, work](Status st) { finish_realize(work, std::move(st)); });
+    return std::nullopt;
 }
 
-Result<json> Registry::remove(const Caller& caller, const json& args) {
+std::optional<Result<json>> Registry::remove(const Caller& caller, const json& args,
+                                             Server::Ticket ticket) {
     auto it = find(args);
-    if (!it) return Error(std::move(it).error());
+    if (!it) return Result<json>(Error(std::move(it).error()));
     const Namespace& ns = (*it)->second;
-    if (auto st = auth::may_edit(caller, ns); !st) return st.error();
-    if (auto st = check_generation(args, ns); !st) return st.error();
+    if (auto st = auth::may_edit(caller, ns); !st) return Result<json>(st.error());
+    if (auto st = check_generation(args, ns); !st) return Result<json>(st.error());
     auto force = get_bool(args, "force", false);
-    if (!force) return Error(std::move(force).error());
+    if (!force) return Result<json>(Error(std::move(force).error()));
     auto inside = members(ns.name);
     if (!inside.empty()) {
         std::string list;
@@ -411,42 +553,56 @@ Result<json> Registry::remove(const Caller& caller, const json& args) {
             list += (i ? ", " : "") + inside[i];
         if (inside.size() > 10) list += ", ...";
         if (!*force)
-            return Error{
+            return Result<json>(Error{
                 EBUSY, "namespace " + quote(ns.name) + " has " + std::to_string(inside.size()) +
                            " members: " + list +
                            (caller.is_root() ? "; --force removes it anyway (members keep the view "
                                                "as it is now, no longer managed by pnsd)"
-                                             : "")};
+                                             : "")});
         if (!caller.is_root())
-            return Error{EACCES, "only root may remove a namespace that has members"};
+            return Result<json>(
+                Error{EACCES, "only root may remove a namespace that has members"});
     }
     // The table goes first: once it is off the disk, whatever still names the namespace (a
     // policy) finds nothing at the next start and is dropped. What goes with it is taken away
     // next; if that cannot be done, the table is stored again and nothing has changed.
-    if (auto st = store_.remove(ns.name); !st) return st.error();
+    if (auto st = store_.remove(ns.name); !st) return Result<json>(st.error());
     std::vector<std::string> removed;
     if (on_remove_) {
         auto gone = on_remove_(ns);
         if (!gone) {
             if (auto back = store_.save(ns); !back)
-                return Error{EIO, gone.error().message + "; and storing the table again failed: " +
-                                      back.error().message};
-            return Error(std::move(gone).error());
+                return Result<json>(
+                    Error{EIO, gone.error().message + "; and storing the table again failed: " +
+                                   back.error().message});
+            return Result<json>(Error(std::move(gone).error()));
         }
         removed = std::move(*gone);
     }
     forget_guard(ns.name);
-    // The namespace is gone whatever happens to its view: pins left behind are cleared by the
-    // next 'ns create' of this name, or at start.
-    if (views_)
-        if (auto st = views_->destroy(ns.name); !st)
-            spdlog::warn("views: remove the view of {}: {}", quote(ns.name), st.error().message);
     // Members of a forced removal keep the view as it is now, no longer managed by pnsd.
     json result = {
         {"name", ns.name}, {"members_left_behind", inside}, {"policies_removed", removed}};
+    auto work = std::make_shared<Work>();
+    work->op = "ns.rm";
+    work->caller = caller;
+    work->ticket = ticket;
+    work->name = ns.name;
     held_.erase(ns.name);
     namespaces_.erase(*it);
-    return result;
+    if (!views_) return Result<json>(result);
+    // The namespace is gone whatever happens to its view: pins left behind are cleared by the
+    // next 'ns create' of this name, or at start. Until they are, that create waits.
+    busy_.insert(work->name);
+    lanes_->post(
+        caller.uid, [this, work] { return views_->destroy(work->name); },
+        [this, work, result](Status st) {
+            if (!st)
+                spdlog::warn("views: remove the view of {}: {}", quote(work->name),
+                             st.error().message);
+            conclude(work, result);
+        });
+    return std::nullopt;
 }
 
 Result<json> Registry::list(const Caller& caller, const json&) const {
@@ -480,78 +636,95 @@ Result<json> Registry::export_table(const Caller& caller, const json& args) cons
         {"name", ns.name}, {"generation", ns.generation}, {"table", format_table(ns.table)}};
 }
 
-Result<json> Registry::edit(const Caller& caller, const json& args, const Change& change) {
+std::optional<Result<json>> Registry::edit(const char* op, const Caller& caller, const json& args,
+                                           const Change& change, Server::Ticket ticket) {
     auto it = find(args);
-    if (!it) return Error(std::move(it).error());
+    if (!it) return Result<json>(Error(std::move(it).error()));
     Namespace& current = (*it)->second;
-    if (auto st = auth::may_edit(caller, current); !st) return st.error();
-    if (auto st = check_generation(args, current); !st) return st.error();
+    if (auto st = auth::may_edit(caller, current); !st) return Result<json>(st.error());
+    if (auto st = check_generation(args, current); !st) return Result<json>(st.error());
 
     Namespace next = current;
-    if (auto st = change(next); !st) return st.error();
-    if (next.table == current.table) return edit_result(current, false);
-    if (auto st = validate_table(next.table); !st) return st.error();
+    if (auto st = change(next); !st) return Result<json>(st.error());
+    if (next.table == current.table) return Result<json>(edit_result(current, false));
+    if (auto st = validate_table(next.table); !st) return Result<json>(st.error());
     if (auto st = auth::within_quota(caller, next.owner, held_by(next.owner, next.name),
                                      auth::holdings_of(next.table), quotas_);
         !st)
-        return st.error();
+        return Result<json>(st.error());
+    if (auto st = guard_can_enforce(next.table); !st) return Result<json>(st.error());
     ++next.generation;
     // Stored first: if pnsd dies before the view follows, it realizes the stored table when
     // it starts. If the view cannot follow, the stored table goes back to what it was.
-    if (auto st = store_.save(next); !st) return st.error();
-    std::size_t mounts = 0;
-    if (auto st = realize(next, caller, &current, mounts); !st) {
-        if (auto back = store_.save(current); !back)
-            return Error{EIO, st.error().message + "; and restoring the stored table failed: " +
-                                  back.error().message};
-        return st.error();
+    if (auto st = store_.save(next); !st) return Result<json>(st.error());
+    if (!views_) {
+        current = std::move(next);
+        held_[current.name] = auth::holdings_of(current.table);
+        return Result<json>(edit_result(current, true));
     }
-    current = std::move(next);
-    held_[current.name] = auth::holdings_of(current.table);
-    held_[current.name].mounts = mounts;
-    return edit_result(current, true);
+    auto work = std::make_shared<Work>();
+    work->op = op;
+    work->caller = caller;
+    work->ticket = ticket;
+    work->name = current.name;
+    work->before = current;
+    work->next = std::move(next);
+    busy_.insert(work->name);
+    lanes_->post(
+        caller.uid, [this, work] { return realize_on_lane(*work); },
+        [this, work](Status st) { finish_realize(work, std::move(st)); });
+    return std::nullopt;
 }
 
-Result<json> Registry::add_entry(const Caller& caller, const json& args) {
+std::optional<Result<json>> Registry::add_entry(const Caller& caller, const json& args,
+                                                Server::Ticket ticket) {
     auto it = args.find("entry");
-    if (it == args.end()) return Error{EPROTO, "missing \"entry\""};
+    if (it == args.end()) return Result<json>(Error{EPROTO, "missing \"entry\""});
     auto entry = protocol::entry_from_json(*it);
-    if (!entry) return Error(std::move(entry).error());
-    return edit(caller, args, [&](Namespace& ns) -> Status {
-        auto& entries = ns.table.entries;
-        if (std::find(entries.begin(), entries.end(), *entry) != entries.end())
-            return Error{EEXIST, "namespace " + quote(ns.name) + " already has '" +
-                                     format_entry(*entry) + "'"};
-        if (entries.size() >= kMaxEntries)
-            return Error{EDQUOT, "namespace " + quote(ns.name) + " already has " +
-                                     std::to_string(kMaxEntries) + " entries, the most allowed"};
-        entries.push_back(*entry);
-        return {};
-    });
+    if (!entry) return Result<json>(Error(std::move(entry).error()));
+    return edit(
+        "entry.add", caller, args,
+        [&](Namespace& ns) -> Status {
+            auto& entries = ns.table.entries;
+            if (std::find(entries.begin(), entries.end(), *entry) != entries.end())
+                return Error{EEXIST, "namespace " + quote(ns.name) + " already has '" +
+                                         format_entry(*entry) + "'"};
+            if (entries.size() >= kMaxEntries)
+                return Error{EDQUOT, "namespace " + quote(ns.name) + " already has " +
+                                         std::to_string(kMaxEntries) +
+                                         " entries, the most allowed"};
+            entries.push_back(*entry);
+            return {};
+        },
+        ticket);
 }
 
-Result<json> Registry::remove_entries(const Caller& caller, const json& args) {
+std::optional<Result<json>> Registry::remove_entries(const Caller& caller, const json& args,
+                                                     Server::Ticket ticket) {
     auto target = get_string(args, "dst");
-    if (!target) return Error(std::move(target).error());
-    if (auto st = validate_path(*target); !st) return st.error();
+    if (!target) return Result<json>(Error(std::move(target).error()));
+    if (auto st = validate_path(*target); !st) return Result<json>(st.error());
     std::string source;
     if (args.contains("src")) {
         auto s = get_string(args, "src");
-        if (!s) return Error(std::move(s).error());
-        if (auto st = validate_path(*s); !st) return st.error();
+        if (!s) return Result<json>(Error(std::move(s).error()));
+        if (auto st = validate_path(*s); !st) return Result<json>(st.error());
         source = std::move(*s);
     }
-    return edit(caller, args, [&](Namespace& ns) -> Status {
-        auto& entries = ns.table.entries;
-        auto removed = std::erase_if(entries, [&](const Entry& e) {
-            return e.target == *target && (source.empty() || e.source == source);
-        });
-        if (removed == 0)
-            return Error{ENOENT, "namespace " + quote(ns.name) + " has no entry for " +
-                                     quote(*target) +
-                                     (source.empty() ? "" : " from " + quote(source))};
-        return {};
-    });
+    return edit(
+        "entry.rm", caller, args,
+        [&](Namespace& ns) -> Status {
+            auto& entries = ns.table.entries;
+            auto removed = std::erase_if(entries, [&](const Entry& e) {
+                return e.target == *target && (source.empty() || e.source == source);
+            });
+            if (removed == 0)
+                return Error{ENOENT, "namespace " + quote(ns.name) + " has no entry for " +
+                                         quote(*target) +
+                                         (source.empty() ? "" : " from " + quote(source))};
+            return {};
+        },
+        ticket);
 }
 
 Result<json> Registry::explain(const Caller& caller, const json& args) {
@@ -591,13 +764,17 @@ Result<json> Registry::view_info(const Caller& caller, const json& args) {
     return result;
 }
 
-Result<json> Registry::apply(const Caller& caller, const json& args) {
+std::optional<Result<json>> Registry::apply(const Caller& caller, const json& args,
+                                            Server::Ticket ticket) {
     auto table = parse_table_arg(args);
-    if (!table) return Error(std::move(table).error());
-    return edit(caller, args, [&](Namespace& ns) -> Status {
-        ns.table = std::move(*table);
-        return {};
-    });
+    if (!table) return Result<json>(Error(std::move(table).error()));
+    return edit(
+        "ns.apply", caller, args,
+        [&](Namespace& ns) -> Status {
+            ns.table = std::move(*table);
+            return {};
+        },
+        ticket);
 }
 
 }  // namespace pns::agent

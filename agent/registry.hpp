@@ -2,17 +2,30 @@
 // Every request is authorized here, and every change is all-or-nothing: it is validated and
 // written to disk before the in-memory table changes, so a failure anywhere leaves both as
 // they were.
+//
+// A change's work on its view (lookups as the requester, mounts) runs on the requester's lane
+// (agent/lanes.hpp), never on the main thread: the request is answered when it is done. Two
+// changes of one namespace never run at once: a request for a namespace whose change is under
+// way waits for it, in order (`busy_`, `waiting_`). Reads answer at once, from the tables as
+// the last completed change left them.
 #pragma once
 
+#include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
+#include <set>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "agent/auth.hpp"
 #include "agent/guard.hpp"
+#include "agent/lanes.hpp"
 #include "agent/namespace.hpp"
+#include "agent/server.hpp"
 #include "agent/store.hpp"
 #include "agent/views.hpp"
 #include "pns/protocol.hpp"
@@ -28,14 +41,32 @@ class Registry {
     // Reads every stored table; returns the files that were skipped, one line each.
     Result<std::vector<std::string>> load();
 
-    // Brings every view in line with its table (creating missing ones, repairing any that
-    // differ) and removes views whose table is gone, unless processes are still inside.
-    // Returns one line per problem; a view that cannot be fixed does not stop the others.
-    std::vector<std::string> adopt_views();
+    // Where views' work runs, and how answers given later reach their clients (set before
+    // anything is served). `changed` runs
+    // after a namespace was created or removed (the tracker's map of views follows).
+    using Answer = std::function<void(Server::Ticket, const Result<nlohmann::json>&)>;
+    void use_lanes(Lanes* lanes) { lanes_ = lanes; }
+    void on_answers(Answer answer, std::function<void()> changed) {
+        answer_ = std::move(answer);
+        changed_ = std::move(changed);
+    }
 
-    // Handles one namespace request (ops "ns.*" and "entry.*").
-    Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
+    // Brings every view in line with its table (creating missing ones, repairing any that
+    // differ), each on its owner's lane, and removes views whose table is gone, unless
+    // processes are still inside. Waits up to `patience` for the views; one that takes longer
+    // (a source that does not answer) goes on being made while pnsd serves, and requests for
+    // its namespace wait for it. Problems are logged, one line each; a view that cannot be
+    // fixed does not stop the others.
+    void adopt_views(std::chrono::milliseconds patience);
+
+    // Handles one namespace request (ops "ns.*" and "entry.*"): the answer now, or nothing when
+    // it comes later through the Answer of use_lanes.
+    std::optional<Result<nlohmann::json>> handle(const Caller& caller,
+                                                 const protocol::Request& request,
+                                                 Server::Ticket ticket);
     bool handles(std::string_view op) const;
+    // Whether `op` changes a namespace's view, and so may be answered later.
+    static bool changes_view(std::string_view op);
 
     // The LSM guard, or why there is none: `deny` entries are refused without it.
     void use_guard(Guard* guard, std::string why_not) {
@@ -67,24 +98,61 @@ class Registry {
     using Json = nlohmann::json;
     using Change = std::function<Status(Namespace&)>;
 
-    Result<Json> create(const Caller& caller, const Json& args);
-    Result<Json> remove(const Caller& caller, const Json& args);
+    // A change of a view under way: what it started from and goes to, and what its lane found.
+    struct Work {
+        std::string op;
+        Caller caller;
+        std::optional<Server::Ticket> ticket;  // none: pnsd's own (adopting a view at start)
+        std::string name;
+        std::optional<Namespace> before;  // none: a namespace being created
+        Namespace next;
+        bool replace_left_view = false;  // create: a view of a gone namespace is pinned there
+        // Found on the lane:
+        std::size_t mounts = 0;
+        std::optional<Views::GuardFacts> facts;
+        std::string note;  // adoption: what was found and done about it
+    };
+    using WorkPtr = std::shared_ptr<Work>;
+
+    // Runs a request that changes `name`'s view now, or queues it behind the change under way.
+    std::optional<Result<Json>> when_free(const std::string& name,
+                                          std::function<std::optional<Result<Json>>()> start,
+                                          Server::Ticket ticket);
+    // The change of `name` is over: the next request waiting for it starts.
+    void release(const std::string& name);
+    // Ends a change: answers, logs for pnsd's own, releases the namespace.
+    void conclude(const WorkPtr& work, const Result<Json>& result);
+
+    // On a lane: makes the view show work.next, counts its mounts, looks up its guard facts.
+    // If anything after the view was made fails, the view goes back as it was.
+    Status realize_on_lane(Work& work);
+    // On the main thread, once the lane is done: quotas, the guard's rules, the store, memory.
+    void finish_realize(const WorkPtr& work, Status status);
+    // Takes the view back to work.before (or away, for a create) on the lane, then fails.
+    void undo_and_fail(const WorkPtr& work, Error error);
+    // The change did not happen: the stored table is put back (an edit), and the error told.
+    void fail(const WorkPtr& work, Error error);
+
+    std::optional<Result<Json>> create(const Caller& caller, const Json& args,
+                                       Server::Ticket ticket);
+    std::optional<Result<Json>> remove(const Caller& caller, const Json& args,
+                                       Server::Ticket ticket);
     Result<Json> list(const Caller& caller, const Json& args) const;
     Result<Json> show(const Caller& caller, const Json& args) const;
     Result<Json> export_table(const Caller& caller, const Json& args) const;
-    Result<Json> add_entry(const Caller& caller, const Json& args);
-    Result<Json> remove_entries(const Caller& caller, const Json& args);
-    Result<Json> apply(const Caller& caller, const Json& args);
+    std::optional<Result<Json>> add_entry(const Caller& caller, const Json& args,
+                                          Server::Ticket ticket);
+    std::optional<Result<Json>> remove_entries(const Caller& caller, const Json& args,
+                                               Server::Ticket ticket);
+    std::optional<Result<Json>> apply(const Caller& caller, const Json& args,
+                                      Server::Ticket ticket);
     Result<Json> explain(const Caller& caller, const Json& args);
     Result<Json> view_info(const Caller& caller, const Json& args);
 
-    // Makes the view show `next` and the guard enforce it (no-op without views), within the
-    // owner's quota of mounts (`mounts`: what the view holds then). If the quota or the guard
-    // refuses, the view goes back to `before` (when there is one).
-    Status realize(const Namespace& next, const Caller& caller, const Namespace* before,
-                   std::size_t& mounts);
-    // Gives the guard `ns`'s rules, its deny entries looked up as `resolver`.
-    Status guard(const Namespace& ns, const Resolver& resolver);
+    // Deny entries need the guard: refused without it.
+    Status guard_can_enforce(const Table& table) const;
+    // Gives the guard `ns`'s rules from what its lane found.
+    Status guard(const Namespace& ns, const Views::GuardFacts& facts);
     // Drops the guard's rules for `name`'s view (before the view goes).
     void forget_guard(const std::string& name);
     // Processes inside any of the view's mount namespaces, as "PID (COMM)".
@@ -95,8 +163,9 @@ class Registry {
     Result<std::map<std::string, Namespace>::const_iterator> find(const Json& args) const;
 
     // Authorizes, checks args["generation"] if given, applies `change` to a copy, validates,
-    // stores, and only then replaces the table in memory.
-    Result<Json> edit(const Caller& caller, const Json& args, const Change& change);
+    // stores, realizes it on the requester's lane, and only then replaces the table in memory.
+    std::optional<Result<Json>> edit(const char* op, const Caller& caller, const Json& args,
+                                     const Change& change, Server::Ticket ticket);
 
     Json summary(const Caller& caller, const Namespace& ns) const;
     std::size_t count_owned_by(uid_t uid) const;
@@ -105,6 +174,11 @@ class Registry {
 
     Store store_;
     Views* views_;
+    Lanes* lanes_ = nullptr;
+    Answer answer_;
+    std::function<void()> changed_;
+    std::set<std::string> busy_;  // namespaces with a change under way
+    std::map<std::string, std::deque<std::function<void()>>> waiting_;  // requests behind it
     OnRemove on_remove_;
     Guard* guard_ = nullptr;
     std::string guard_missing_ = "not loaded";

@@ -7,6 +7,14 @@
 
 namespace pns::agent {
 
+namespace {
+thread_local bool is_worker = false;
+}  // namespace
+
+bool MountWorker::on_worker_thread() {
+    return is_worker;
+}
+
 MountWorker::MountWorker() {
     std::promise<Status> ready;
     auto ready_future = ready.get_future();
@@ -15,6 +23,7 @@ MountWorker::MountWorker() {
             ready.set_value(sys_error("unshare(CLONE_FS) for the mount worker"));
             return;
         }
+        is_worker = true;
         ready.set_value(Status{});
         loop();
     });
@@ -27,7 +36,17 @@ MountWorker::~MountWorker() {
         stop_ = true;
     }
     wake_.notify_one();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
+}
+
+void MountWorker::abandon() {
+    {
+        std::lock_guard lock(mutex_);
+        stop_ = true;
+        jobs_.clear();
+    }
+    wake_.notify_one();
+    thread_.detach();
 }
 
 void MountWorker::loop() {
@@ -46,6 +65,7 @@ void MountWorker::loop() {
 
 Status MountWorker::run(const std::function<Status()>& job) {
     if (!started_) return started_;
+    if (is_worker) return job();
     std::packaged_task<Status()> task(job);
     auto result = task.get_future();
     {
@@ -54,6 +74,14 @@ Status MountWorker::run(const std::function<Status()>& job) {
     }
     wake_.notify_one();
     return result.get();
+}
+
+void MountWorker::post(std::function<void()> job) {
+    {
+        std::lock_guard lock(mutex_);
+        jobs_.push_back(std::move(job));
+    }
+    wake_.notify_one();
 }
 
 Result<ScopedMountNamespace> ScopedMountNamespace::enter(int host, int target) {

@@ -24,8 +24,22 @@ class MountWorker {
     MountWorker& operator=(const MountWorker&) = delete;
 
     // Runs `job` on the worker thread and waits for it. Every job starts and must end in the
-    // host's mount namespace with root credentials; HostNamespace below restores that.
+    // host's mount namespace with root credentials; ScopedMountNamespace below restores that.
+    // Called on a mount worker (this one or another: a lane of agent/lanes.hpp), it runs the
+    // job at once on the calling thread, which may do the same work.
     Status run(const std::function<Status()>& job);
+
+    // Queues `job` and returns at once; jobs run in the order they were posted.
+    void post(std::function<void()> job);
+
+    // Whether the calling thread is a mount worker.
+    static bool on_worker_thread();
+
+    // For a worker stuck in a job that will not return (a lookup on a FUSE file system whose
+    // daemon never answers): lets its thread go, to end with the process, so that destroying
+    // the worker does not wait for it. The worker's memory must then outlive the thread: its
+    // owner leaks it on purpose.
+    void abandon();
 
     // Whether the thread could unshare its fs_struct; if not, run() fails every job.
     const Status& started() const { return started_; }

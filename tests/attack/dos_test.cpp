@@ -3,7 +3,10 @@
 // sends or makes it create. Each test runs the flood and asserts that it is refused where the
 // bound lies, that others (root, kVictimUid) are served meanwhile, and that its control (the
 // same steps within the bound) succeeds.
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -256,6 +259,98 @@ class Dos : public PnsdTest {
 
     std::string home_;
 };
+
+// A FUSE file system whose daemon never answers, mounted in pnsd's mount namespace: opened
+// /dev/fuse is kept and never read, so every lookup below `dir` blocks until it is closed
+// (which aborts the connection: the lookups fail with ENOTCONN).
+class SilentFuse {
+  public:
+    SilentFuse(pid_t sandbox, const std::string& dir, uid_t owner) {
+        fuse_.reset(::open("/dev/fuse", O_RDWR | O_CLOEXEC));
+        if (!fuse_) {
+            ADD_FAILURE() << "open /dev/fuse: " << std::strerror(errno);
+            return;
+        }
+        std::string options = "fd=" + std::to_string(fuse_.get()) +
+                              ",rootmode=40755,user_id=" + std::to_string(owner) +
+                              ",group_id=" + std::to_string(owner) + ",allow_other";
+        std::string ns = "/proc/" + std::to_string(sandbox) + "/ns/mnt";
+        pid_t child = fork();
+        if (child == 0) {
+            int fd = ::open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || ::setns(fd, CLONE_NEWNS) != 0) _exit(1);
+            _exit(::mount("pns-silent", dir.c_str(), "fuse", MS_NOSUID | MS_NODEV,
+                          options.c_str()) == 0
+                      ? 0
+                      : 2);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "mount the FUSE file system";
+    }
+    // Aborts the connection: whoever waits on it gets an error.
+    void close() { fuse_.reset(); }
+
+  private:
+    UniqueFd fuse_;
+};
+
+// An edit whose SRC is on a FUSE file system that never answers: its lookup, made as the
+// requester, blocks for as long as the file system does. That once stalled pnsd's one thread
+// for everybody; now it holds only the requester's own lane. Root's requests, another user's
+// edits and joins are served meanwhile; the attacker's own next edit waits behind it (its lane
+// is its own), and both end when the file system goes. Control: the same edit of a source not
+// on the stalled file system is answered at once.
+TEST_F(Dos, AnEditStuckOnASilentFuseSourceDelaysNobodyElse) {
+    const std::string stuck = make_dir(dir_.path() + "/silent");
+    ASSERT_EQ(chown(stuck.c_str(), kOtherUid, kOtherGid), 0);
+    const std::string target = make_dir(dir_.path() + "/target");
+    const std::string plain = make_dir(home_ + "/plain");
+    for (const std::string ns : {"slow", "next"}) ok({"ns", "create", ns}, {.uid = kOtherUid});
+    ok({"ns", "create", "other"}, {.uid = kVictimUid});
+    // The control first: a source that answers.
+    ok({"bind", "--ns", "next", plain, target}, {.uid = kOtherUid});
+
+    SilentFuse fuse(pnsd_->sandbox_pid(), stuck, kOtherUid);
+    if (HasFailure()) return;
+    // pnsctl as the attacker, in the background, in pnsd's mount namespace (where the FUSE
+    // file system is: SRC is looked up in the requester's own).
+    auto attacker = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv = {
+            "/usr/bin/nsenter", "--mount=/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt",
+            "--setuid", std::to_string(kOtherUid), "--setgid", std::to_string(kOtherGid), "--",
+            "/usr/bin/env", "PNS_SOCKET=" + pnsd_->socket(), pnsctl_path()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return std::make_unique<Proc>(argv);
+    };
+    auto edit = attacker({"bind", "--ns", "slow", stuck + "/x", target});
+    // The lane is in the lookup once pnsd says a job is pending.
+    ASSERT_TRUE(wait_until([&] { return ctl_json(pnsd(), {"status"})["lanes"]["pending"] == 1; }))
+        << pnsd_->log_since_start();
+
+    auto timed = [&](const std::vector<std::string>& args, const RunOptions& options) {
+        auto started = Clock::now();
+        auto r = ctl(args, options);
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+    };
+    const auto quick = stretched(2s);
+    EXPECT_LT(timed({"status"}, {}), quick);
+    EXPECT_LT(timed({"ns", "create", "roots"}, {}), quick);
+    EXPECT_LT(timed({"bind", "--ns", "roots", plain, target}, {}), quick);
+    EXPECT_LT(timed({"bind", "--ns", "other", target, target + "/"}, {.uid = kVictimUid}), quick);
+    EXPECT_LT(timed({"run", "--ns", "other", "--", "/bin/true"}, {.uid = kVictimUid}), quick);
+
+    // The attacker's next edit, of another namespace, waits on its own lane.
+    auto second = attacker({"unbind", "--ns", "next", target});
+    EXPECT_EQ(second->wait(1s), -1) << "the attacker's second edit did not wait for its first";
+
+    fuse.close();
+    EXPECT_EQ(edit->wait(), 1) << "the stuck edit should fail once its file system is gone";
+    EXPECT_EQ(second->wait(), 0);
+    EXPECT_EQ(export_of(pnsd(), "slow"), "");
+    EXPECT_EQ(ctl_json(pnsd(), {"status"})["lanes"]["pending"], 0);
+}
 
 // 4,096 connections from one user kept everyone out. Now one user holds at most its share:
 // the connection past it is told why and closed, while root and other users are served.
