@@ -469,8 +469,16 @@ void Members::on_tracker_events() {
                 if (e.refused == PNS_REFUSED_OPEN || e.refused == PNS_REFUSED_PRIVILEGE ||
                     e.refused == PNS_REFUSED_OUTSIDE || e.refused == PNS_REFUSED_RECEIVE)
                     what += " of inode " + std::to_string(e.inode);
-                spdlog::info("guard: {} ({}), member of {}: refused {}", tgid, comm, quote(name),
-                             what);
+                // A member looping on a refused call must not fill the journal: one line a
+                // second per namespace at info, the rest at debug (status counts them all, and
+                // `pnsctl events` shows each).
+                auto now = std::chrono::steady_clock::now();
+                auto& last = last_refusal_logged_[e.ns];
+                bool loud = now - last >= std::chrono::seconds(1);
+                if (loud) last = now;
+                spdlog::log(loud ? spdlog::level::info : spdlog::level::debug,
+                            "guard: {} ({}), member of {}: refused {}", tgid, comm, quote(name),
+                            what);
                 publish("refused", tgid, comm, name, what);
                 break;
             }

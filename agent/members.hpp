@@ -177,7 +177,9 @@ class Members {
     std::uint64_t next_request_ = 0;
     std::map<std::uint64_t, Outstanding> outstanding_;
     std::map<pid_t, Record> records_;
-    std::map<std::uint32_t, std::string> names_;  // primary's mount ns inode -> namespace
+    std::map<std::uint32_t, std::string> names_;
+    // When a guard refusal was last logged at info, by namespace (primary's inode).
+    std::map<std::uint32_t, std::chrono::steady_clock::time_point> last_refusal_logged_;  // primary's mount ns inode -> namespace
     std::size_t views_in_map_ = 0;                // views sync_views put in the tracker's map
 };
 
