@@ -32,14 +32,15 @@ Status setup_logging(const std::string& level) {
     if (parsed == spdlog::level::off && level != "off")
         return Error::invalid("unknown log level '" + level +
                               "' (expected trace, debug, info, warn or error)");
+    // Thread-safe sinks (_mt): the tracer thread and the lanes log too.
     std::shared_ptr<spdlog::logger> logger;
     if (stderr_is_journal()) {
         logger = std::make_shared<spdlog::logger>(
-            "pnsd", std::make_shared<spdlog::sinks::systemd_sink_st>("pnsd"));
+            "pnsd", std::make_shared<spdlog::sinks::systemd_sink_mt>("pnsd"));
         logger->set_pattern("%v");  // the journal adds time, priority and unit itself
     } else {
         logger = std::make_shared<spdlog::logger>(
-            "pnsd", std::make_shared<spdlog::sinks::stderr_color_sink_st>());
+            "pnsd", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
         logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ %v");
     }
     logger->set_level(parsed);
