@@ -383,15 +383,13 @@ TEST_F(PathsAttack, WritableUnionThroughALinkCannotReachBehindA0700Directory) {
 
 // In a -c union, overlayfs copies a lower file up into SRC when a member renames, links or
 // changes it, with the credentials of the union's creator (fs/overlayfs/super.c:
-// ovl_fill_super keeps creator_cred), which is root: a member's rename of a root-owned set-uid
-// program of DST puts a set-uid-root copy of it, owner and mode kept, in the member's own SRC
-// (an old, vulnerable version kept after an upgrade, say: what fs.protected_hardlinks exists
-// to deny). NOT FIXED, so disabled: creating the union with the editor's fsuid fails (the
-// creator needs CAP_DAC_OVERRIDE over the work directory overlayfs makes with mode 0), and
-// keeping that capability would let a copy-up read what the member cannot. The way out is
-// probably to create -c unions in the editor's satellite user namespace (overlayfs mounts
-// there since Linux 5.11; root's files are unmapped in it, so they are never copied up).
-TEST_F(PathsAttack, DISABLED_WritableUnionCopiesUpNothingAsRoot) {
+// ovl_fill_super keeps creator_cred). pnsd used to create it as root: a member's rename of a
+// root-owned set-uid program of DST put a set-uid-root copy of it, owner and mode kept, in the
+// member's own SRC (an old, vulnerable version kept after an upgrade, say: what
+// fs.protected_hardlinks exists to deny). A user's union is now made as that user in a user
+// namespace that maps no one else (agent/unions.hpp), where root's files are never copied up
+// (ovl_copy_up_one: EOVERFLOW). The control: the member's own file is copied up and renamed.
+TEST_F(PathsAttack, WritableUnionCopiesUpNothingAsRoot) {
     std::string shown = make_dir(base_ + "/bin");
     fs::copy_file("/bin/true", shown + "/tool");
     ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
