@@ -39,19 +39,27 @@ std::string gid_map(gid_t gid, const std::vector<gid_t>& groups) {
     ids.push_back(gid);
     std::sort(ids.begin(), ids.end());
     ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // Runs of consecutive ids, the one holding `gid` first: the mounter takes that gid inside.
+    std::vector<std::pair<gid_t, std::size_t>> runs;
+    for (std::size_t i = 0; i < ids.size();) {
+        std::size_t j = i + 1;
+        while (j < ids.size() && ids[j] == ids[j - 1] + 1) ++j;
+        runs.emplace_back(ids[i], j - i);
+        i = j;
+    }
+    std::stable_partition(runs.begin(), runs.end(), [&](const auto& run) {
+        return gid >= run.first && gid - run.first < run.second;
+    });
     constexpr std::size_t kMaxLines = 340;   // UID_GID_MAP_MAX_EXTENTS
     constexpr std::size_t kMaxBytes = 4000;  // map_write takes less than a page
     std::string map;
     std::size_t lines = 0;
-    for (std::size_t i = 0; i < ids.size() && lines < kMaxLines;) {
-        std::size_t j = i + 1;
-        while (j < ids.size() && ids[j] == ids[j - 1] + 1) ++j;
-        std::string line = std::to_string(ids[i]) + " " + std::to_string(ids[i]) + " " +
-                           std::to_string(j - i) + "\n";
-        if (map.size() + line.size() > kMaxBytes) break;
+    for (const auto& [first, count] : runs) {
+        std::string line = std::to_string(first) + " " + std::to_string(first) + " " +
+                           std::to_string(count) + "\n";
+        if (lines == kMaxLines || map.size() + line.size() > kMaxBytes) break;
         map += line;
         ++lines;
-        i = j;
     }
     return map;
 }

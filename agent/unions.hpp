@@ -78,7 +78,7 @@ Result<UniqueFd> create_as_user(const Credentials& mounter, const WritableLayers
 
 // The gid_map of that user namespace: `gid` and `groups`, each mapped to itself, in as few
 // lines as runs of consecutive ids allow, and no more than the kernel takes (340 lines, less
-// than a page: kernel/user_namespace.c map_write). Ids past that stay unmapped.
+// than a page: kernel/user_namespace.c map_write), `gid` first. Ids past that stay unmapped.
 std::string gid_map(gid_t gid, const std::vector<gid_t>& groups);
 
 }  // namespace unions
