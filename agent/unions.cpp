@@ -375,7 +375,14 @@ Result<UniqueFd> create_as_user(const Credentials& mounter, const WritableLayers
     auto failed = [&](const Report& report) {
         std::string message = std::string(describe(static_cast<Step>(report.step))) + ": " +
                               std::strerror(report.error);
-        if (report.log[0] != '\0') message += " (" + std::string(report.log) + ")";
+        if (report.log[0] != '\0') {
+            message += " (" + std::string(report.log) + ")";
+        } else if (static_cast<Step>(report.step) == Step::kCreate && report.error == EINVAL) {
+            // The likeliest reason, which overlayfs does not log.
+            message +=
+                " (is something mounted below DST or SRC? Made as a user, a union takes no layer "
+                "that would show what a mount covers: fs/namespace.c clone_private_mount)";
+        }
         return Error{report.error, message};
     };
 
