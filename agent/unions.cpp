@@ -82,7 +82,8 @@ enum class Step : int {
     kUserXattr,
     kUpper,
     kWork,
-    kLower,
+    kLowerSource,
+    kLowerDst,
     kCreate,
     kAskMaps,  // not a failure: the user namespace is there, waiting for its maps
 };
@@ -100,7 +101,7 @@ const char* describe(Step step) {
         case Step::kIds:
             return "take the mounter's uid and gid";
         case Step::kSource:
-            return "enter the directory that holds SRC";
+            return "enter SRC (or the directory that holds it)";
         case Step::kDst:
             return "enter DST";
         case Step::kMountNamespace:
@@ -117,7 +118,9 @@ const char* describe(Step step) {
             return "overlayfs upperdir (SRC)";
         case Step::kWork:
             return "overlayfs workdir";
-        case Step::kLower:
+        case Step::kLowerSource:
+            return "overlayfs lowerdir+ (SRC)";
+        case Step::kLowerDst:
             return "overlayfs lowerdir+ (DST)";
         case Step::kCreate:
             return "create the union";
@@ -182,7 +185,7 @@ struct ChildPlan {
     const gid_t* groups;
     std::size_t group_count;
     int proc;
-    WritableLayers const* layers;
+    Layers const* layers;
 };
 
 // The child: becomes the mounter in a user namespace of its own and creates the union there.
@@ -204,7 +207,7 @@ struct ChildPlan {
     // Nobody may look into this process (its descriptors, its namespaces) once it has the
     // mounter's uid: whose it is matters less than that it holds pnsd's view.
     ::prctl(PR_SET_DUMPABLE, 0);
-    const WritableLayers& l = *plan.layers;
+    const Layers& l = *plan.layers;
     // And it keeps none of pnsd's other descriptors (clients' sockets, the other views).
     int keep[] = {plan.sock, plan.proc, l.tree, l.dst, l.upper, l.work};
     std::sort(std::begin(keep), std::end(keep));
@@ -243,21 +246,25 @@ struct ChildPlan {
     if (::fchdir(l.tree) != 0 || ::chroot(".") != 0) fail(Step::kSource);
     if (::fchdir(l.dst) != 0) fail(Step::kDst);
     if (::unshare(CLONE_NEWNS) != 0) fail(Step::kMountNamespace);
-    int root = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int lower = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (root < 0 || lower < 0) fail(Step::kMountNamespace);
-    // SRC and the work directory by the names they had, taken only if they are still the
-    // directories the editor found: one name each, no link, no other mount.
-    open_how how{};
-    how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-    int upper =
-        static_cast<int>(::syscall(SYS_openat2, root, l.upper_name.c_str(), &how, sizeof how));
-    int work =
-        static_cast<int>(::syscall(SYS_openat2, root, l.work_name.c_str(), &how, sizeof how));
-    if (upper < 0 || work < 0 || !same_inode(upper, l.upper) || !same_inode(work, l.work)) {
-        errno = EAGAIN;
-        fail(Step::kFindSource);
+    int source = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int target = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (source < 0 || target < 0) fail(Step::kMountNamespace);
+    int upper = -1, work = -1;
+    if (l.writable) {
+        // SRC and the work directory by the names they had, taken only if they are still the
+        // directories the editor found: one name each, no link, no other mount.
+        open_how how{};
+        how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+        how.resolve =
+            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+        upper = static_cast<int>(
+            ::syscall(SYS_openat2, source, l.upper_name.c_str(), &how, sizeof how));
+        work =
+            static_cast<int>(::syscall(SYS_openat2, source, l.work_name.c_str(), &how, sizeof how));
+        if (upper < 0 || work < 0 || !same_inode(upper, l.upper) || !same_inode(work, l.work)) {
+            errno = EAGAIN;
+            fail(Step::kFindSource);
+        }
     }
 
     // overlayfs looks its layers up by path, as this process: each is given as the magic link
@@ -267,17 +274,27 @@ struct ChildPlan {
     if (fds < 0 || ::fchdir(fds) != 0) fail(Step::kProc);
     fs = ::fsopen("overlay", FSOPEN_CLOEXEC);
     if (fs < 0) fail(Step::kFsopen);
-    // overlayfs's own xattrs (opaque directories, whiteouts) as user.overlay.*, which the
-    // mounter may set on its files; trusted.overlay.* needs CAP_SYS_ADMIN in the initial user
-    // namespace (Documentation/filesystems/overlayfs.rst, "userxattr").
-    if (::fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", nullptr, 0) != 0) fail(Step::kUserXattr);
     char name[12];
-    if (::fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", decimal(upper, name), 0) != 0)
-        fail(Step::kUpper);
-    if (::fsconfig(fs, FSCONFIG_SET_STRING, "workdir", decimal(work, name), 0) != 0)
-        fail(Step::kWork);
-    if (::fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", decimal(lower, name), 0) != 0)
-        fail(Step::kLower);
+    auto lower = [&](int fd, Step step) {
+        if (::fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", decimal(fd, name), 0) != 0) fail(step);
+    };
+    if (l.writable) {
+        // overlayfs's own xattrs (opaque directories, whiteouts) as user.overlay.*, which the
+        // mounter may set on its files; trusted.overlay.* needs CAP_SYS_ADMIN in the initial
+        // user namespace (Documentation/filesystems/overlayfs.rst, "userxattr").
+        if (::fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", nullptr, 0) != 0) fail(Step::kUserXattr);
+        if (::fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", decimal(upper, name), 0) != 0)
+            fail(Step::kUpper);
+        if (::fsconfig(fs, FSCONFIG_SET_STRING, "workdir", decimal(work, name), 0) != 0)
+            fail(Step::kWork);
+        lower(target, Step::kLowerDst);
+    } else if (l.source_first) {
+        lower(source, Step::kLowerSource);
+        lower(target, Step::kLowerDst);
+    } else {
+        lower(target, Step::kLowerDst);
+        lower(source, Step::kLowerSource);
+    }
     // ovl_fill_super runs here, as this process: its credentials become the union's
     // (ofs->creator_cred), and its layers are cloned from this mount namespace.
     if (::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) fail(Step::kCreate);
@@ -352,7 +369,7 @@ Status write_map(int proc, pid_t pid, const char* file, const std::string& text)
 
 }  // namespace
 
-Result<UniqueFd> create_as_user(const Credentials& mounter, const WritableLayers& layers, int proc,
+Result<UniqueFd> create_as_user(const Credentials& mounter, const Layers& layers, int proc,
                                 int timeout_ms) {
     if (mounter.is_root()) return Error::invalid("a union made as root needs no user namespace");
     std::string uid_map = std::to_string(mounter.uid) + " " + std::to_string(mounter.uid) + " 1\n";

@@ -11,8 +11,11 @@
 //
 // So a writable union is made with the rights of the user whose directory SRC is (its
 // mounter, writable_mounter below): in a user namespace of its own that maps only that user's
-// uid and groups, by a child process that has those credentials there (create_as_user). There
-// the kernel copies up only what that user could have copied with `cp -a`:
+// uid and groups, by a child process that has those credentials there (create_as_user); and
+// so is an ordinary user's read-only union (-b, -a), which made as root showed what the
+// mounts below DST cover (overlayfs takes each layer without the mounts below it; made as a
+// user, the kernel refuses such a layer: fs/namespace.c clone_private_mount). There the
+// kernel copies up only what that user could have copied with `cp -a`:
 // - a file whose owner or group the user namespace does not map is never copied up
 //   (ovl_copy_up_one: EOVERFLOW), so no root-owned file (set-uid or not) reaches SRC;
 // - opening a lower file for writing needs the mounter to be able to read it (ovl_permission
@@ -57,13 +60,16 @@ namespace unions {
 Result<Credentials> writable_mounter(const Credentials& editor, const struct stat& src,
                                      const std::function<Credentials(uid_t)>& user);
 
-// The layers of a writable union, as descriptors of the view being edited (the calling
-// thread's mount namespace).
-struct WritableLayers {
-    int tree = -1;  // a copy of the directory that holds SRC, attached in the view
-    int dst = -1;   // DST in the view: the lower layer
-    // SRC and overlayfs's work directory as the editor found them, and their names in `tree`:
-    // overlayfs is given them only if they are still those very directories.
+// The layers of a union, as descriptors of the view being edited (the calling thread's mount
+// namespace).
+struct Layers {
+    int tree = -1;  // SRC's copy, attached in the view: of SRC, or (writable) of its directory
+    int dst = -1;   // DST in the view
+    bool source_first = true;  // read-only: SRC searched before DST (-b) or after it (-a)
+    // Writable (-c): SRC is the upper layer, DST the only lower one. SRC and overlayfs's work
+    // directory as the editor found them, and their names in `tree`: overlayfs is given them
+    // only if they are still those very directories.
+    bool writable = false;
     int upper = -1, work = -1;
     std::string upper_name, work_name;
 };
@@ -73,7 +79,7 @@ struct WritableLayers {
 // capability over it), and returns its file-system context, created but not mounted: the
 // caller mounts it (fsmount) and attaches it in the view with its own rights. `proc` is an
 // O_PATH descriptor of the host's /proc. Runs a child process; at most `timeout_ms` long.
-Result<UniqueFd> create_as_user(const Credentials& mounter, const WritableLayers& layers, int proc,
+Result<UniqueFd> create_as_user(const Credentials& mounter, const Layers& layers, int proc,
                                 int timeout_ms = 20000);
 
 // The gid_map of that user namespace: `gid` and `groups`, each mapped to itself, in as few

@@ -238,7 +238,8 @@ struct Source {
     // -c: SRC and overlayfs's work directory beside it, as found, and their names in `tree`
     UniqueFd upper, work;
     std::string upper_name, work_name;
-    // -c: whose rights the union copies files up with (unions::writable_mounter)
+    // A union's: whose rights overlayfs works with, when not root's (for -c,
+    // unions::writable_mounter; for -b and -a, an ordinary user's own)
     std::optional<Credentials> mounter;
 };
 
@@ -258,9 +259,11 @@ Credentials user_credentials(uid_t uid) {
 // itself, so a link as SRC leads to the directory that holds its target), and the work
 // directory is made there as the union's mounter (unions::writable_mounter: the requester, or
 // for root the owner of SRC), who owns it. overlayfs looks its layers up with the mounter's
-// credentials, so it is given these descriptors, never a path (build_union).
+// credentials, so it is given these descriptors, never a path (build_union). A `union_layer`
+// of an ordinary user's read-only union is theirs too (Source::mounter).
 Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const Identity& as,
-                              const std::string& source, const std::string& work_dir = {}) {
+                              const std::string& source, const std::string& work_dir = {},
+                              bool union_layer = false) {
     UniqueFd root, ns;
     if (who.pid > 0) {
         // The requester's pidfd (taken when it connected) keeps its pid from being reused
@@ -340,6 +343,7 @@ Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const
                                      " exists and is not a directory of uid " +
                                      std::to_string(mounter.uid)};
     }
+    if (union_layer && work_dir.empty() && !as.is_root()) found.mounter = as;
     if (found.upper) {
         // SRC's name in the directory that holds it, as the kernel names it now; build_union
         // checks that it still leads to the same directory.
@@ -1279,8 +1283,9 @@ class Editor {
     // directory no member reaches, for the moment overlayfs takes its own copy. overlayfs
     // looks its layers up as the mounter: it is given the descriptors found as the editor,
     // each by its magic link in /proc/self/fd from the working directory, never a path from
-    // the view's root. A writable union is made with its mounter's rights (agent/unions.hpp);
-    // the others, which copy nothing up, as root, here.
+    // the view's root. A union whose mounter is not root (an ordinary user's, and root's -c
+    // into a user's directory) is made with the mounter's rights (agent/unions.hpp); root's
+    // here, as root.
     Result<UniqueFd> build_union(const Entry& entry, const Dst& dst, Source& source) {
         if (!S_ISDIR(dst.st.st_mode))
             return Error::invalid("a union needs a directory at DST " + quote(entry.target));
@@ -1310,9 +1315,9 @@ class Editor {
                 !same_file(work.get(), source.work.get()))
                 return Error{EAGAIN, "SRC " + quote(entry.source) +
                                          " was moved while the union was made; try again"};
-            if (source.mounter && !source.mounter->is_root())
-                return build_union_as_user(entry, dst, source);
         }
+        if (source.mounter && !source.mounter->is_root())
+            return build_union_as_user(entry, dst, source);
 
         UniqueFd fs(::fsopen("overlay", FSOPEN_CLOEXEC));
         if (!fs) return sys_error("fsopen overlay (is the overlay module loaded?)");
@@ -1346,17 +1351,23 @@ class Editor {
         return tree;
     }
 
-    // A writable union whose mounter is not root: created by a child process with the
-    // mounter's credentials in a user namespace of its own (unions::create_as_user), and
-    // mounted and attached here, with pnsd's rights, like any other entry. Such a file system
-    // belongs to that user namespace, so nothing in it elevates a process of the view
-    // (fs/namespace.c: mnt_may_suid wants the file system's user namespace to be the
-    // process's own or an ancestor of it) and it opens no device (SB_I_NODEV); nosuid and
-    // nodev on the mount say so.
+    // A union whose mounter is not root: created by a child process with the mounter's
+    // credentials in a user namespace of its own (unions::create_as_user), and mounted and
+    // attached here, with pnsd's rights, like any other entry. Such a file system belongs to
+    // that user namespace, so nothing in it elevates a process of the view (fs/namespace.c:
+    // mnt_may_suid wants the file system's user namespace to be the process's own or an
+    // ancestor of it) and it opens no device (SB_I_NODEV); nosuid and nodev on the mount say so.
     Result<UniqueFd> build_union_as_user(const Entry& entry, const Dst& dst, const Source& source) {
         const Credentials& mounter = *source.mounter;
-        unions::WritableLayers layers{source.tree.get(), dst.fd.get(),      source.upper.get(),
-                                      source.work.get(), source.upper_name, source.work_name};
+        unions::Layers layers;
+        layers.tree = source.tree.get();
+        layers.dst = dst.fd.get();
+        layers.source_first = entry.mode == UnionMode::kBefore;
+        layers.writable = entry.create;
+        layers.upper = source.upper.get();
+        layers.work = source.work.get();
+        layers.upper_name = source.upper_name;
+        layers.work_name = source.work_name;
         auto fs = unions::create_as_user(mounter, layers, view_.proc());
         if (!fs && fs.error().code == EAGAIN)
             return Error{EAGAIN, "SRC " + quote(entry.source) +
@@ -1365,7 +1376,9 @@ class Editor {
             return Error{fs.error().code, "the union at " + quote(entry.target) + " (made as uid " +
                                               std::to_string(mounter.uid) +
                                               "): " + fs.error().message};
-        UniqueFd tree(::fsmount(fs->get(), FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV));
+        std::uint64_t attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        if (!entry.create) attributes |= MOUNT_ATTR_RDONLY;
+        UniqueFd tree(::fsmount(fs->get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attributes)));
         if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
         return tree;
     }
@@ -1537,7 +1550,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         const Resolver& who = by_owner[j] ? owner : resolver;
         const Identity& as = by_owner[j] ? *owner_id : *requester_id;
         auto source = resolve_source(host_.get(), proc_fds_.get(), who, as, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
+                                     entry.mode != UnionMode::kReplace);
         if (!source) return source.error();
         prepared[j] = std::move(*source);
     }
@@ -1552,7 +1566,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         }
         if (entry.kind != EntryKind::kBind) continue;
         auto source = resolve_source(host_.get(), proc_fds_.get(), owner, *owner_id, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
+                                     entry.mode != UnionMode::kReplace);
         if (source) restore_sources[i] = std::move(*source);
     }
 
