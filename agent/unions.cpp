@@ -233,8 +233,12 @@ struct ChildPlan {
     // Root is not mapped there, so this keeps the capabilities this process has in the new
     // namespace (commoncap.c: cap_emulate_setxuid clears them only when leaving its root uid),
     // and they reach only inodes whose owner and group it maps (capable_wrt_inode_uidgid).
+    // Only the effective uid (and with it the file-system uid, which is what overlayfs checks
+    // and creates files with) is the mounter's: with the real and saved uids left root's, the
+    // mounter cannot signal this process (kernel/signal.c: kill_ok_by_cred), so it cannot stop
+    // it and hold up pnsd's mount thread.
     if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0 ||
-        ::syscall(SYS_setresuid, plan.uid, plan.uid, plan.uid) != 0)
+        ::syscall(SYS_setresuid, -1, plan.uid, -1) != 0)
         fail(Step::kIds);
     ::prctl(PR_SET_DUMPABLE, 0);
 
