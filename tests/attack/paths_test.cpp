@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -618,56 +617,17 @@ TEST_F(PathsAttack, UnionNeverShowsWhatAMountCovers) {
 // The process pnsd starts to make a user's union has that user's (effective) uid: if the user
 // could signal it, a SIGSTOP would hold up pnsd's mount thread, every view's edits with it,
 // until pnsd gave up on it. Its real and saved uids stay root's, so the kernel refuses the
-// user's signals (kernel/signal.c: kill_ok_by_cred). The attack: a process of the attacker
-// scans /proc for processes of pnsd's with the attacker's uid and stops each it finds (and
-// lets it go at once, so that a hit holds nothing up here), while the attacker makes unions
-// for PNS_ATTACK_RACE_SECONDS (10 by default). It must find them (or the race proves
-// nothing) and stop none. The control: every union was made.
+// user's signals (kernel/signal.c: kill_ok_by_cred). The attack: a Stopper scans for it while
+// the attacker makes unions for PNS_ATTACK_RACE_SECONDS (10 by default). It must find the
+// process (or the race proves nothing) and stop it never. The control: every union was made.
 TEST_F(PathsAttack, UnionMakerCannotBeStoppedByItsUser) {
     int seconds = 10;
     if (const char* env = std::getenv("PNS_ATTACK_RACE_SECONDS")) seconds = std::atoi(env);
     std::string shown = make_dir(base_ + "/shown"), up = make_dir(home_ + "/up");
     own(up, kOtherUid, 0755);
     attacker_ok({"ns", "create", "a"});
-    struct Tally {
-        std::atomic<int> stop{0}, found{0}, stopped{0};
-    };
-    auto* tally = static_cast<Tally*>(
-        ::mmap(nullptr, sizeof(Tally), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
-    ASSERT_NE(tally, MAP_FAILED);
-    new (tally) Tally();
-    pid_t stopper = ::fork();
-    if (stopper == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (::setgroups(0, nullptr) != 0 || ::setresgid(kOtherGid, kOtherGid, kOtherGid) != 0 ||
-            ::setresuid(kOtherUid, kOtherUid, kOtherUid) != 0)
-            ::_exit(126);
-        std::string me = std::to_string(::getpid());
-        while (!tally->stop.load()) {
-            for (const auto& e : fs::directory_iterator("/proc")) {
-                std::string pid = e.path().filename().string();
-                if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0])) || pid == me)
-                    continue;
-                std::ifstream status("/proc/" + pid + "/status");
-                std::string line, name;
-                bool ours = false;
-                while (std::getline(status, line)) {
-                    if (line.starts_with("Name:")) name = line.substr(5);
-                    if (!line.starts_with("Uid:")) continue;
-                    std::istringstream ids(line.substr(4));
-                    for (uid_t id; ids >> id;) ours = ours || id == kOtherUid;
-                }
-                if (!ours || name.find("pnsd") == std::string::npos) continue;
-                tally->found++;
-                pid_t target = std::stoi(pid);
-                if (::kill(target, SIGSTOP) == 0) {
-                    tally->stopped++;
-                    ::kill(target, SIGCONT);
-                }
-            }
-        }
-        ::_exit(0);
-    }
+    Stopper stopper;
+    ASSERT_TRUE(stopper.started());
     int made = 0, tries = 0;
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
     while (Clock::now() < deadline) {
@@ -677,16 +637,14 @@ TEST_F(PathsAttack, UnionMakerCannotBeStoppedByItsUser) {
         EXPECT_EQ(r.exit_code, 0) << r.err;
         if (r.exit_code == 0) attacker_ok({"unbind", "--ns", "a", shown});
     }
-    tally->stop = true;
-    ::waitpid(stopper, nullptr, 0);
+    stopper.finish();
     std::printf(
         "[ race stop ] %d unions in %d s; the attacker found pnsd's process %d times and "
         "stopped it %d times\n",
-        made, seconds, tally->found.load(), tally->stopped.load());
-    EXPECT_GT(tally->found.load(), 0) << "the race never saw the process: it proves nothing";
-    EXPECT_EQ(tally->stopped.load(), 0);
+        made, seconds, stopper.found(), stopper.stopped());
+    EXPECT_GT(stopper.found(), 0) << "the race never saw the process: it proves nothing";
+    EXPECT_EQ(stopper.stopped(), 0);
     EXPECT_EQ(made, tries);
-    ::munmap(tally, sizeof(Tally));
 }
 
 // Root's -c union into a directory of root's that others may write: they could rename root's
