@@ -437,6 +437,35 @@ std::string outcome(int rc) {
     return rc == 0 ? "ok" : std::string(std::strerror(errno));
 }
 
+// A union pnsd makes anew without its requester (an edit beneath it, a repair) is looked up
+// and made as the namespace's owner: still the owner's union, made as the owner. The attack of
+// WritableUnionCopiesUpNothingAsRoot after the union was rebuilt so; the control as there.
+TEST_F(PathsAttack, WritableUnionMadeAnewIsStillTheUsers) {
+    std::string shown = make_dir(base_ + "/bin");
+    fs::copy_file("/bin/true", shown + "/tool");
+    ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
+    write_file(shown + "/own-file", "own\n");
+    own(shown + "/own-file", kOtherUid, 0644);
+    std::string up = make_dir(home_ + "/up"), scratch = make_dir(home_ + "/scratch");
+    own(up, kOtherUid, 0755);
+    own(scratch, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    attacker_ok({"tmpfs", "--ns", "a", scratch});
+    attacker_ok({"bind", "-bc", "--ns", "a", up, shown});
+    auto before = mounts_in_view("a");
+    // Taking the first entry off makes the union anew, as the owner.
+    attacker_ok({"unbind", "--ns", "a", scratch});
+    EXPECT_NE(mounts_in_view("a"), before);
+    auto moved = in_view("a", kOtherUid, [&] {
+        return "tool: " + outcome(::rename((shown + "/tool").c_str(), (shown + "/kept").c_str())) +
+               "; own: " +
+               outcome(::rename((shown + "/own-file").c_str(), (shown + "/renamed").c_str()));
+    });
+    EXPECT_EQ(moved.out, "tool: Value too large for defined data type; own: ok");
+    EXPECT_FALSE(exists(up + "/kept"));
+    EXPECT_EQ(read_file(up + "/renamed"), "own\n");
+}
+
 // A file the member may write but not read (the victim's, mode 0622): opening it for writing
 // in a -c union makes overlayfs copy it up first, which reads it as the union's creator. Made
 // as root, the victim's file was copied into the attacker's SRC, and the attacker's writes
