@@ -531,14 +531,13 @@ TEST_F(PathsAttack, WritableUnionCopiesNoRootOnlyXattr) {
     auto moved = in_view("a", kOtherUid, [&] {
         std::string out;
         for (const char* name : {"trusted", "caps", "user"})
-            out += std::string(name) + ": " +
+            out += std::string(out.empty() ? "" : ", ") + name + ": " +
                    outcome(::rename((shown + "/" + name).c_str(),
-                                    (shown + "/" + name + "-moved").c_str())) +
-                   "\n";
+                                    (shown + "/" + name + "-moved").c_str()));
         return out;
     });
     EXPECT_TRUE(moved.ran);
-    std::printf("%s", moved.out.c_str());
+    std::printf("[ xattrs ] renamed in the union: %s\n", moved.out.c_str());
     for (const auto& [path, st] : entries_of(up)) {
         char value[64];
         EXPECT_LT(::lgetxattr(path.c_str(), "trusted.pns", value, sizeof value), 0)
