@@ -31,6 +31,7 @@
 #include "agent/mount.hpp"
 #include "agent/proc.hpp"
 #include "agent/trusted_dir.hpp"
+#include "agent/unions.hpp"
 #include "pns/protocol.hpp"
 #include "pns/text.hpp"
 
@@ -106,11 +107,7 @@ std::string join(const std::string& dir, const std::string& name) {
 }
 
 // Whose file-system credentials a lookup is made with.
-struct Identity {
-    uid_t uid = 0;
-    gid_t gid = 0;
-    std::vector<gid_t> groups;
-};
+using Identity = Credentials;
 
 // The file-system credentials of the worker thread switched to a user's for a scope. Raw
 // system calls on purpose: glibc's setgroups() changes every thread of the process, and only
@@ -241,7 +238,16 @@ struct Source {
     // -c: SRC and overlayfs's work directory beside it, as found, and their names in `tree`
     UniqueFd upper, work;
     std::string upper_name, work_name;
+    // A union's: whose rights overlayfs works with, when not root's (for -c,
+    // unions::writable_mounter; for -b and -a, an ordinary user's own)
+    std::optional<Credentials> mounter;
 };
+
+// A user's credentials from the user database, for a union made as the owner of its SRC.
+Credentials user_credentials(uid_t uid) {
+    gid_t gid = auth::primary_gid(uid);
+    return Credentials{uid, gid, user_groups(uid, gid)};
+}
 
 // SRC as the requester sees it: looked up once, in the requester's own mount namespace, below
 // its root, with its credentials, and copied (open_tree) from that descriptor. A source the
@@ -251,10 +257,13 @@ struct Source {
 // With `work_dir`, SRC is the writable layer of a -c union: overlayfs needs its work directory
 // on the same mount, beside it, so the copy is of the directory that holds SRC (found from SRC
 // itself, so a link as SRC leads to the directory that holds its target), and the work
-// directory is made there as the requester. overlayfs looks its layers up with the mounter's
-// credentials (root's), so it is given these descriptors, never a path (build_union).
+// directory is made there as the union's mounter (unions::writable_mounter: the requester, or
+// for root the owner of SRC), who owns it. overlayfs looks its layers up with the mounter's
+// credentials, so it is given these descriptors, never a path (build_union). A `union_layer`
+// of an ordinary user's read-only union is theirs too (Source::mounter).
 Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const Identity& as,
-                              const std::string& source, const std::string& work_dir = {}) {
+                              const std::string& source, const std::string& work_dir = {},
+                              bool union_layer = false) {
     UniqueFd root, ns;
     if (who.pid > 0) {
         // The requester's pidfd (taken when it connected) keeps its pid from being reused
@@ -307,22 +316,34 @@ Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const
             if (!parent)
                 return Error::from_errno(errno,
                                          "the directory holding SRC " + quote(source) + as_uid);
-            if (::mkdirat(parent.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
-                return Error::from_errno(errno, "make overlayfs work directory " + quote(work_dir) +
-                                                    " beside SRC " + quote(source) + " as uid " +
-                                                    std::to_string(as.uid));
-            found.work =
-                open_at(parent.get(), work_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
-            struct stat work {};
-            if (!found.work || ::fstat(found.work.get(), &work) != 0 || work.st_uid != as.uid)
-                return Error{EEXIST, quote(work_dir) + " beside SRC " + quote(source) +
-                                         " exists and is not a directory of uid " +
-                                         std::to_string(as.uid)};
+            auto mounter = unions::writable_mounter(as, st, user_credentials);
+            if (!mounter)
+                return Error{mounter.error().code,
+                             "bind -c of " + quote(source) + ": " + mounter.error().message};
+            found.mounter = std::move(*mounter);
             found.upper = std::move(src);
             found.work_name = work_dir;
             copy_of = std::move(parent);
         }
     }
+    if (found.mounter) {
+        // The work directory is the mounter's: overlayfs makes its own directories in it, with
+        // mode 0, as the mounter (fs/overlayfs/super.c: ovl_workdir_create).
+        const Credentials& mounter = *found.mounter;
+        auto as_mounter = ScopedFsCredentials::become(mounter);
+        if (!as_mounter) return Error(std::move(as_mounter).error());
+        if (::mkdirat(copy_of.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
+            return Error::from_errno(errno, "make overlayfs work directory " + quote(work_dir) +
+                                                " beside SRC " + quote(source) + " as uid " +
+                                                std::to_string(mounter.uid));
+        found.work = open_at(copy_of.get(), work_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
+        struct stat work {};
+        if (!found.work || ::fstat(found.work.get(), &work) != 0 || work.st_uid != mounter.uid)
+            return Error{EEXIST, quote(work_dir) + " beside SRC " + quote(source) +
+                                     " exists and is not a directory of uid " +
+                                     std::to_string(mounter.uid)};
+    }
+    if (union_layer && work_dir.empty() && !as.is_root()) found.mounter = as;
     if (found.upper) {
         // SRC's name in the directory that holds it, as the kernel names it now; build_union
         // checks that it still leads to the same directory.
@@ -403,8 +424,11 @@ auto on_each_cpu_until_pinned(const Attempt& attempt) -> decltype(attempt()) {
 
 }  // namespace
 
-Views::Views(std::string dir, UniqueFd host, UniqueFd proc_fds)
-    : dir_(std::move(dir)), host_(std::move(host)), proc_fds_(std::move(proc_fds)) {}
+Views::Views(std::string dir, UniqueFd host, UniqueFd proc, UniqueFd proc_fds)
+    : dir_(std::move(dir)),
+      host_(std::move(host)),
+      proc_(std::move(proc)),
+      proc_fds_(std::move(proc_fds)) {}
 
 Views::~Views() = default;
 
@@ -419,9 +443,12 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
     if (!stage_dir) return stage_dir.error();
     UniqueFd host(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!host) return sys_error("open the host's mount namespace");
+    UniqueFd proc(::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    if (!proc) return sys_error("open /proc");
     auto proc_fds = mnt::open_proc_fds();
     if (!proc_fds) return proc_fds.error();
-    std::unique_ptr<Views> views(new Views(dir, std::move(host), std::move(*proc_fds)));
+    std::unique_ptr<Views> views(
+        new Views(dir, std::move(host), std::move(proc), std::move(*proc_fds)));
     if (!views->worker_.started()) return views->worker_.started().error();
     struct stat stage {};
     if (::fstat(stage_dir->get(), &stage) != 0) return sys_error("stat '" + dir + "/.stage'");
@@ -755,8 +782,10 @@ struct Parked {
 // pnsd's mounts (statmount), and those with no link at all.
 class InView {
   public:
-    InView(int primary, int proc_fds) : primary_(primary), proc_fds_(proc_fds) {}
+    InView(int primary, int proc, int proc_fds)
+        : primary_(primary), proc_(proc), proc_fds_(proc_fds) {}
 
+    int proc() const { return proc_; }
     int proc_fds() const { return proc_fds_; }
 
     // The view's root as a process entering it now gets it: setns(CLONE_NEWNS) puts the
@@ -801,6 +830,7 @@ class InView {
 
   private:
     int primary_;
+    int proc_;  // the host's /proc (O_PATH)
     int proc_fds_;
     UniqueFd root_;
 };
@@ -1251,9 +1281,11 @@ class Editor {
     // A union of SRC with what DST holds, by overlayfs. Its layers must be mounts of the view
     // (fs/namespace.c: clone_private_mount), so SRC's tree is attached at the stage, a
     // directory no member reaches, for the moment overlayfs takes its own copy. overlayfs
-    // looks its layers up as the mounter, root: it is given the descriptors found as the
-    // editor, each by its magic link in pnsd's /proc/self/fd from the working directory, never
-    // a path from the view's root.
+    // looks its layers up as the mounter: it is given the descriptors found as the editor,
+    // each by its magic link in /proc/self/fd from the working directory, never a path from
+    // the view's root. A union whose mounter is not root (an ordinary user's, and root's -c
+    // into a user's directory) is made with the mounter's rights (agent/unions.hpp); root's
+    // here, as root.
     Result<UniqueFd> build_union(const Entry& entry, const Dst& dst, Source& source) {
         if (!S_ISDIR(dst.st.st_mode))
             return Error::invalid("a union needs a directory at DST " + quote(entry.target));
@@ -1284,6 +1316,8 @@ class Editor {
                 return Error{EAGAIN, "SRC " + quote(entry.source) +
                                          " was moved while the union was made; try again"};
         }
+        if (source.mounter && !source.mounter->is_root())
+            return build_union_as_user(entry, dst, source);
 
         UniqueFd fs(::fsopen("overlay", FSOPEN_CLOEXEC));
         if (!fs) return sys_error("fsopen overlay (is the overlay module loaded?)");
@@ -1313,6 +1347,38 @@ class Editor {
         });
         if (!created) return created.error();
         UniqueFd tree(::fsmount(fs.get(), FSMOUNT_CLOEXEC, entry.create ? 0 : MOUNT_ATTR_RDONLY));
+        if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
+        return tree;
+    }
+
+    // A union whose mounter is not root: created by a child process with the mounter's
+    // credentials in a user namespace of its own (unions::create_as_user), and mounted and
+    // attached here, with pnsd's rights, like any other entry. Such a file system belongs to
+    // that user namespace, so nothing in it elevates a process of the view (fs/namespace.c:
+    // mnt_may_suid wants the file system's user namespace to be the process's own or an
+    // ancestor of it) and it opens no device (SB_I_NODEV); nosuid and nodev on the mount say so.
+    Result<UniqueFd> build_union_as_user(const Entry& entry, const Dst& dst, const Source& source) {
+        const Credentials& mounter = *source.mounter;
+        unions::Layers layers;
+        layers.tree = source.tree.get();
+        layers.dst = dst.fd.get();
+        layers.source_first = entry.mode == UnionMode::kBefore;
+        layers.writable = entry.create;
+        layers.upper = source.upper.get();
+        layers.work = source.work.get();
+        layers.upper_name = source.upper_name;
+        layers.work_name = source.work_name;
+        auto fs = unions::create_as_user(mounter, layers, view_.proc());
+        if (!fs && fs.error().code == EAGAIN)
+            return Error{EAGAIN, "SRC " + quote(entry.source) +
+                                     " was moved while the union was made; try again"};
+        if (!fs)
+            return Error{fs.error().code, "the union at " + quote(entry.target) + " (made as uid " +
+                                              std::to_string(mounter.uid) +
+                                              "): " + fs.error().message};
+        std::uint64_t attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        if (!entry.create) attributes |= MOUNT_ATTR_RDONLY;
+        UniqueFd tree(::fsmount(fs->get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attributes)));
         if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
         return tree;
     }
@@ -1363,7 +1429,7 @@ void Views::scrub(int primary, const std::vector<Applied>& applied,
     records.insert(records.end(), journal.begin(), journal.end());
     auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
     if (!in_view) return;
-    InView view(primary, proc_fds_.get());
+    InView view(primary, proc_.get(), proc_fds_.get());
     // Newest first: every mount pnsd made goes, wherever it is now, including those of an
     // edit that was cut short before it was recorded.
     for (auto it = records.rbegin(); it != records.rend(); ++it) {
@@ -1484,7 +1550,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         const Resolver& who = by_owner[j] ? owner : resolver;
         const Identity& as = by_owner[j] ? *owner_id : *requester_id;
         auto source = resolve_source(host_.get(), proc_fds_.get(), who, as, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
+                                     entry.mode != UnionMode::kReplace);
         if (!source) return source.error();
         prepared[j] = std::move(*source);
     }
@@ -1499,7 +1566,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
         }
         if (entry.kind != EntryKind::kBind) continue;
         auto source = resolve_source(host_.get(), proc_fds_.get(), owner, *owner_id, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "");
+                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
+                                     entry.mode != UnionMode::kReplace);
         if (source) restore_sources[i] = std::move(*source);
     }
 
@@ -1514,7 +1582,7 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
     Status edited = [&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary);
         if (!in_view) return in_view.error();
-        InView view(primary, proc_fds_.get());
+        InView view(primary, proc_.get(), proc_fds_.get());
         std::vector<std::uint64_t> skeletons;
         for (const auto& a : applied)
             if (a.skeleton) skeletons.push_back(a.mount_id);
@@ -1648,7 +1716,7 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     Status st = worker_.run([&]() -> Status {
         auto in_view = ScopedMountNamespace::enter(host_.get(), primary_fd->get());
         if (!in_view) return in_view.error();
-        InView view(primary_fd->get(), proc_fds_.get());
+        InView view(primary_fd->get(), proc_.get(), proc_fds_.get());
         for (const Entry& e : ns.table.entries) {
             if (e.kind == EntryKind::kDeny) {
                 // The file as the editor reaches it in the view, a final link followed.

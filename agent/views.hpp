@@ -144,7 +144,7 @@ class Views {
         std::uint64_t mount_id = 0;  // 0 in the journals of older pnsds: then by path
     };
 
-    Views(std::string dir, UniqueFd host, UniqueFd proc_fds);
+    Views(std::string dir, UniqueFd host, UniqueFd proc, UniqueFd proc_fds);
     Result<UniqueFd> open_or_create_primary(const std::string& name);
     Result<Satellite> open_satellite(const std::string& name, uid_t uid) const;
     Result<Satellite> create_satellite(const std::string& name, uid_t uid, gid_t gid);
@@ -165,6 +165,7 @@ class Views {
 
     std::string dir_;    // <runtime-dir>/views
     UniqueFd host_;      // the host's mount namespace
+    UniqueFd proc_;      // the host's /proc (O_PATH), opened in the host
     UniqueFd proc_fds_;  // pnsd's /proc/self/fd, opened in the host (mnt::open_proc_fds)
     // The directory where a union's SRC is attached for overlayfs to take it (<views>/.stage),
     // by identity: inside a view, only a lookup that ends at this very directory is it.

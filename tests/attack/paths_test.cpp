@@ -2,17 +2,22 @@
 // links in every position of SRC, DST and a union's layers, into another user's 0700
 // directory; the skeleton of a missing DST; a link swapped between pnsd's lookups
 // (RENAME_EXCHANGE); what error messages tell; what an unbind leaves behind; paths recorded
-// for undo that a user re-points. The attacker is kOtherUid, the victim kVictimUid. Every
+// for undo that a user re-points; what overlayfs copies up into a writable union's SRC, and
+// with whose rights (set-uid programs, files the member cannot read, root-only xattrs, root
+// members, what a mount covers). The attacker is kOtherUid, the victim kVictimUid. Every
 // attack runs against a real pnsd, and every test also runs its control (the same steps
 // aimed at the attacker's own files), which must succeed.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -383,15 +388,13 @@ TEST_F(PathsAttack, WritableUnionThroughALinkCannotReachBehindA0700Directory) {
 
 // In a -c union, overlayfs copies a lower file up into SRC when a member renames, links or
 // changes it, with the credentials of the union's creator (fs/overlayfs/super.c:
-// ovl_fill_super keeps creator_cred), which is root: a member's rename of a root-owned set-uid
-// program of DST puts a set-uid-root copy of it, owner and mode kept, in the member's own SRC
-// (an old, vulnerable version kept after an upgrade, say: what fs.protected_hardlinks exists
-// to deny). NOT FIXED, so disabled: creating the union with the editor's fsuid fails (the
-// creator needs CAP_DAC_OVERRIDE over the work directory overlayfs makes with mode 0), and
-// keeping that capability would let a copy-up read what the member cannot. The way out is
-// probably to create -c unions in the editor's satellite user namespace (overlayfs mounts
-// there since Linux 5.11; root's files are unmapped in it, so they are never copied up).
-TEST_F(PathsAttack, DISABLED_WritableUnionCopiesUpNothingAsRoot) {
+// ovl_fill_super keeps creator_cred). pnsd used to create it as root: a member's rename of a
+// root-owned set-uid program of DST put a set-uid-root copy of it, owner and mode kept, in the
+// member's own SRC (an old, vulnerable version kept after an upgrade, say: what
+// fs.protected_hardlinks exists to deny). A user's union is now made as that user in a user
+// namespace that maps no one else (agent/unions.hpp), where root's files are never copied up
+// (ovl_copy_up_one: EOVERFLOW). The control: the member's own file is copied up and renamed.
+TEST_F(PathsAttack, WritableUnionCopiesUpNothingAsRoot) {
     std::string shown = make_dir(base_ + "/bin");
     fs::copy_file("/bin/true", shown + "/tool");
     ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
@@ -417,6 +420,286 @@ TEST_F(PathsAttack, DISABLED_WritableUnionCopiesUpNothingAsRoot) {
     EXPECT_FALSE(exists(up + "/kept"));
     // Control: the attacker's own file was copied up and renamed in SRC.
     EXPECT_EQ(read_file(up + "/renamed"), "own\n");
+}
+
+// Every entry of the directory `dir` (not below it), by name, with its lstat.
+std::vector<std::pair<std::string, struct stat>> entries_of(const std::string& dir) {
+    std::vector<std::pair<std::string, struct stat>> found;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        struct stat st {};
+        if (::lstat(e.path().c_str(), &st) == 0) found.emplace_back(e.path().string(), st);
+    }
+    return found;
+}
+
+// The errno of a call that failed ("ok" if it did not), for what a member saw in a view.
+std::string outcome(int rc) {
+    return rc == 0 ? "ok" : std::string(std::strerror(errno));
+}
+
+// A union pnsd makes anew without its requester (an edit beneath it, a repair) is looked up
+// and made as the namespace's owner: still the owner's union, made as the owner. The attack of
+// WritableUnionCopiesUpNothingAsRoot after the union was rebuilt so; the control as there.
+TEST_F(PathsAttack, WritableUnionMadeAnewIsStillTheUsers) {
+    std::string shown = make_dir(base_ + "/bin");
+    fs::copy_file("/bin/true", shown + "/tool");
+    ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
+    write_file(shown + "/own-file", "own\n");
+    own(shown + "/own-file", kOtherUid, 0644);
+    std::string up = make_dir(home_ + "/up"), scratch = make_dir(home_ + "/scratch");
+    own(up, kOtherUid, 0755);
+    own(scratch, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    attacker_ok({"tmpfs", "--ns", "a", scratch});
+    attacker_ok({"bind", "-bc", "--ns", "a", up, shown});
+    auto before = mounts_in_view("a");
+    // Taking the first entry off makes the union anew, as the owner.
+    attacker_ok({"unbind", "--ns", "a", scratch});
+    EXPECT_NE(mounts_in_view("a"), before);
+    auto moved = in_view("a", kOtherUid, [&] {
+        return "tool: " + outcome(::rename((shown + "/tool").c_str(), (shown + "/kept").c_str())) +
+               "; own: " +
+               outcome(::rename((shown + "/own-file").c_str(), (shown + "/renamed").c_str()));
+    });
+    EXPECT_EQ(moved.out, "tool: Value too large for defined data type; own: ok");
+    EXPECT_FALSE(exists(up + "/kept"));
+    EXPECT_EQ(read_file(up + "/renamed"), "own\n");
+}
+
+// A file the member may write but not read (the victim's, mode 0622): opening it for writing
+// in a -c union makes overlayfs copy it up first, which reads it as the union's creator. Made
+// as root, the victim's file was copied into the attacker's SRC, and the attacker's writes
+// went to that copy. Made as the attacker, overlayfs asks whether the creator may read it
+// (fs/overlayfs/inode.c: ovl_permission turns MAY_WRITE into MAY_READ for a lower file), and
+// the attacker may not: the open is refused and nothing is copied. The control: the
+// attacker's own file (0600) opened for writing is copied up and written.
+TEST_F(PathsAttack, WritableUnionCopiesNothingTheMemberCannotRead) {
+    std::string shown = make_dir(base_ + "/drop");
+    write_file(shown + "/victims", kSecret);
+    own(shown + "/victims", kVictimUid, 0622);
+    write_file(shown + "/mine", kOwn);
+    own(shown + "/mine", kOtherUid, 0600);
+    std::string up = make_dir(home_ + "/up");
+    own(up, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    attacker_ok({"bind", "-bc", "--ns", "a", up, shown});
+    auto wrote = in_view("a", kOtherUid, [&] {
+        auto append = [](const std::string& path) {
+            int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+            if (fd < 0) return outcome(-1);
+            bool full = ::write(fd, "more\n", 5) == 5;
+            ::close(fd);
+            return std::string(full ? "written" : "short");
+        };
+        return "victim's: " + append(shown + "/victims") + "; mine: " + append(shown + "/mine");
+    });
+    EXPECT_EQ(wrote.out, "victim's: Permission denied; mine: written");
+    for (const auto& [path, st] : entries_of(up))
+        EXPECT_NE(st.st_uid, kVictimUid) << path << ": the victim's file copied into SRC";
+    EXPECT_FALSE(exists(up + "/victims"));
+    EXPECT_EQ(read_file(shown + "/victims"), kSecret);
+    // Control: the attacker's own file was copied up, and written there.
+    EXPECT_EQ(read_file(up + "/mine"), std::string(kOwn) + "more\n");
+    EXPECT_EQ(read_file(shown + "/mine"), kOwn);
+}
+
+// Xattrs only root may set, on files the attacker owns: trusted.* (root's own data, which
+// overlayfs itself keeps there on other unions) and security.capability (file capabilities).
+// Made as root, a copy-up copied both onto the attacker's copy in SRC. Made as the attacker,
+// trusted.* is not even listed to the creator (it needs CAP_SYS_ADMIN in the initial user
+// namespace) and security.capability cannot be written where root is unmapped
+// (security/commoncap.c: cap_convert_nscap), so neither reaches SRC. The control: the
+// attacker's own user.* xattr is copied with its file.
+TEST_F(PathsAttack, WritableUnionCopiesNoRootOnlyXattr) {
+    std::string shown = make_dir(base_ + "/x");
+    for (const char* name : {"trusted", "caps", "user"}) {
+        write_file(shown + "/" + name, kOwn);
+        own(shown + "/" + name, kOtherUid, 0755);
+    }
+    ASSERT_EQ(::setxattr((shown + "/trusted").c_str(), "trusted.pns", "root's", 6, 0), 0);
+    vfs_cap_data caps{};
+    caps.magic_etc = VFS_CAP_REVISION_2 | VFS_CAP_FLAGS_EFFECTIVE;
+    caps.data[0].permitted = 1u << CAP_NET_RAW;
+    ASSERT_EQ(::setxattr((shown + "/caps").c_str(), "security.capability", &caps, sizeof caps, 0),
+              0);
+    ASSERT_EQ(::setxattr((shown + "/user").c_str(), "user.pns", "mine", 4, 0), 0)
+        << "the test directory's file system takes no user xattrs";
+    std::string up = make_dir(home_ + "/up");
+    own(up, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    attacker_ok({"bind", "-bc", "--ns", "a", up, shown});
+    auto moved = in_view("a", kOtherUid, [&] {
+        std::string out;
+        for (const char* name : {"trusted", "caps", "user"})
+            out += std::string(out.empty() ? "" : ", ") + name + ": " +
+                   outcome(::rename((shown + "/" + name).c_str(),
+                                    (shown + "/" + name + "-moved").c_str()));
+        return out;
+    });
+    EXPECT_TRUE(moved.ran);
+    std::printf("[ xattrs ] renamed in the union: %s\n", moved.out.c_str());
+    for (const auto& [path, st] : entries_of(up)) {
+        char value[64];
+        EXPECT_LT(::lgetxattr(path.c_str(), "trusted.pns", value, sizeof value), 0)
+            << path << ": root's trusted.pns copied into SRC";
+        EXPECT_LT(::lgetxattr(path.c_str(), "security.capability", value, sizeof value), 0)
+            << path << ": a file capability copied into SRC";
+    }
+    // Control: the attacker's own xattr went with its file, and the trusted one's file moved
+    // without it.
+    char value[8] = {};
+    EXPECT_EQ(::getxattr((up + "/user-moved").c_str(), "user.pns", value, sizeof value), 4);
+    EXPECT_STREQ(value, "mine");
+    EXPECT_EQ(read_file(up + "/trusted-moved"), kOwn);
+}
+
+// A root member of a root namespace whose -c union writes into a user's directory: copies land
+// where that user can rename them (a hard link in all but name), so the union is the user's
+// (unions::writable_mounter) and root's files are not copied up, whatever root does to them:
+// renaming, chmod, opening for writing. Made as root, each left a root-owned copy (the
+// set-uid program set-uid) in the user's directory. Root cannot create names there either
+// (fs/namei.c: may_create wants the creator's fsuid mapped in the union's user namespace).
+// The control: root writes to the user's own file, which is copied up and written.
+TEST_F(PathsAttack, RootMemberCopiesNothingOfRootsIntoAUsersSource) {
+    std::string shown = make_dir(base_ + "/rootbin");
+    for (const char* tool : {"/tool", "/other-tool"}) {
+        fs::copy_file("/bin/true", shown + tool);
+        ASSERT_EQ(::chmod((shown + tool).c_str(), 04755), 0);
+    }
+    write_file(shown + "/shadow", kSecret);
+    ASSERT_EQ(::chmod((shown + "/shadow").c_str(), 0600), 0);
+    write_file(shown + "/users", kOwn);
+    own(shown + "/users", kOtherUid, 0644);
+    std::string up = make_dir(home_ + "/up");
+    own(up, kOtherUid, 0755);
+    ok({"ns", "create", "r"});
+    ok({"bind", "-bc", "--ns", "r", up, shown});
+    auto append = [](const std::string& path) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+        if (fd < 0) return -1;
+        int rc = ::write(fd, "more\n", 5) == 5 ? 0 : -1;
+        ::close(fd);
+        return rc;
+    };
+    auto done = in_view("r", 0, [&] {
+        return "rename: " +
+               outcome(::rename((shown + "/tool").c_str(), (shown + "/kept").c_str())) +
+               "; chmod: " + outcome(::chmod((shown + "/other-tool").c_str(), 04711)) +
+               "; write: " + outcome(append(shown + "/shadow")) +
+               "; user's: " + outcome(append(shown + "/users"));
+    });
+    EXPECT_TRUE(done.ran);
+    EXPECT_EQ(done.out.find("rename: ok"), std::string::npos) << done.out;
+    EXPECT_EQ(done.out.find("chmod: ok"), std::string::npos) << done.out;
+    EXPECT_EQ(done.out.find("write: ok"), std::string::npos) << done.out;
+    for (const auto& [path, st] : entries_of(up))
+        EXPECT_NE(st.st_uid, 0u) << path << ": a root-owned copy in the user's directory";
+    EXPECT_EQ(read_file(shown + "/shadow"), kSecret);
+    // Control: the user's own file, written by root, was copied up and written there.
+    EXPECT_NE(done.out.find("user's: ok"), std::string::npos) << done.out;
+    EXPECT_EQ(read_file(up + "/users"), std::string(kOwn) + "more\n");
+}
+
+// What a mount covers, which the kernel shows no one who could not take the mount off: the
+// directory a host mount (here one in pnsd's namespace, as root would make it) is on, and what
+// that directory holds on its own file system. overlayfs takes a layer without the mounts below
+// it, so a union of DST, made as root, showed that directory's own content; made as the
+// attacker, the kernel refuses such a layer (fs/namespace.c: clone_private_mount,
+// __has_locked_children) and the union is refused, read-only or writable. The control: the
+// same union where nothing is mounted below DST.
+TEST_F(PathsAttack, UnionNeverShowsWhatAMountCovers) {
+    for (const char* dir : {"/covered/hidden", "/plain/hidden"}) {
+        make_dir(base_ + dir);
+        write_file(base_ + dir + "/under", kSecret);
+    }
+    std::string hidden = base_ + "/covered/hidden";
+    pid_t child = ::fork();
+    if (child == 0) {
+        std::string ns = "/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt";
+        int fd = ::open(ns.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ::setns(fd, CLONE_NEWNS) != 0 ||
+            ::mount("tmpfs", hidden.c_str(), "tmpfs", 0, "size=1m") != 0)
+            ::_exit(1);
+        ::_exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "mount in pnsd's namespace";
+    attacker_ok({"ns", "create", "a"});
+    EXPECT_EQ(read_in_view("a", hidden + "/under"), "<unreadable>");
+    for (const std::string flag : {"-bc", "-b", "-a"}) {
+        SCOPED_TRACE(flag);
+        std::string up = make_dir(home_ + "/up" + flag);
+        own(up, kOtherUid, 0755);
+        auto r = as_attacker({"bind", flag, "--ns", "a", up, base_ + "/covered"});
+        EXPECT_NE(r.exit_code, 0) << "accepted";
+        EXPECT_NE(r.err.find("mounted below DST"), std::string::npos) << r.err;
+        EXPECT_NE(read_in_view("a", hidden + "/under"), kSecret);
+        // Control: nothing is mounted below /plain.
+        attacker_ok({"bind", flag, "--ns", "a", up, base_ + "/plain"});
+        EXPECT_EQ(read_in_view("a", base_ + "/plain/hidden/under"), kSecret);
+        attacker_ok({"unbind", "--ns", "a", base_ + "/plain"});
+    }
+}
+
+// The process pnsd starts to make a user's union has that user's (effective) uid: if the user
+// could signal it, a SIGSTOP would hold up pnsd's mount thread, every view's edits with it,
+// until pnsd gave up on it. Its real and saved uids stay root's, so the kernel refuses the
+// user's signals (kernel/signal.c: kill_ok_by_cred). The attack: a Stopper scans for it while
+// the attacker makes unions for PNS_ATTACK_RACE_SECONDS (10 by default). It must find the
+// process (or the race proves nothing) and stop it never. The control: every union was made.
+TEST_F(PathsAttack, UnionMakerCannotBeStoppedByItsUser) {
+    int seconds = 10;
+    if (const char* env = std::getenv("PNS_ATTACK_RACE_SECONDS")) seconds = std::atoi(env);
+    std::string shown = make_dir(base_ + "/shown"), up = make_dir(home_ + "/up");
+    own(up, kOtherUid, 0755);
+    attacker_ok({"ns", "create", "a"});
+    Stopper stopper;
+    ASSERT_TRUE(stopper.started());
+    int made = 0, tries = 0;
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (Clock::now() < deadline) {
+        ++tries;
+        auto r = as_attacker({"bind", "-bc", "--ns", "a", up, shown});
+        if (r.exit_code == 0) ++made;
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+        if (r.exit_code == 0) attacker_ok({"unbind", "--ns", "a", shown});
+    }
+    stopper.finish();
+    std::printf(
+        "[ race stop ] %d unions in %d s; the attacker found pnsd's process %d times and "
+        "stopped it %d times\n",
+        made, seconds, stopper.found(), stopper.stopped());
+    EXPECT_GT(stopper.found(), 0) << "the race never saw the process: it proves nothing";
+    EXPECT_EQ(stopper.stopped(), 0);
+    EXPECT_EQ(made, tries);
+}
+
+// Root's -c union into a directory of root's that others may write: they could rename root's
+// copies out of it, so pnsd refuses it. The control: into a directory only root writes, the
+// union is root's, and root's rename of its set-uid program copies it up there (what root
+// asked for, where only root can move it).
+TEST_F(PathsAttack, RootsWritableUnionIntoADirectoryOthersMayWriteIsRefused) {
+    std::string shown = make_dir(base_ + "/rootbin");
+    fs::copy_file("/bin/true", shown + "/tool");
+    ASSERT_EQ(::chmod((shown + "/tool").c_str(), 04755), 0);
+    std::string shared = make_dir(base_ + "/shared");
+    ASSERT_EQ(::chmod(shared.c_str(), 0777), 0);
+    ok({"ns", "create", "r"});
+    auto r = ctl({"bind", "-bc", "--ns", "r", shared, shown});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("others may write"), std::string::npos) << r.err;
+    // Control: a directory only root may write.
+    std::string mine = make_dir(base_ + "/rootonly");
+    ok({"bind", "-bc", "--ns", "r", mine, shown});
+    auto moved = in_view("r", 0, [&] {
+        return outcome(::rename((shown + "/tool").c_str(), (shown + "/kept").c_str()));
+    });
+    EXPECT_EQ(moved.out, "ok");
+    struct stat st {};
+    ASSERT_EQ(::lstat((mine + "/kept").c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u);
+    EXPECT_TRUE(fs::is_empty(shared));
 }
 
 // The work directory of a -c union is made beside SRC, where the attacker may have planted a

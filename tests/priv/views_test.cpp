@@ -238,6 +238,42 @@ TEST_F(ViewsTest, UnionsSearchInOrderAndCreateInSource) {
     EXPECT_NE(refused.exit_code, 0);
 }
 
+// An ordinary user's unions are made as that user (agent/unions.hpp) and work for the user's
+// processes in their satellite: the read-only union searches its layers, the writable one
+// creates, renames and changes the user's files in SRC; root's files can be read through it
+// but not copied up into SRC (EOVERFLOW).
+TEST_F(ViewsTest, AUsersUnionsWorkInTheirSatellite) {
+    const RunOptions as_user{.uid = kOtherUid, .gid = kOtherGid};
+    for (const char* d : {"low", "src", "home", "home/new"}) {
+        std::filesystem::create_directories(data(d));
+        ASSERT_EQ(::chown(data(d).c_str(), kOtherUid, kOtherGid), 0);
+    }
+    write_file(data("low/mine"), "mine\n");
+    ASSERT_EQ(::chown(data("low/mine").c_str(), kOtherUid, kOtherGid), 0);
+    write_file(data("low/roots"), "root's\n");
+    write_file(data("src/s"), "s\n");
+    ok({"ns", "create", "u"}, as_user);
+    ok({"bind", "-b", "--ns", "u", data("src"), data("low")}, as_user);
+    Way way = satellite("u", kOtherUid);
+    auto r = in(way, "cat " + data("low/s") + " " + data("low/roots") + "; ls " + data("low"));
+    EXPECT_EQ(r.out, "s\nroot's\nmine\nroots\ns\n") << r.err;
+
+    ok({"unbind", "--ns", "u", data("low")}, as_user);
+    ok({"bind", "-bc", "--ns", "u", data("home/new"), data("low")}, as_user);
+    r = in(way, "echo made > " + data("low/made") + " && mv " + data("low/mine") + " " +
+                    data("low/moved") + " && echo more >> " + data("low/moved") + " && cat " +
+                    data("low/roots"));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "root's\n");
+    EXPECT_EQ(read_file(data("home/new/made")), "made\n");
+    EXPECT_EQ(read_file(data("home/new/moved")), "mine\nmore\n");
+    EXPECT_EQ(read_file(data("low/mine")), "mine\n");
+    r = in(way, "mv " + data("low/roots") + " " + data("low/taken"));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find("Value too large"), std::string::npos) << r.err;
+    EXPECT_FALSE(exists(data("home/new/taken")));
+}
+
 TEST_F(ViewsTest, HideReadOnlyAndTmpfs) {
     std::filesystem::create_directories(data("secret"));
     write_file(data("secret/key"), "key\n");
