@@ -87,6 +87,7 @@ class Daemon {
             return removed;
         });
         members_.set_connected([this](Server::Ticket t) { return server_->connected(t); });
+        members_.use_lanes(lanes_.get());
         registry_->on_answers(
             [this](Server::Ticket ticket, const Result<json>& result) {
                 server_->answer(ticket, result ? protocol::encode_success(*result)

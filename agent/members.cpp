@@ -271,6 +271,30 @@ Result<std::shared_ptr<Destination>> Members::destination(const std::string& nam
     return dest;
 }
 
+void Members::with_destination(const std::string& name, bool root, uid_t uid, gid_t gid,
+                               std::function<void(Result<std::shared_ptr<Destination>>)> then) {
+    bool exists = root;
+    if (!root)
+        for (const auto& [ino, loc] : views_.index().mnt)
+            if (loc.name == name && loc.uid == uid) exists = true;
+    if (exists || !lanes_) return then(destination(name, root, uid, gid));
+    if (auto st = room_for_view(uid); !st) return then(Error(st.error()));
+    // A satellite is made by a child that enters a user namespace the member's uid owns, so
+    // that uid may stop it (kill_ok_by_cred: CAP_KILL in the namespace): made on the uid's own
+    // lane, a stopped one holds up only that user's joins (and for a limited time at that).
+    lanes_->post(
+        uid,
+        [this, name, uid, gid]() -> Status {
+            auto sat = views_.satellite(name, uid, gid);
+            if (!sat) return sat.error();
+            return {};
+        },
+        [this, name, root, uid, gid, then = std::move(then)](Status st) {
+            if (!st) return then(Error(std::move(st).error()));
+            then(destination(name, root, uid, gid));
+        });
+}
+
 std::uint32_t Members::primary_of(const std::string& name) const {
     struct stat st {};
     if (::stat((views_.view_dir(name) + "/mnt").c_str(), &st) != 0) return 0;
@@ -334,7 +358,7 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
     const Namespace* ns = policy_namespace_ ? policy_namespace_(cgroup) : registry_.lookup(matched);
     if (!ns) return let_go(*pidfd, pid, held, matched, "the policy that matched it is gone");
     const std::string name = ns->name;
-    auto give_up = [&](const std::string& why) {
+    auto give_up = [pidfd, pid, held, name](const std::string& why) {
         if (held) {
             // It exec'd in a policy cgroup and cannot be joined: it must not run outside.
             (void)proc::signal_pidfd(pidfd->get(), SIGKILL);
@@ -380,26 +404,30 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
     }
     if (!t.root && t.gid != auth::primary_gid(t.uid))
         return give_up("it does not run with its user's primary group");
-    auto made = destination(name, t.root, t.uid, t.gid);
-    if (!made) return give_up(made.error().message);
-    auto dest = std::move(*made);
-    // A join already under way for it (it entered the cgroup, then exec'd): the tracer merges
-    // the two; only the later request is reported.
-    std::erase_if(outstanding_, [&](const auto& entry) {
-        return entry.second.internal && entry.second.pid == pid;
-    });
-    std::uint64_t request = ++next_request_;
-    Outstanding out;
-    out.pid = pid;
-    out.ns = name;
-    out.internal = true;
-    out.held = held;
-    out.cgroup = cgroup;
-    out.pidfd = t.pidfd;
-    outstanding_[request] = out;
-    dest->cgroup = cgroup;
-    set_record(pid, name, held ? "held" : "pending");
-    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest), held);
+    with_destination(
+        name, t.root, t.uid, t.gid,
+        [this, give_up, pid, name, held, cgroup, target_pidfd = t.pidfd,
+         identity = t.identity](Result<std::shared_ptr<Destination>> made) {
+            if (!made) return give_up(made.error().message);
+            auto dest = std::move(*made);
+            // A join already under way for it (it entered the cgroup, then exec'd): the tracer
+            // merges the two; only the later request is reported.
+            std::erase_if(outstanding_, [&](const auto& entry) {
+                return entry.second.internal && entry.second.pid == pid;
+            });
+            std::uint64_t request = ++next_request_;
+            Outstanding out;
+            out.pid = pid;
+            out.ns = name;
+            out.internal = true;
+            out.held = held;
+            out.cgroup = cgroup;
+            out.pidfd = target_pidfd;
+            outstanding_[request] = out;
+            dest->cgroup = cgroup;
+            set_record(pid, name, held ? "held" : "pending");
+            tracer_.join(request, pid, target_pidfd, identity, std::move(dest), held);
+        });
 }
 
 // A tracker event names a process by its tgid only, and pnsd reads it later: by then that
@@ -667,13 +695,16 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
                                 std::to_string(auth::primary_gid(t.uid)) +
                                 ", the only group a view maps"};
 
-    auto made = destination(name, t.root, t.uid, t.gid);
-    if (!made) return Error(std::move(made).error());
-    auto dest = std::move(*made);
-    std::uint64_t request = ++next_request_;
-    outstanding_[request] = Outstanding{ticket, pid, name, false, false};
-    outstanding_[request].pidfd = t.pidfd;
-    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest));
+    with_destination(
+        name, t.root, t.uid, t.gid,
+        [this, ticket, pid, name, target_pidfd = t.pidfd,
+         identity = t.identity](Result<std::shared_ptr<Destination>> made) {
+            if (!made) return answer_(ticket, Error(std::move(made).error()));
+            std::uint64_t request = ++next_request_;
+            outstanding_[request] = Outstanding{ticket, pid, name, false, false};
+            outstanding_[request].pidfd = target_pidfd;
+            tracer_.join(request, pid, target_pidfd, identity, std::move(*made));
+        });
     return json(nullptr);
 }
 

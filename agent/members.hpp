@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "agent/lanes.hpp"
 #include "agent/namespace.hpp"
 #include "agent/registry.hpp"
 #include "agent/server.hpp"
@@ -47,6 +48,9 @@ class Members {
             Push push);
 
     bool handles(std::string_view op) const { return op.starts_with("proc."); }
+
+    // Where satellites are made for joins (off the main thread).
+    void use_lanes(Lanes* lanes) { lanes_ = lanes; }
 
     // Tells whether a request's client is still connected: event streams whose client left
     // are forgotten before the streams of a user are counted.
@@ -138,6 +142,10 @@ class Members {
     // Forgets the records of processes that are gone.
     void prune();
 
+    // Calls `then` with destination(): at once when the view exists, else once the uid's lane
+    // has made its satellite.
+    void with_destination(const std::string& name, bool root, uid_t uid, gid_t gid,
+                          std::function<void(Result<std::shared_ptr<Destination>>)> then);
     // Where a process of `uid`/`gid` goes in `name`: the primary for root, else the uid's
     // satellite (made if missing), and the tracker to tell.
     Result<std::shared_ptr<Destination>> destination(const std::string& name, bool root, uid_t uid,
@@ -163,6 +171,7 @@ class Members {
     Views& views_;
     Tracer& tracer_;
     Tracker* tracker_;
+    Lanes* lanes_ = nullptr;
     Answer answer_;
     Push push_;
     std::function<bool(Server::Ticket)> connected_;

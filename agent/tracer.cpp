@@ -38,6 +38,10 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // An attach answers "pending" when the process has not stopped by then.
+// How long a holder may take to get ready (it needs milliseconds). It runs as the member's
+// uid, which may stop it: then it is killed and the join refused. The tracer never waits for
+// it in a blocking call, so meanwhile every other join goes on.
+constexpr auto kHolderPatience = std::chrono::seconds(10);
 constexpr auto kPendingAfter = std::chrono::seconds(1);
 // How long pnsd waits, when it stops, for injections in progress to finish.
 constexpr auto kStopGrace = std::chrono::seconds(3);
@@ -81,20 +85,38 @@ std::string describe(pid_t pid) {
 // its release pipe closes, and goes when pnsd does.
 class Holder {
   public:
-    static Result<std::shared_ptr<Holder>> make(int program, const Destination& dest,
-                                                const proc::Identity& who);
+    // Starts one; it is of use once settle() has found it ready. Its program writes one byte
+    // when it is set up, on the descriptor ready_fd(), which the tracer loop polls.
+    static Result<std::shared_ptr<Holder>> start(int program, const Destination& dest,
+                                                 const proc::Identity& who);
     ~Holder() = default;  // closing `release_` ends the holder; the tracer loop reaps it
     pid_t pid() const { return pid_; }
     // False once it has exited (killed by someone of its uid, say): a pid it had could then
     // name another process.
     bool alive() const { return proc::pidfd_alive(pidfd_.get()); }
 
+    bool starting() const { return ready_.get() >= 0; }
+    int ready_fd() const { return ready_.get(); }
+    Clock::time_point started() const { return started_; }
+    // When ready_fd() is readable: what the starting holder reported (a failure ends it).
+    Status settle(const std::string& ns);
+    // Ends a holder that did not get ready in time (a stopped one too: SIGKILL needs no
+    // running process).
+    Error give_up(const std::string& ns);
+
   private:
-    Holder(pid_t pid, UniqueFd pidfd, UniqueFd release)
-        : pid_(pid), pidfd_(std::move(pidfd)), release_(std::move(release)) {}
+    Holder(pid_t pid, UniqueFd pidfd, UniqueFd ready, UniqueFd release)
+        : pid_(pid),
+          pidfd_(std::move(pidfd)),
+          ready_(std::move(ready)),
+          release_(std::move(release)) {}
+    void end();
+
     pid_t pid_;
     UniqueFd pidfd_;
+    UniqueFd ready_;  // open while it starts
     UniqueFd release_;
+    Clock::time_point started_ = Clock::now();
 };
 
 // How a holder's child reports a failure before its exec (one byte, then it exits).
@@ -124,8 +146,8 @@ const char* holder_step(char code) {
     }
 }
 
-Result<std::shared_ptr<Holder>> Holder::make(int program, const Destination& dest,
-                                             const proc::Identity& who) {
+Result<std::shared_ptr<Holder>> Holder::start(int program, const Destination& dest,
+                                              const proc::Identity& who) {
     int ready[2], release[2];
     if (::pipe2(ready, O_CLOEXEC) != 0) return sys_error("pipe");
     if (::pipe2(release, O_CLOEXEC) != 0) {
@@ -134,6 +156,8 @@ Result<std::shared_ptr<Holder>> Holder::make(int program, const Destination& des
         return sys_error("pipe");
     }
     UniqueFd ready_r(ready[0]), ready_w(ready[1]), release_r(release[0]), release_w(release[1]);
+    // Read when the tracer loop's poll says so, never waited on.
+    if (::fcntl(ready_r.get(), F_SETFL, O_NONBLOCK) != 0) return sys_error("fcntl");
     // The identity the join was authorized for: for a satellite the process's own uid and
     // gid; for the primary root's (uid 0 with the process's group). Never pnsd's.
     const uid_t uid = who.uids[1];
@@ -174,23 +198,42 @@ Result<std::shared_ptr<Holder>> Holder::make(int program, const Destination& des
     }
     ready_w.reset();
     release_r.reset();
-    auto pidfd = proc::open_pidfd(pid);  // its pid cannot be reused: this thread reaps it
+    // Its pid cannot be reused before this: this thread reaps it.
+    auto pidfd = proc::open_pidfd(pid);
+    if (!pidfd) {
+        ::kill(pid, SIGKILL);
+        return Error(std::move(pidfd).error());
+    }
+    return std::shared_ptr<Holder>(
+        new Holder(pid, std::move(*pidfd), std::move(ready_r), std::move(release_w)));
+}
+
+Status Holder::settle(const std::string& ns) {
     char code = 0;
     ssize_t n;
-    while ((n = ::read(ready_r.get(), &code, 1)) < 0 && errno == EINTR) {
+    while ((n = ::read(ready_.get(), &code, 1)) < 0 && errno == EINTR) {
     }
-    if (n != 1 || code != kHolderReady || !pidfd) {
-        release_w.reset();
-        int status = 0;
-        ::waitpid(pid, &status, __WALL);
-        return Error{
-            EPERM, "cannot start a holder in the view of " + dest.ns + " (" +
-                       (n == 1 ? std::string(holder_step(code))
-                               : "pns-holder exited with status " +
-                                     std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1)) +
-                       ")"};
-    }
-    return std::shared_ptr<Holder>(new Holder(pid, std::move(*pidfd), std::move(release_w)));
+    if (n < 0 && errno == EAGAIN) return {};  // nothing yet (poll said otherwise: spurious)
+    ready_.reset();
+    if (n == 1 && code == kHolderReady) return {};
+    end();
+    return Error{EPERM, "cannot start a holder in the view of " + ns + " (" +
+                            (n == 1 ? std::string(holder_step(code))
+                                    : std::string("pns-holder exited before it was ready")) +
+                            ")"};
+}
+
+Error Holder::give_up(const std::string& ns) {
+    ready_.reset();
+    end();
+    return Error{ETIMEDOUT, "pnsd's holder in the view of " + ns + " was not ready within " +
+                                std::to_string(kHolderPatience.count()) +
+                                " s (stopped by its user?); not joined"};
+}
+
+void Holder::end() {
+    release_.reset();
+    (void)proc::signal_pidfd(pidfd_.get(), SIGKILL);
 }
 
 // The holder program, beside pnsd (a build tree) or where `cmake --install` puts it relative
@@ -300,7 +343,8 @@ class Tracer::Loop {
     // One process being made to join: the steps of the injection, one stop at a time.
     struct Job {
         enum class Origin { kAttach, kChild, kExec } origin;
-        enum class Phase { kWaitStop, kSettle, kSteps } phase = Phase::kWaitStop;
+        // kWaitHolder: stopped, checked and saved, until its holder is ready.
+        enum class Phase { kWaitStop, kSettle, kWaitHolder, kSteps } phase = Phase::kWaitStop;
         // In this order: capabilities go back before the working directory is looked up, so
         // that lookup is made with exactly the process's own rights.
         enum class Step { kMmap, kPidfd, kSetns, kClose, kBset, kCapset, kChdir, kMunmap, kDone };
@@ -370,6 +414,8 @@ class Tracer::Loop {
     void release(pid_t pid, const std::string& why);
     Result<std::string> changes_since(pid_t tid, const proc::Identity& authorized);
     void begin(Job& job);
+    void plan(Job& job);
+    void holders_ready(const std::vector<int>& readable);
     void run_step(Job& job);
     void on_step_done(Job& job, long result);
     void finish(Job& job);
@@ -406,8 +452,16 @@ class Tracer::Loop {
 
 void Tracer::Loop::run() {
     for (;;) {
-        pollfd fds[2] = {{owner_.commands_fd_.get(), POLLIN, 0}, {sigchld_.get(), POLLIN, 0}};
-        int n = ::poll(fds, 2, poll_timeout());
+        std::vector<pollfd> fds = {{owner_.commands_fd_.get(), POLLIN, 0},
+                                   {sigchld_.get(), POLLIN, 0}};
+        for (const auto& entry : jobs_) {
+            const Job& job = entry.second;
+            if (job.phase != Job::Phase::kWaitHolder || !job.holder->starting()) continue;
+            int fd = job.holder->ready_fd();
+            if (std::none_of(fds.begin(), fds.end(), [fd](const pollfd& p) { return p.fd == fd; }))
+                fds.push_back({fd, POLLIN, 0});
+        }
+        int n = ::poll(fds.data(), fds.size(), poll_timeout());
         if (n < 0 && errno != EINTR) {
             spdlog::error("tracer: poll: {}", std::strerror(errno));
             return;
@@ -421,6 +475,10 @@ void Tracer::Loop::run() {
             drain(owner_.commands_fd_.get());
             handle_commands();
         }
+        std::vector<int> readable;
+        for (std::size_t i = 2; n > 0 && i < fds.size(); ++i)
+            if (fds[i].revents) readable.push_back(fds[i].fd);
+        if (!readable.empty()) holders_ready(readable);
         reap();
         check_deadlines();
         if (stopping_ && (jobs_.empty() || Clock::now() >= stop_deadline_)) {
@@ -434,7 +492,9 @@ void Tracer::Loop::run() {
 int Tracer::Loop::poll_timeout() const {
     if (stopping_) return 50;
     for (const auto& [tid, job] : jobs_)
-        if (job.origin == Job::Origin::kAttach && !job.reported_pending) return 100;
+        if ((job.origin == Job::Origin::kAttach && !job.reported_pending) ||
+            job.phase == Job::Phase::kWaitHolder)
+            return 100;
     return -1;
 }
 
@@ -453,6 +513,17 @@ void Tracer::Loop::handle_commands() {
                 std::vector<pid_t> all;
                 for (const auto& [tgid, sup] : supervisions_) all.push_back(tgid);
                 for (pid_t tgid : all) release(tgid, "pnsd stopped");
+                // Those waiting for a holder are put back as they were, not left with every
+                // signal blocked.
+                std::vector<pid_t> waiting;
+                for (const auto& [tid, job] : jobs_)
+                    if (job.phase == Job::Phase::kWaitHolder) waiting.push_back(tid);
+                for (pid_t tid : waiting) {
+                    auto it = jobs_.find(tid);
+                    if (it == jobs_.end()) continue;
+                    fail(it->second, Error{ESHUTDOWN, "pnsd is stopping"});
+                    finish(it->second);
+                }
                 break;
             }
         }
@@ -483,6 +554,22 @@ void Tracer::Loop::on_status(pid_t tid, int status) {
 
 void Tracer::Loop::check_deadlines() {
     auto now = Clock::now();
+    std::vector<pid_t> late;  // waiting for a holder that is not ready in time
+    for (const auto& [tid, job] : jobs_)
+        if (job.phase == Job::Phase::kWaitHolder && now - job.holder->started() >= kHolderPatience)
+            late.push_back(tid);
+    for (pid_t tid : late) {
+        auto it = jobs_.find(tid);
+        if (it == jobs_.end()) continue;
+        Job& job = it->second;
+        auto holder = job.holder;
+        Error error = holder->starting() ? holder->give_up(job.dest->ns)
+                                         : Error{ETIMEDOUT, "pnsd's holder was not ready in time"};
+        if (job.sup && job.sup->holder == holder) job.sup->holder.reset();
+        spdlog::info("tracer: {}: {}", describe(tid), error.message);
+        fail(job, std::move(error));
+        finish(job);
+    }
     for (auto& [tid, job] : jobs_) {
         if (job.origin != Job::Origin::kAttach || job.reported_pending ||
             job.phase != Job::Phase::kWaitStop || now - job.started < kPendingAfter)
@@ -619,6 +706,10 @@ void Tracer::Loop::job_status(Job& job, int status) {
             if (event == 0) job.held_signals.push_back(sig);
             ::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr);
             return;
+        case Job::Phase::kWaitHolder:
+            // Not resumed since its first stop: nothing should come but its death (above).
+            if (event == 0) job.held_signals.push_back(sig);
+            return;
     }
 }
 
@@ -753,7 +844,7 @@ void Tracer::Loop::begin(Job& job) {
     if (job.sup && job.sup->holder) {
         job.holder = job.sup->holder;
     } else {
-        auto holder = Holder::make(holder_program(), *job.dest, authorized);
+        auto holder = Holder::start(holder_program(), *job.dest, authorized);
         if (!holder) {
             fail(job, holder.error());
             return finish(job);
@@ -761,7 +852,50 @@ void Tracer::Loop::begin(Job& job) {
         job.holder = *holder;
         if (job.sup) job.sup->holder = job.holder;
     }
+    if (job.holder->starting()) {
+        job.phase = Job::Phase::kWaitHolder;  // holders_ready() goes on
+        return;
+    }
+    plan(job);
+}
 
+// Holders whose ready descriptor is readable: the jobs that waited for them go on, or fail.
+void Tracer::Loop::holders_ready(const std::vector<int>& readable) {
+    std::map<Holder*, Status> settled;
+    for (auto& [tid, job] : jobs_) {
+        if (job.phase != Job::Phase::kWaitHolder || !job.holder->starting() ||
+            std::find(readable.begin(), readable.end(), job.holder->ready_fd()) == readable.end())
+            continue;
+        settled.emplace(job.holder.get(), job.holder->settle(job.dest->ns));
+    }
+    std::vector<pid_t> waiting;
+    for (const auto& [tid, job] : jobs_)
+        if (job.phase == Job::Phase::kWaitHolder && settled.contains(job.holder.get()))
+            waiting.push_back(tid);
+    for (pid_t tid : waiting) {
+        auto it = jobs_.find(tid);
+        if (it == jobs_.end()) continue;
+        Job& job = it->second;
+        if (job.holder->starting()) continue;  // nothing read after all
+        const Status& st = settled.at(job.holder.get());
+        if (!st) {
+            if (job.sup && job.sup->holder == job.holder) job.sup->holder.reset();
+            fail(job, st.error());
+            finish(job);
+            continue;
+        }
+        plan(job);
+    }
+}
+
+// With a holder ready: what the steps do, then the first step.
+void Tracer::Loop::plan(Job& job) {
+    pid_t tid = job.tid;
+    auto status = proc::read_status(tid);
+    if (!status) {
+        fail(job, status.error());
+        return finish(job);
+    }
     job.ns_flags = CLONE_NEWNS;
     if (job.dest->user) {
         struct stat dest_user {};
@@ -792,7 +926,8 @@ void Tracer::Loop::begin(Job& job) {
     // The scratch area below the stack's red zone, if the stack reaches that far (else the
     // first step maps a page).
     auto bytes = scratch_bytes(job);
-    std::uint64_t at = (arch::stack_pointer(*regs) - arch::red_zone() - bytes.size()) & ~15ULL;
+    std::uint64_t at =
+        (arch::stack_pointer(job.saved) - arch::red_zone() - bytes.size()) & ~15ULL;
     job.stack_bytes.resize(bytes.size());
     if (read_memory(tid, at, job.stack_bytes) && write_memory(tid, at, bytes)) {
         job.scratch = at;

@@ -9,6 +9,7 @@
 #include <linux/nsfs.h>
 #include <linux/openat2.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -386,6 +388,9 @@ Status write_proc(pid_t pid, const char* file, const std::string& text) {
 }
 
 // One byte over a pipe, for the steps of satellite creation.
+// How long a satellite's maker may take (it needs milliseconds).
+constexpr std::chrono::seconds kSatelliteDeadline{10};
+
 bool send_byte(int fd) {
     char c = 1;
     return ::write(fd, &c, 1) == 1;
@@ -396,6 +401,21 @@ bool wait_byte(int fd) {
     while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
     }
     return n == 1;
+}
+
+// The same in pnsd, with a deadline: the child it waits for may be stopped by the user it runs
+// as, and pnsd must not wait for it for ever.
+bool wait_byte_until(int fd, std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0) return false;
+        pollfd pfd{fd, POLLIN, 0};
+        int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return false;
+        return wait_byte(fd);
+    }
 }
 
 // The kernel refuses to pin a mount namespace whose ID is not above that of the namespace
@@ -544,12 +564,14 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
     if (child < 0) return sys_error("fork");
     if (child == 0) {
         // Only raw system calls from here: the parent is multithreaded.
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::setns(primary_fd->get(), CLONE_NEWNS) != 0) ::_exit(1);
         if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
             ::syscall(SYS_setresgid, gid, gid, gid) != 0 ||
             ::syscall(SYS_setresuid, uid, uid, uid) != 0)
             ::_exit(2);
+        // After the ids: a change of credentials clears the parent-death signal (kernel/cred.c:
+        // commit_creds), and a maker stopped by its user would outlive a pnsd that died.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::unshare(CLONE_NEWUSER) != 0) ::_exit(3);
         if (!send_byte(child_out.get()) || !wait_byte(child_in.get())) ::_exit(4);
         if (::unshare(CLONE_NEWNS) != 0) ::_exit(5);
@@ -569,9 +591,12 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
         ::rmdir(dir.c_str());
         return error;
     };
-    if (!wait_byte(parent_in.get()))
-        return fail(
-            Error{EPERM, "creating the user namespace of uid " + std::to_string(uid) + " failed"});
+    // The child runs as the member's uid, which may stop it (SIGSTOP is the owner's to send):
+    // a few seconds are more than it needs, and then it is killed and the join refused.
+    const auto deadline = std::chrono::steady_clock::now() + kSatelliteDeadline;
+    if (!wait_byte_until(parent_in.get(), deadline))
+        return fail(Error{EPERM, "creating the user namespace of uid " + std::to_string(uid) +
+                                     " failed (or it was stopped)"});
     // Only the member's own ids are mapped: root is not, so set-uid-root programs do not
     // elevate inside. setgroups is denied so no member can shed a group that denies it access.
     std::string uid_line = std::to_string(uid) + " " + std::to_string(uid) + " 1\n";
@@ -579,8 +604,9 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
     if (auto st = write_proc(child, "uid_map", uid_line); !st) return fail(st.error());
     if (auto st = write_proc(child, "setgroups", "deny"); !st) return fail(st.error());
     if (auto st = write_proc(child, "gid_map", gid_line); !st) return fail(st.error());
-    if (!send_byte(parent_out.get()) || !wait_byte(parent_in.get()))
-        return fail(Error{EPERM, "creating the mount namespace of the satellite failed"});
+    if (!send_byte(parent_out.get()) || !wait_byte_until(parent_in.get(), deadline))
+        return fail(Error{EPERM, "creating the mount namespace of the satellite failed (or it "
+                                 "was stopped)"});
 
     std::string proc = "/proc/" + std::to_string(child) + "/ns/";
     UniqueFd user(::open((proc + "user").c_str(), O_RDONLY | O_CLOEXEC));
@@ -588,7 +614,8 @@ Result<Views::Satellite> Views::create_satellite(const std::string& name, uid_t 
     if (!user || !mnt) return fail(sys_error("open the satellite's namespaces"));
     if (auto st = pin_namespace(user.get(), dir + "/user"); !st) return fail(st.error());
     if (auto st = pin_namespace(mnt.get(), dir + "/mnt"); !st) return fail(st.error());
-    send_byte(parent_out.get());
+    // Pinned: the child has nothing left to do, and is not waited for to finish by itself.
+    ::kill(child, SIGKILL);
     int status = 0;
     while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }

@@ -33,7 +33,9 @@ inline constexpr gid_t kVictimGid = 4343;
 // such a process, holding up pnsd's mount thread for as long as it liked.
 class Stopper {
   public:
-    Stopper() {
+    // With `keep_stopped`, what it stops stays stopped (the attack); without, it is continued at
+    // once (to count how often the attack could land).
+    explicit Stopper(bool keep_stopped = false) : keep_stopped_(keep_stopped) {
         void* shared = ::mmap(nullptr, sizeof(Tally), PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (shared == MAP_FAILED) return;
@@ -86,18 +88,22 @@ class Stopper {
                     std::istringstream ids(line.substr(4));
                     for (uid_t id; ids >> id;) theirs = theirs || id == kOtherUid;
                 }
-                if (!theirs || name.find("pnsd") == std::string::npos) continue;
+                // pnsd's children (before an exec they have its name) and its holders.
+                if (!theirs || (name.find("pnsd") == std::string::npos &&
+                                name.find("pns-holder") == std::string::npos))
+                    continue;
                 tally_->found++;
                 pid_t target = std::stoi(pid);
                 if (::kill(target, SIGSTOP) == 0) {
                     tally_->stopped++;
-                    ::kill(target, SIGCONT);
+                    if (!keep_stopped_) ::kill(target, SIGCONT);
                 }
             }
         }
         ::_exit(0);
     }
 
+    bool keep_stopped_ = false;
     Tally* tally_ = nullptr;
     pid_t pid_ = -1;
 };

@@ -5,6 +5,7 @@
 
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -305,10 +306,6 @@ inline std::string comm_of(pid_t pid) {
     return comm;
 }
 
-// Waits until process `pid` runs the program called `comm` (it has exec'd it).
-inline bool wait_for_exec(pid_t pid, const std::string& comm) {
-    return wait_until([&] { return comm_of(pid) == comm; });
-}
 
 inline std::string mount_ns(pid_t pid) {
     std::error_code ec;
@@ -323,6 +320,21 @@ inline char state_of(pid_t pid) {
     std::getline(in, line);
     auto close = line.rfind(')');
     return close == std::string::npos || close + 2 >= line.size() ? '?' : line[close + 2];
+}
+
+// Waits until process `pid` runs the program called `comm`, for programs that then wait (sleep,
+// read): its exec is over once it sleeps outside execve. The name alone changes early in the
+// exec (fs/exec.c: begin_new_exec), before the exec's tracepoint (sched_process_exec), which
+// pns's policies act on: a process moved into a policy's cgroup in between is held at that
+// exec and its new program runs in the view.
+inline bool wait_for_exec(pid_t pid, const std::string& comm) {
+    return wait_until([&] {
+        if (comm_of(pid) != comm || state_of(pid) != 'S') return false;
+        std::ifstream in("/proc/" + std::to_string(pid) + "/syscall");
+        long nr = -1;
+        in >> nr;
+        return nr >= 0 && nr != SYS_execve && nr != SYS_execveat;
+    });
 }
 
 // The pid of the process tracing `pid` (0 when none), or -1 when it is gone.
