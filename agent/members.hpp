@@ -116,7 +116,8 @@ class Members {
   private:
     struct Record {
         std::string ns;
-        std::string state;  // "member", "supervised", "pending"
+        // "member"; "pending" (being joined); "held" (stopped at exec by the tracker until its
+        // policy join is done); "supervised" (multithreaded: joins at its next exec).
         std::chrono::system_clock::time_point since;
         std::uint64_t start_time = 0;
     };

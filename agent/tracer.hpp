@@ -4,12 +4,18 @@
 // blocks its signals, single-steps it over a syscall instruction of its own vDSO once per
 // system call it is to make, then restores everything and lets it go:
 //
-//   mmap      a scratch page for the strings the calls below read
+//   mmap                        a scratch page for the strings the calls below read (only when
+//                               its stack has no room below the red zone)
 //   pidfd_open(holder)          a process pnsd starts inside the destination (pns-holder)
 //   setns(pidfd, USER|NS)       user namespace first (a satellite), then mount namespace
-//   close, chdir(cwd)           back to its working directory, as seen in the view
-//   capset, prctl(CAPBSET_DROP) a satellite gives full capabilities in it: back to what it had
+//   close
+//   prctl(CAPBSET_DROP), capset a satellite gives full capabilities in it: back to what it had,
+//                               before the lookup below, so it is made with the process's rights
+//   chdir(cwd)                  back to its working directory, as seen in the view
 //   munmap
+//
+// (Job::Step in tracer.cpp, in this order.) The holder is started at the first stop and the
+// steps begin once it is ready; the tracer thread never blocks on it, since its user may stop it.
 //
 // A thread stopped inside a blocking system call has it restarted when it resumes, exactly
 // as after a signal without handler (the kernel rewinds it because its registers are the
