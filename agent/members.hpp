@@ -118,6 +118,7 @@ class Members {
         std::string ns;
         // "member"; "pending" (being joined); "held" (stopped at exec by the tracker until its
         // policy join is done); "supervised" (multithreaded: joins at its next exec).
+        std::string state;
         std::chrono::system_clock::time_point since;
         std::uint64_t start_time = 0;
     };

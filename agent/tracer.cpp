@@ -89,7 +89,9 @@ class Holder {
     // when it is set up, on the descriptor ready_fd(), which the tracer loop polls.
     static Result<std::shared_ptr<Holder>> start(int program, const Destination& dest,
                                                  const proc::Identity& who);
-    ~Holder() = default;  // closing `release_` ends the holder; the tracer loop reaps it
+    // Closing `release_` ends a holder that runs; one its user stopped is killed, so that none
+    // outlives its use. The tracer loop reaps it.
+    ~Holder() { end(); }
     pid_t pid() const { return pid_; }
     // False once it has exited (killed by someone of its uid, say): a pid it had could then
     // name another process.
