@@ -850,12 +850,13 @@ TEST_F(Dos, EventStreamsOfOneUserAreBounded) {
 // asks for CAP_KILL in the target's user namespace, which its owner has). pnsd once waited for
 // both without a bound, the maker on the one mount thread and the holder on the tracer thread:
 // stopped, they held up every view's edits and every join, root's too (the attacker found and
-// stopped the maker 78 times of 80 in 5 s). Now the maker runs on the user's own lane and the
-// tracer waits for no holder: each is killed after 10 s and only the attacker's own join fails;
-// root and other users are served meanwhile. The attack goes on until both helpers were caught
-// (or 12 tries were held). Control: without the stopping, the same join succeeds.
+// stopped the maker 78 times of 80 in 5 s; with a stopped holder another user's `pnsctl run`
+// waited 60 s and failed). Now the maker runs on the user's own lane and the tracer waits for
+// no holder: each is killed after 10 s and only the attacker's own join fails; root and other
+// users are served meanwhile. Each helper is attacked on its own: the maker in joins of new
+// namespaces, the holder in joins of a namespace whose satellite exists. Control: without the
+// stopping, the same join succeeds.
 TEST_F(Dos, AStoppedHelperOfPnsdHoldsUpOnlyItsOwnUser) {
-    ok({"ns", "create", "sat"}, as_attacker());
     ok({"ns", "create", "other"}, {.uid = kVictimUid, .gid = kVictimGid});
     auto timed = [&](const std::vector<std::string>& args, const RunOptions& options) {
         auto started = Clock::now();
@@ -863,45 +864,73 @@ TEST_F(Dos, AStoppedHelperOfPnsdHoldsUpOnlyItsOwnUser) {
         EXPECT_EQ(r.exit_code, 0) << r.err;
         return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
     };
+    // One join of the attacker's into `name` while `stopper` stops what it finds. Returns what
+    // pnsctl said if one of pnsd's helpers was held (the join refused), else nothing.
+    auto attempt = [&](Stopper& stopper, const std::string& name) -> std::optional<std::string> {
+        int stopped_before = stopper.stopped();
+        Proc join({"/bin/sh", "-c",
+                   "PNS_SOCKET='" + pnsd_->socket() + "' exec '" + pnsctl_path() + "' run --ns " +
+                       name + " -- /bin/true 2>&1"},
+                  kOtherUid);
+        // Until the join ends or the attacker has stopped a helper (no stretched wait: pnsd
+        // kills a stopped helper after 10 s, whatever the machine).
+        auto exited = [&] { return state_of(join.pid()) == 'Z'; };
+        auto until = Clock::now() + 5s;
+        while (Clock::now() < until && !exited() && stopper.stopped() == stopped_before)
+            ::usleep(1000);
+        if (exited() || stopper.stopped() == stopped_before) {
+            EXPECT_NE(join.wait(60s), -1);
+            return std::nullopt;
+        }
+        // A helper is stopped: pnsd serves root and the victim meanwhile, before the helper's
+        // 10 s are up (answers that waited for it would come only after).
+        const auto status_took = timed({"status"}, {});
+        const auto run_took = timed({"run", "--ns", "other", "--", "/bin/true"},
+                                    {.uid = kVictimUid, .gid = kVictimGid});
+        EXPECT_LT(status_took, stretched(2s));
+        EXPECT_LT(run_took, stretched(2s));
+        const bool still_held = !exited();
+        const int code = join.wait(30s);
+        std::string said = join.line(5s);
+        if (code == 0) return std::nullopt;  // stopped after it had done its part: no hold
+        std::printf("[ held ] %s\n[ held ] meanwhile root's status took %lld ms, the victim's "
+                    "run %lld ms\n",
+                    said.c_str(), static_cast<long long>(status_took.count()),
+                    static_cast<long long>(run_took.count()));
+        EXPECT_EQ(code, 1) << "the attacker's own join ends, refused, once the helper it "
+                              "stopped is killed";
+        EXPECT_TRUE(still_held) << "root and the victim were answered only once the hold was over";
+        return said;
+    };
+
     bool maker = false, holder = false;
     {
         Stopper stopper(true);
         ASSERT_TRUE(stopper.started());
-        int held_count = 0;
-        for (int i = 0; i < 200 && held_count < 12 && !(maker && holder); ++i) {
-            // A new namespace each time: each join makes a satellite, then a holder in it.
-            const std::string name = "sat" + std::to_string(i);
+        for (int i = 0; i < 50 && !maker; ++i) {
+            const std::string name = "new" + std::to_string(i);
             ok({"ns", "create", name}, as_attacker());
-            int stopped_before = stopper.stopped();
-            Proc join({"/bin/sh", "-c",
-                       "PNS_SOCKET='" + pnsd_->socket() + "' exec '" + pnsctl_path() +
-                           "' run --ns " + name + " -- /bin/true 2>&1"},
-                      kOtherUid);
-            if (join.wait(2s) != -1 || stopper.stopped() == stopped_before) {
-                ok({"ns", "rm", name}, as_attacker());
-                continue;
-            }
-            ++held_count;
-            // Held: pnsd serves root and the victim meanwhile.
-            EXPECT_LT(timed({"status"}, {}), stretched(2s));
-            EXPECT_LT(timed({"run", "--ns", "other", "--", "/bin/true"},
-                            {.uid = kVictimUid, .gid = kVictimGid}),
-                      stretched(2s));
-            EXPECT_EQ(join.wait(30s), 1) << "the attacker's own join ends, refused, once the "
-                                            "helper it stopped is killed";
-            std::string said = join.line(5s);
-            std::printf("[ held ] %s\n", said.c_str());
-            if (said.find("holder") != std::string::npos) holder = true;
-            if (said.find("user namespace") != std::string::npos ||
-                said.find("satellite") != std::string::npos)
-                maker = true;
+            if (auto said = attempt(stopper, name))
+                maker = said->find("user namespace") != std::string::npos ||
+                        said->find("satellite") != std::string::npos;
             ok({"ns", "rm", name}, as_attacker());
         }
         stopper.finish();
-        std::printf("[ race stop ] SIGSTOP sent to pnsd's helpers %d times\n", stopper.stopped());
     }
-    EXPECT_TRUE(holder) << "the attacker never held a holder: that part proves nothing";
+    // The satellite is made first, unstopped: only the holder is left to stop.
+    ok({"ns", "create", "sat"}, as_attacker());
+    auto made = ctl({"run", "--ns", "sat", "--", "/bin/true"}, as_attacker());
+    EXPECT_EQ(made.exit_code, 0) << made.err;
+    {
+        Stopper stopper(true);
+        ASSERT_TRUE(stopper.started());
+        for (int i = 0; i < 50 && !holder; ++i)
+            if (auto said = attempt(stopper, "sat"))
+                holder = said->find("holder") != std::string::npos;
+        stopper.finish();
+    }
     EXPECT_TRUE(maker) << "the attacker never held a satellite's maker: that part proves nothing";
+    EXPECT_TRUE(holder) << "the attacker never held a holder: that part proves nothing";
     // Control: unstopped, the attacker's join of the same namespace is made.
     auto r = ctl({"run", "--ns", "sat", "--", "/bin/true"}, as_attacker());
     EXPECT_EQ(r.exit_code, 0) << r.err;
