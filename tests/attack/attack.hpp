@@ -35,7 +35,11 @@ class Stopper {
   public:
     // With `keep_stopped`, what it stops stays stopped (the attack); without, it is continued at
     // once (to count how often the attack could land).
-    explicit Stopper(bool keep_stopped = false) : keep_stopped_(keep_stopped) {
+    // With `parent`, it looks only at that process's children (what its threads' `children`
+    // files list, readable by anyone): a scan quick enough to catch a short-lived child on a
+    // slow (emulated) machine, where a scan of all of /proc is not.
+    explicit Stopper(bool keep_stopped = false, pid_t parent = 0)
+        : keep_stopped_(keep_stopped), parent_(parent) {
         void* shared = ::mmap(nullptr, sizeof(Tally), PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (shared == MAP_FAILED) return;
@@ -74,9 +78,7 @@ class Stopper {
             ::_exit(126);
         std::string me = std::to_string(::getpid());
         while (!tally_->stop.load()) {
-            std::error_code ec;
-            for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
-                std::string pid = e.path().filename().string();
+            for (const std::string& pid : candidates()) {
                 if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0])) || pid == me)
                     continue;
                 std::ifstream status("/proc/" + pid + "/status");
@@ -103,7 +105,24 @@ class Stopper {
         ::_exit(0);
     }
 
+    std::vector<std::string> candidates() const {
+        std::vector<std::string> pids;
+        std::error_code ec;
+        if (parent_ <= 0) {
+            for (const auto& e : std::filesystem::directory_iterator("/proc", ec))
+                pids.push_back(e.path().filename().string());
+            return pids;
+        }
+        const std::string tasks = "/proc/" + std::to_string(parent_) + "/task";
+        for (const auto& e : std::filesystem::directory_iterator(tasks, ec)) {
+            std::ifstream children(e.path() / "children");
+            for (std::string pid; children >> pid;) pids.push_back(pid);
+        }
+        return pids;
+    }
+
     bool keep_stopped_ = false;
+    pid_t parent_ = 0;
     Tally* tally_ = nullptr;
     pid_t pid_ = -1;
 };

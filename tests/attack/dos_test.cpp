@@ -905,7 +905,7 @@ TEST_F(Dos, AStoppedHelperOfPnsdHoldsUpOnlyItsOwnUser) {
 
     bool maker = false, holder = false;
     {
-        Stopper stopper(true);
+        Stopper stopper(true, pnsd_->pid());
         ASSERT_TRUE(stopper.started());
         for (int i = 0; i < 50 && !maker; ++i) {
             const std::string name = "new" + std::to_string(i);
@@ -922,7 +922,7 @@ TEST_F(Dos, AStoppedHelperOfPnsdHoldsUpOnlyItsOwnUser) {
     auto made = ctl({"run", "--ns", "sat", "--", "/bin/true"}, as_attacker());
     EXPECT_EQ(made.exit_code, 0) << made.err;
     {
-        Stopper stopper(true);
+        Stopper stopper(true, pnsd_->pid());
         ASSERT_TRUE(stopper.started());
         for (int i = 0; i < 50 && !holder; ++i)
             if (auto said = attempt(stopper, "sat"))
