@@ -229,7 +229,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Privileged{"su", {"--help"}}, Privileged{"mount", {"-V"}},
                       Privileged{"umount", {"-V"}}, Privileged{"chage", {"--help"}},
                       Privileged{"expiry", {"--help"}}),
-    [](const auto& info) { return info.param.name; });
+    [](const auto& test) { return test.param.name; });
 
 // The same race with an environment of a megabyte, which the kernel copies during the exec:
 // the window is wider (before the fix, most rounds hit).
