@@ -252,10 +252,7 @@ Result<std::shared_ptr<Destination>> Members::destination(const std::string& nam
                                      " (its map of views is full)"};
         return dest;
     }
-    bool exists = false;
-    for (const auto& [ino, loc] : views_.index().mnt)
-        if (loc.name == name && loc.uid == uid) exists = true;
-    if (!exists)
+    if (!views_.has_satellite(name, uid))
         if (auto st = room_for_view(uid); !st) return st.error();
     auto sat = views_.satellite(name, uid, gid);
     if (!sat) return Error(std::move(sat).error());
@@ -271,26 +268,33 @@ Result<std::shared_ptr<Destination>> Members::destination(const std::string& nam
     return dest;
 }
 
-void Members::with_destination(const std::string& name, bool root, uid_t uid, gid_t gid,
+void Members::with_destination(const Namespace& ns, bool root, uid_t uid, gid_t gid,
                                std::function<void(Result<std::shared_ptr<Destination>>)> then) {
-    bool exists = root;
-    if (!root)
-        for (const auto& [ino, loc] : views_.index().mnt)
-            if (loc.name == name && loc.uid == uid) exists = true;
-    if (exists || !lanes_) return then(destination(name, root, uid, gid));
+    const std::string name = ns.name;
+    if (root || !lanes_ || views_.has_satellite(name, uid))
+        return then(destination(name, root, uid, gid));
     if (auto st = room_for_view(uid); !st) return then(Error(st.error()));
     // A satellite is made by a child that enters a user namespace the member's uid owns, so
     // that uid may stop it (kill_ok_by_cred: CAP_KILL in the namespace): made on the uid's own
     // lane, a stopped one holds up only that user's joins (and for a limited time at that).
+    // Meanwhile the namespace may go and another of its name come (names are not identities):
+    // the join was authorized for this one, and goes nowhere else.
+    const std::string id = ns.id.hex();
+    auto gone = [name] {
+        return Error{ENOENT, "namespace " + quote(name) + " was removed meanwhile; not joined"};
+    };
     lanes_->post(
         uid,
-        [this, name, uid, gid]() -> Status {
+        [this, name, id, uid, gid, gone]() -> Status {
+            if (auto made_for = views_.identity(name); !made_for || *made_for != id) return gone();
             auto sat = views_.satellite(name, uid, gid);
             if (!sat) return sat.error();
             return {};
         },
-        [this, name, root, uid, gid, then = std::move(then)](Status st) {
+        [this, name, id, root, uid, gid, gone, then = std::move(then)](Status st) {
             if (!st) return then(Error(std::move(st).error()));
+            const Namespace* now = registry_.lookup(name);
+            if (!now || now->id.hex() != id) return then(gone());
             then(destination(name, root, uid, gid));
         });
 }
@@ -405,7 +409,7 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
     if (!t.root && t.gid != auth::primary_gid(t.uid))
         return give_up("it does not run with its user's primary group");
     with_destination(
-        name, t.root, t.uid, t.gid,
+        *ns, t.root, t.uid, t.gid,
         [this, give_up, pid, name, held, cgroup, target_pidfd = t.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return give_up(made.error().message);
@@ -696,7 +700,7 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
                                 ", the only group a view maps"};
 
     with_destination(
-        name, t.root, t.uid, t.gid,
+        *ns, t.root, t.uid, t.gid,
         [this, ticket, pid, name, target_pidfd = t.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return answer_(ticket, Error(std::move(made).error()));

@@ -145,8 +145,8 @@ class Members {
     void prune();
 
     // Calls `then` with destination(): at once when the view exists, else once the uid's lane
-    // has made its satellite.
-    void with_destination(const std::string& name, bool root, uid_t uid, gid_t gid,
+    // has made its satellite, if `ns` (this namespace, not another of its name) is still there.
+    void with_destination(const Namespace& ns, bool root, uid_t uid, gid_t gid,
                           std::function<void(Result<std::shared_ptr<Destination>>)> then);
     // Where a process of `uid`/`gid` goes in `name`: the primary for root, else the uid's
     // satellite (made if missing), and the tracker to tell.
@@ -188,9 +188,9 @@ class Members {
     std::uint64_t next_request_ = 0;
     std::map<std::uint64_t, Outstanding> outstanding_;
     std::map<pid_t, Record> records_;
-    std::map<std::uint32_t, std::string> names_;
+    std::map<std::uint32_t, std::string> names_;  // primary's mount ns inode -> namespace
     // When a guard refusal was last logged at info, by namespace (primary's inode).
-    std::map<std::uint32_t, std::chrono::steady_clock::time_point> last_refusal_logged_;  // primary's mount ns inode -> namespace
+    std::map<std::uint32_t, std::chrono::steady_clock::time_point> last_refusal_logged_;
     std::size_t views_in_map_ = 0;                // views sync_views put in the tracker's map
 };
 

@@ -84,6 +84,10 @@ class Views {
         UniqueFd mnt;
     };
     Result<Satellite> satellite(const std::string& name, uid_t uid, gid_t gid);
+    // Whether `uid` has a satellite in `name`'s view (two opens: no scan of the views).
+    bool has_satellite(const std::string& name, uid_t uid) const {
+        return static_cast<bool>(open_satellite(name, uid));
+    }
 
     // How many mounts the primary view of `name` holds beyond the host's own: what its table
     // made pnsd mount (a per-user bound, agent/auth.hpp). Counted in the kernel's mount list

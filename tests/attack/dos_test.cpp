@@ -352,6 +352,55 @@ TEST_F(Dos, AnEditStuckOnASilentFuseSourceDelaysNobodyElse) {
     EXPECT_EQ(ctl_json(pnsd(), {"status"})["lanes"]["pending"], 0);
 }
 
+// A join whose satellite is still to be made waits on its user's lane (here behind that user's
+// own edit, stuck on a silent FUSE source). Meanwhile root removes the namespace and another
+// user creates one of the same name: the join was authorized for the first and must not land in
+// the second (names are not identities), where the attacker's process would see the victim's
+// view. Before the fix it would have: the satellite was made and joined by name once the lane
+// was free. Control: the same steps without the removal; the join is made then.
+TEST_F(Dos, AJoinWaitingOnItsLaneNeverLandsInALaterNamespaceOfTheSameName) {
+    const std::string target = make_dir(dir_.path() + "/target");
+    for (const std::string ns : {"slow", "kept", "reused"}) ok({"ns", "create", ns}, as_attacker());
+    auto stalled_join = [&](const std::string& ns, bool replace) -> std::pair<int, std::string> {
+        const std::string stuck = make_dir(dir_.path() + "/silent-" + ns);
+        EXPECT_EQ(chown(stuck.c_str(), kOtherUid, kOtherGid), 0);
+        SilentFuse fuse(pnsd_->sandbox_pid(), stuck, kOtherUid);
+        // The attacker's edit, looked up in pnsd's mount namespace, where the FUSE mount is.
+        Proc edit({"/usr/bin/nsenter",
+                   "--mount=/proc/" + std::to_string(pnsd_->sandbox_pid()) + "/ns/mnt",
+                   "--setuid", std::to_string(kOtherUid), "--setgid", std::to_string(kOtherGid),
+                   "--", "/usr/bin/env", "PNS_SOCKET=" + pnsd_->socket(), pnsctl_path(), "bind",
+                   "--ns", "slow", stuck + "/x", target});
+        EXPECT_TRUE(
+            wait_until([&] { return ctl_json(pnsd(), {"status"})["lanes"]["pending"] == 1; }))
+            << pnsd_->log_since_start();
+        Proc join({"/bin/sh", "-c",
+                   "PNS_SOCKET='" + pnsd_->socket() + "' exec '" + pnsctl_path() + "' run --ns " +
+                       ns + " -- /bin/true 2>&1"},
+                  kOtherUid);
+        // Its satellite is queued on the attacker's lane, behind the stuck edit.
+        EXPECT_TRUE(
+            wait_until([&] { return ctl_json(pnsd(), {"status"})["lanes"]["pending"] == 2; }))
+            << pnsd_->log_since_start();
+        if (replace) {
+            ok({"ns", "rm", ns});
+            ok({"ns", "create", ns}, {.uid = kVictimUid, .gid = kVictimGid});
+        }
+        fuse.close();
+        EXPECT_EQ(edit.wait(), 1) << "the stuck edit fails once its file system is gone";
+        const int code = join.wait(60s);
+        return {code, join.line(5s)};
+    };
+    auto [refused, said] = stalled_join("reused", true);
+    EXPECT_EQ(refused, 1) << said;
+    EXPECT_NE(said.find("removed meanwhile"), std::string::npos) << said;
+    EXPECT_TRUE(ctl_json(pnsd(), {"ns", "show", "reused"})["members"].empty())
+        << "the attacker's process is in the victim's namespace";
+    // Control: nothing removed, the join waits for the lane and is made.
+    auto [made, made_said] = stalled_join("kept", false);
+    EXPECT_EQ(made, 0) << made_said;
+}
+
 // 4,096 connections from one user kept everyone out. Now one user holds at most its share:
 // the connection past it is told why and closed, while root and other users are served.
 TEST_F(Dos, ConnectionFloodOfOneUserLeavesRootAndOthersServed) {
