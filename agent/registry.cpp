@@ -161,6 +161,13 @@ void Registry::conclude(const WorkPtr& work, const Result<json>& result) {
     release(work->name);
 }
 
+void Registry::realize(const WorkPtr& work, uid_t lane) {
+    busy_.insert(work->name);
+    lanes_->post(
+        lane, [this, work] { return realize_on_lane(*work); },
+        [this, work](Status st) { finish_realize(work, std::move(st)); });
+}
+
 Status Registry::realize_on_lane(Work& work) {
     const Resolver resolver =
         work.ticket ? resolver_of(work.caller) : owner_resolver(work.next);
@@ -356,10 +363,7 @@ void Registry::adopt_views(std::chrono::milliseconds patience) {
         work->name = name;
         work->before = ns;
         work->next = ns;
-        busy_.insert(name);
-        lanes_->post(
-            ns.owner, [this, work] { return realize_on_lane(*work); },
-            [this, work](Status st) { finish_realize(work, std::move(st)); });
+        realize(work, ns.owner);
     }
     if (guard_) {
         std::vector<std::uint32_t> live;
@@ -530,10 +534,7 @@ std::optional<Result<json>> Registry::create(const Caller& caller, const json& a
         forget_guard(*name);
         work->replace_left_view = true;
     }
-    busy_.insert(*name);
-    lanes_->post(
-        caller.uid, [this, work] { return realize_on_lane(*work); },
-        [this, work](Status st) { finish_realize(work, std::move(st)); });
+    realize(work, caller.uid);
     return std::nullopt;
 }
 
@@ -669,10 +670,7 @@ std::optional<Result<json>> Registry::edit(const char* op, const Caller& caller,
     work->name = current.name;
     work->before = current;
     work->next = std::move(next);
-    busy_.insert(work->name);
-    lanes_->post(
-        caller.uid, [this, work] { return realize_on_lane(*work); },
-        [this, work](Status st) { finish_realize(work, std::move(st)); });
+    realize(work, caller.uid);
     return std::nullopt;
 }
 

@@ -123,6 +123,9 @@ class Registry {
     // Ends a change: answers, logs for pnsd's own, releases the namespace.
     void conclude(const WorkPtr& work, const Result<Json>& result);
 
+    // Takes the namespace and makes its view show work.next on `lane` (realize_on_lane), then
+    // finishes on the main thread (finish_realize).
+    void realize(const WorkPtr& work, uid_t lane);
     // On a lane: makes the view show work.next, counts its mounts, looks up its guard facts.
     // If anything after the view was made fails, the view goes back as it was.
     Status realize_on_lane(Work& work);

@@ -37,11 +37,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// An attach answers "pending" when the process has not stopped by then.
 // How long a holder may take to get ready (it needs milliseconds). It runs as the member's
 // uid, which may stop it: then it is killed and the join refused. The tracer never waits for
 // it in a blocking call, so meanwhile every other join goes on.
 constexpr auto kHolderPatience = std::chrono::seconds(10);
+// An attach answers "pending" when the process has not stopped by then.
 constexpr auto kPendingAfter = std::chrono::seconds(1);
 // How long pnsd waits, when it stops, for injections in progress to finish.
 constexpr auto kStopGrace = std::chrono::seconds(3);
@@ -564,9 +564,8 @@ void Tracer::Loop::check_deadlines() {
         auto it = jobs_.find(tid);
         if (it == jobs_.end()) continue;
         Job& job = it->second;
-        auto holder = job.holder;
-        Error error = holder->starting() ? holder->give_up(job.dest->ns)
-                                         : Error{ETIMEDOUT, "pnsd's holder was not ready in time"};
+        auto holder = job.holder;  // starting: a settled one has moved its jobs on
+        Error error = holder->give_up(job.dest->ns);
         if (job.sup && job.sup->holder == holder) job.sup->holder.reset();
         spdlog::info("tracer: {}: {}", describe(tid), error.message);
         fail(job, std::move(error));

@@ -387,10 +387,10 @@ Status write_proc(pid_t pid, const char* file, const std::string& text) {
     return {};
 }
 
-// One byte over a pipe, for the steps of satellite creation.
 // How long a satellite's maker may take (it needs milliseconds).
 constexpr std::chrono::seconds kSatelliteDeadline{10};
 
+// One byte over a pipe, for the steps of satellite creation.
 bool send_byte(int fd) {
     char c = 1;
     return ::write(fd, &c, 1) == 1;

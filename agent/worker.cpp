@@ -11,10 +11,6 @@ namespace {
 thread_local bool is_worker = false;
 }  // namespace
 
-bool MountWorker::on_worker_thread() {
-    return is_worker;
-}
-
 MountWorker::MountWorker() {
     std::promise<Status> ready;
     auto ready_future = ready.get_future();

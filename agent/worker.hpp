@@ -32,9 +32,6 @@ class MountWorker {
     // Queues `job` and returns at once; jobs run in the order they were posted.
     void post(std::function<void()> job);
 
-    // Whether the calling thread is a mount worker.
-    static bool on_worker_thread();
-
     // For a worker stuck in a job that will not return (a lookup on a FUSE file system whose
     // daemon never answers): lets its thread go, to end with the process, so that destroying
     // the worker does not wait for it. The worker's memory must then outlive the thread: its
