@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "pns/result.hpp"
+#include "common/result.hpp"
 
 namespace pns::agent {
 

@@ -13,21 +13,21 @@
 #include <systemd/sd-daemon.h>
 #include <CLI/CLI.hpp>
 
-#include "agent/auth.hpp"
-#include "agent/bpf.hpp"
-#include "agent/guard.hpp"
-#include "agent/lanes.hpp"
+#include "agent/namespaces/auth.hpp"
+#include "agent/bpf/bpf.hpp"
+#include "agent/bpf/guard.hpp"
+#include "agent/server/lanes.hpp"
 #include "agent/log.hpp"
-#include "agent/members.hpp"
-#include "agent/policies.hpp"
-#include "agent/registry.hpp"
-#include "agent/server.hpp"
-#include "agent/store.hpp"
-#include "agent/tracer.hpp"
-#include "agent/tracker.hpp"
+#include "agent/join/members.hpp"
+#include "agent/policies/policies.hpp"
+#include "agent/namespaces/registry.hpp"
+#include "agent/server/server.hpp"
+#include "agent/namespaces/store.hpp"
+#include "agent/join/tracer.hpp"
+#include "agent/bpf/tracker.hpp"
 #include "agent/trusted_dir.hpp"
-#include "pns/protocol.hpp"
-#include "pns/text.hpp"
+#include "common/protocol.hpp"
+#include "common/text.hpp"
 
 namespace {
 

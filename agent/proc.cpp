@@ -1,5 +1,5 @@
 #include "agent/proc.hpp"
-#include "agent/namespace.hpp"
+#include "agent/namespaces/namespace.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>

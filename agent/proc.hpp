@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "pns/result.hpp"
-#include "pns/unique_fd.hpp"
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
 
 namespace pns::agent::proc {
 

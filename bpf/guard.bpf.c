@@ -19,7 +19,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 
-#include "pns/tracker.h"
+#include "bpf/abi.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -145,7 +145,7 @@ int BPF_PROG(guard_pivot_root, const struct path* old_path, const struct path* n
 }
 
 // Whether pnsd is joining the calling process right now: stopped for ptrace by pnsd, which
-// made it call setns (agent/tracer.cpp).
+// made it call setns (agent/join/tracer.cpp).
 static __always_inline bool joined_by_pnsd(struct task_struct* task) {
     __u32 zero = 0;
     struct pns_guard_config* config = bpf_map_lookup_elem(&guard_config, &zero);

@@ -3,7 +3,7 @@
  * refuses a map of another type, size or key and value width). */
 #pragma once
 
-/* tgid -> membership (include/pns/tracker.h); pnsd sets max_entries at load (PNS_MAX_MEMBERS) */
+/* tgid -> membership (bpf/abi.h); pnsd sets max_entries at load (PNS_MAX_MEMBERS) */
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(map_flags, BPF_F_NO_PREALLOC);

@@ -6,7 +6,7 @@
 
 #include <cstring>
 
-#include "pns/text.hpp"
+#include "common/text.hpp"
 
 namespace pns::cli {
 

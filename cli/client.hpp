@@ -4,9 +4,9 @@
 #include <chrono>
 #include <string>
 
-#include "pns/protocol.hpp"
-#include "pns/result.hpp"
-#include "pns/unique_fd.hpp"
+#include "common/protocol.hpp"
+#include "common/result.hpp"
+#include "common/unique_fd.hpp"
 
 namespace pns::cli {
 

@@ -13,9 +13,9 @@
 
 #include "cli/client.hpp"
 #include "cli/output.hpp"
-#include "pns/protocol.hpp"
-#include "pns/table.hpp"
-#include "pns/text.hpp"
+#include "common/protocol.hpp"
+#include "common/table.hpp"
+#include "common/text.hpp"
 
 namespace {
 

@@ -4,8 +4,8 @@
 #include <ctime>
 #include <string>
 
-#include "pns/protocol.hpp"
-#include "pns/table.hpp"
+#include "common/protocol.hpp"
+#include "common/table.hpp"
 
 namespace pns::cli {
 

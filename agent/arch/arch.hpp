@@ -1,7 +1,7 @@
 // What syscall injection needs to know about the processor: where the registers of a stopped
 // tracee are, which instruction enters the kernel, and which registers carry a system call.
 // One small file per architecture implements this (arch/x86_64.cpp); everything else in
-// agent/tracer.cpp is the same on every architecture.
+// agent/join/tracer.cpp is the same on every architecture.
 #pragma once
 
 #include <sys/types.h>
@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <span>
 
-#include "pns/result.hpp"
+#include "common/result.hpp"
 
 namespace pns::agent::arch {
 

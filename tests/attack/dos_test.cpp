@@ -21,13 +21,13 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/auth.hpp"
-#include "agent/members.hpp"
-#include "agent/mount.hpp"
-#include "agent/policies.hpp"
-#include "agent/server.hpp"
-#include "pns/protocol.hpp"
-#include "pns/table.hpp"
+#include "agent/namespaces/auth.hpp"
+#include "agent/join/members.hpp"
+#include "agent/views/mount.hpp"
+#include "agent/policies/policies.hpp"
+#include "agent/server/server.hpp"
+#include "common/protocol.hpp"
+#include "common/table.hpp"
 #include "tests/attack/attack.hpp"
 
 namespace pns::test {

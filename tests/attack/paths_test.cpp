@@ -392,7 +392,7 @@ TEST_F(PathsAttack, WritableUnionThroughALinkCannotReachBehindA0700Directory) {
 // root-owned set-uid program of DST put a set-uid-root copy of it, owner and mode kept, in the
 // member's own SRC (an old, vulnerable version kept after an upgrade, say: what
 // fs.protected_hardlinks exists to deny). A user's union is now made as that user in a user
-// namespace that maps no one else (agent/unions.hpp), where root's files are never copied up
+// namespace that maps no one else (agent/views/unions.hpp), where root's files are never copied up
 // (ovl_copy_up_one: EOVERFLOW). The control: the member's own file is copied up and renamed.
 TEST_F(PathsAttack, WritableUnionCopiesUpNothingAsRoot) {
     std::string shown = make_dir(base_ + "/bin");

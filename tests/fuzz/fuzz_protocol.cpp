@@ -4,7 +4,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "pns/protocol.hpp"
+#include "common/protocol.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     using namespace pns::protocol;

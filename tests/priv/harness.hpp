@@ -30,7 +30,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "pns/unique_fd.hpp"
+#include "common/unique_fd.hpp"
 
 namespace pns::test {
 
@@ -351,7 +351,7 @@ inline pid_t tracer_of(pid_t pid) {
 // The id of the program attached by the BPF link pinned at `pin` (0, and a test failure, when
 // there is none).
 std::uint32_t program_of_link(const std::string& pin);
-// Makes the build stamp pinned at `pin` (agent/bpf.hpp) another build's, as an older pnsd
+// Makes the build stamp pinned at `pin` (agent/bpf/bpf.hpp) another build's, as an older pnsd
 // would have left it.
 void forge_other_build(const std::string& pin);
 // Whether the program with this id is gone from the kernel.

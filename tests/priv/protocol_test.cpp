@@ -19,7 +19,7 @@ namespace {
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-// The protocol's error codes (include/pns/protocol.hpp), spelled out: they are the contract.
+// The protocol's error codes (common/protocol.hpp), spelled out: they are the contract.
 constexpr int kBadRequest = 1;
 constexpr int kUnsupportedVersion = 2;
 constexpr int kUnknownOp = 3;

@@ -12,7 +12,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/tracker.hpp"
+#include "agent/bpf/tracker.hpp"
 #include "harness.hpp"
 
 namespace pns::test {

@@ -238,7 +238,7 @@ TEST_F(ViewsTest, UnionsSearchInOrderAndCreateInSource) {
     EXPECT_NE(refused.exit_code, 0);
 }
 
-// An ordinary user's unions are made as that user (agent/unions.hpp) and work for the user's
+// An ordinary user's unions are made as that user (agent/views/unions.hpp) and work for the user's
 // processes in their satellite: the read-only union searches its layers, the writable one
 // creates, renames and changes the user's files in SRC; root's files can be read through it
 // but not copied up into SRC (EOVERFLOW).

@@ -1,7 +1,7 @@
 // Authorization rules, from the caller's credentials and the namespace alone.
 #include <gtest/gtest.h>
 
-#include "agent/auth.hpp"
+#include "agent/namespaces/auth.hpp"
 #include "test_util.hpp"
 
 namespace pns::agent::auth {

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <string>
 
-#include "pns/table.hpp"
-#include "pns/text.hpp"
+#include "common/table.hpp"
+#include "common/text.hpp"
 #include "test_util.hpp"
 
 namespace pns {

@@ -4,7 +4,7 @@
 #include <set>
 #include <string>
 
-#include "pns/protocol.hpp"
+#include "common/protocol.hpp"
 #include "test_util.hpp"
 
 namespace pns::protocol {

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/store.hpp"
+#include "agent/namespaces/store.hpp"
 #include "test_util.hpp"
 
 namespace pns::agent {

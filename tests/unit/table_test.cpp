@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "pns/table.hpp"
+#include "common/table.hpp"
 #include "test_util.hpp"
 
 namespace pns {

@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "pns/result.hpp"
-#include "pns/table.hpp"
+#include "common/result.hpp"
+#include "common/table.hpp"
 
 namespace pns {
 

@@ -1,8 +1,8 @@
-// Whose rights a writable union copies files up with (agent/unions.hpp, writable_mounter), and
+// Whose rights a writable union copies files up with (agent/views/unions.hpp, writable_mounter), and
 // the gid_map of the user namespace it is made in.
 #include <gtest/gtest.h>
 
-#include "agent/unions.hpp"
+#include "agent/views/unions.hpp"
 
 namespace pns::agent::unions {
 namespace {

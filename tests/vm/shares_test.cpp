@@ -9,7 +9,7 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/guard.hpp"
+#include "agent/bpf/guard.hpp"
 #include "tests/priv/harness.hpp"
 
 namespace pns::test {
