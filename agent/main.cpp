@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <CLI/CLI.hpp>
 
+#include "agent/daemon.hpp"
 #include "agent/namespaces/auth.hpp"
 #include "agent/bpf/bpf.hpp"
 #include "agent/bpf/guard.hpp"
@@ -33,222 +34,6 @@ namespace {
 
 using namespace pns;
 using namespace pns::agent;
-using nlohmann::json;
-
-struct Options {
-    std::string socket = "/run/pns/pnsd.sock";
-    std::string state_dir = "/var/lib/pns";
-    std::string runtime_dir = "/run/pns";
-    std::string bpf_dir = "/sys/fs/bpf/pns";
-    std::string log_level = "info";
-    bool no_guard = false;
-    auth::Quotas quotas;
-};
-
-// Requests that change something are worth a line in the log at info; reads only at debug.
-bool is_change(std::string_view op) {
-    return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
-           op == "entry.rm" || op == "ns.view" || op == "proc.join" || op == "proc.detach" ||
-           op == "policy.set" || op == "policy.rm";
-}
-
-class Daemon {
-  public:
-    Daemon(Options options, std::unique_ptr<Lanes> lanes, std::unique_ptr<Registry> registry,
-           Views& views, std::unique_ptr<Tracer> tracer,
-           std::unique_ptr<Tracker> tracker, std::string tracker_error,
-           std::unique_ptr<Guard> guard, std::string guard_error, std::unique_ptr<Server> server,
-           std::vector<std::string> mounted)
-        : options_(std::move(options)),
-          mounted_(std::move(mounted)),
-          lanes_(std::move(lanes)),
-          registry_(std::move(registry)),
-          tracer_(std::move(tracer)),
-          tracker_(std::move(tracker)),
-          tracker_error_(std::move(tracker_error)),
-          guard_(std::move(guard)),
-          guard_error_(std::move(guard_error)),
-          server_(std::move(server)),
-          members_(
-              *registry_, views, *tracer_, tracker_.get(),
-              [this](Server::Ticket ticket, const Result<json>& result) {
-                  server_->answer(ticket, result ? protocol::encode_success(*result)
-                                                 : protocol::encode_failure(result.error()));
-              },
-              [this](Server::Ticket ticket, const json& line) {
-                  return server_->push(ticket, protocol::encode_success(line));
-              }),
-          policies_(*registry_, members_, tracker_.get()) {
-        // A namespace's policies and pnsd's records of its members go with it, in the same
-        // all-or-nothing step as its table (DESIGN.md, decision 8).
-        registry_->on_remove([this](const Namespace& ns) -> Result<std::vector<std::string>> {
-            auto removed = policies_.forget_namespace(ns.id);
-            if (removed) members_.forget_namespace(ns.name);
-            return removed;
-        });
-        members_.set_connected([this](Server::Ticket t) { return server_->connected(t); });
-        members_.use_lanes(lanes_.get());
-        registry_->on_answers(
-            [this](Server::Ticket ticket, const Result<json>& result) {
-                server_->answer(ticket, result ? protocol::encode_success(*result)
-                                               : protocol::encode_failure(result.error()));
-            },
-            // A namespace made or removed: the tracker's map of views follows.
-            [this] { members_.sync_views(); });
-    }
-
-    // Whether views' work is still under way on some lane (a stuck one keeps pnsd's exit
-    // from waiting for it).
-    bool lanes_busy() const { return lanes_->pending() > 0; }
-
-    std::optional<std::string> handle(const Caller& caller, std::string_view line,
-                                      Server::Ticket ticket) {
-        auto request = protocol::decode_request(line);
-        if (!request) {
-            spdlog::debug("server: uid {} pid {}: {}", caller.uid, caller.pid,
-                          request.error().message);
-            return protocol::encode_failure(request.error());
-        }
-        auto result = dispatch(caller, *request, ticket);
-        if (!result) return std::nullopt;  // answered when the tracer is done
-        if (!*result) {
-            auto log_level =
-                result->error().code == EIO ||
-                        protocol::code_from_errno(result->error().code) == protocol::Code::kInternal
-                    ? spdlog::level::err
-                    : spdlog::level::debug;
-            spdlog::log(log_level, "server: uid {} pid {} {}: {}", caller.uid, caller.pid,
-                        quote(request->op), result->error().message);
-            return protocol::encode_failure(result->error());
-        }
-        spdlog::log(is_change(request->op) ? spdlog::level::info : spdlog::level::debug,
-                    "server: uid {} pid {} {} {}: ok", caller.uid, caller.pid, quote(request->op),
-                    request->args.contains("name") && request->args["name"].is_string()
-                        ? quote(request->args["name"].get<std::string>())
-                        : "");
-        return protocol::encode_success(**result);
-    }
-
-    Status run() {
-        if (auto st = server_->watch(tracer_->event_fd(), [this] { members_.on_tracer_events(); });
-            !st)
-            return st;
-        if (auto st = server_->watch(lanes_->event_fd(), [this] { lanes_->finish(); }); !st)
-            return st;
-        if (tracker_) {
-            if (auto st =
-                    server_->watch(tracker_->event_fd(), [this] { members_.on_tracker_events(); });
-                !st)
-                return st;
-            members_.sync_views();
-        }
-        // Without the tracker too: the policies of namespaces removed meanwhile are dropped
-        // from the file, and ns.rm finds the others (policies_.forget_namespace) to keep them.
-        for (const auto& line : policies_.load()) spdlog::warn("policy: {}", line);
-        if (tracker_) {
-            // Events that came while pnsd was down (processes held since) are taken now.
-            members_.on_tracker_events();
-            members_.finish_holds();
-        }
-        return server_->run([this](const Caller& caller, std::string_view line,
-                                   Server::Ticket ticket) { return handle(caller, line, ticket); },
-                            [this] {
-                                spdlog::info("pnsd: serving {} namespaces on '{}'",
-                                             registry_->size(), server_->path());
-                                sd_notifyf(0, "READY=1\nSTATUS=Serving %zu namespaces\nMAINPID=%d",
-                                           registry_->size(), static_cast<int>(::getpid()));
-                            });
-    }
-
-  private:
-    std::optional<Result<json>> dispatch(const Caller& caller, const protocol::Request& request,
-                                         Server::Ticket ticket) {
-        if (request.op == "status") return Result<json>(status(caller));
-        if (members_.handles(request.op)) return members_.handle(caller, request, ticket);
-        if (policies_.handles(request.op)) return policies_.handle(caller, request);
-        if (registry_->handles(request.op)) {
-            // A new namespace is a new view for the tracker's map, of which ordinary users
-            // leave a share to root.
-            if (request.op == "ns.create")
-                if (auto st = members_.room_for_view(caller.uid); !st)
-                    return Result<json>(st.error());
-            // Changes of views are answered when their lane is done (and the tracker's map
-            // follows then, Registry::on_answers).
-            auto result = registry_->handle(caller, request, ticket);
-            if (!result) return std::nullopt;
-            if (*result && request.op == "ns.view") members_.sync_views();
-            // `ns show` lists the members to those who may see the entries.
-            if (*result && request.op == "ns.show" && (*result)->contains("entries"))
-                (**result)["members"] =
-                    members_.list(caller, (**result)["name"].get<std::string>());
-            return result;
-        }
-        return Result<json>(Error{EOPNOTSUPP, "unknown operation " + quote(request.op)});
-    }
-
-    json status(const Caller& caller) const {
-        auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-            std::chrono::steady_clock::now() - started_);
-        return {{"version", PNS_VERSION},
-                {"protocol", protocol::kVersion},
-                {"pid", ::getpid()},
-                {"uptime_seconds", uptime.count()},
-                {"socket", options_.socket},
-                {"state_dir", options_.state_dir},
-                {"runtime_dir", options_.runtime_dir},
-                {"mounted", mounted_},
-                {"namespaces", registry_->size()},
-                {"lanes", {{"running", lanes_->lanes()}, {"pending", lanes_->pending()}}},
-                {"clients", server_->connections()},
-                {"requests", server_->requests_served()},
-                {"tracker", tracker_status()},
-                {"guard", guard_status()},
-                {"caller", {{"uid", caller.uid}, {"gid", caller.gid}, {"pid", caller.pid}}}};
-    }
-
-    json guard_status() const {
-        if (!guard_) return {{"state", "unavailable"}, {"reason", guard_error_}};
-        return {{"state", "active"},
-                {"reused", guard_->reused()},
-                {"upgraded", guard_->upgraded()},
-                {"guarded_namespaces", guard_->guarded()},
-                {"denied_files", guard_->denied()},
-                {"refusals", guard_->refusals()}};
-    }
-
-    json tracker_status() const {
-        if (!tracker_) return {{"state", "unavailable"}, {"reason", tracker_error_}};
-        auto c = tracker_->counters();
-        return {{"state", "active"},
-                {"pin_dir", tracker_->pin_dir()},
-                {"reused", tracker_->reused()},
-                {"upgraded", tracker_->upgraded()},
-                {"members", tracker_->members().size()},
-                {"members_capacity", tracker_->members_capacity()},
-                {"untracked_children", c[PNS_COUNTER_UNTRACKED]},
-                {"policies", tracker_->policies().size()},
-                {"views", tracker_->views().size()},
-                {"held_at_exec", c[PNS_COUNTER_HELD]},
-                {"entered_policy_cgroups", c[PNS_COUNTER_ENTERED]},
-                {"escapes", c[PNS_COUNTER_ESCAPES]},
-                {"lost_events", c[PNS_COUNTER_LOST_EVENTS]}};
-    }
-
-    Options options_;
-    std::vector<std::string> mounted_;
-    std::unique_ptr<Lanes> lanes_;
-    std::unique_ptr<Registry> registry_;
-    std::unique_ptr<Tracer> tracer_;
-    std::unique_ptr<Tracker> tracker_;
-    std::string tracker_error_;
-    std::unique_ptr<Guard> guard_;
-    std::string guard_error_;
-    std::unique_ptr<Server> server_;
-    Members members_;
-    Policies policies_;
-    std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-};
-
 // systemd starts services with a soft limit of 1024 open files, too few for
 // Server::kMaxConnections clients, each of which takes up to two (its socket, and the pidfd of
 // its process unless another connection of that process holds it); the hard limit is there to
@@ -286,11 +71,8 @@ Status check_bpf_dir(const std::string& path) {
     return {};
 }
 
-int serve(const Options& options) {
-    if (::geteuid() != 0) {
-        spdlog::error("pnsd: must run as root (it builds mount namespaces and joins processes)");
-        return 1;
-    }
+// Signals and limits of pnsd's own process.
+void prepare_process() {
     // SIGTERM and SIGINT are taken from a signalfd in the event loop; SIGPIPE never matters
     // because every send uses MSG_NOSIGNAL, but a library write must not kill pnsd either.
     sigset_t mask;
@@ -303,120 +85,125 @@ int serve(const Options& options) {
     signal(SIGPIPE, SIG_IGN);
     umask(022);
     raise_fd_limit();
+}
 
+// The parts that pnsd cannot serve without: directories, store, socket, views, lanes, the
+// tables and the tracer. Each failure is said as it is, in one line.
+Status open_core(const Options& options, Parts& parts) {
     // The directories first, before anything is made or mounted in them (agent/trusted_dir.hpp).
     if (auto runtime =
             open_trusted_dir(options.runtime_dir, {.what = "runtime directory", .create = 0755});
-        !runtime) {
-        spdlog::error("pnsd: {}", runtime.error().message);
-        return 1;
-    }
+        !runtime)
+        return runtime.error();
     auto store = Store::open(options.state_dir);
-    if (!store) {
-        spdlog::error("pnsd: {}", store.error().message);
-        return 1;
-    }
+    if (!store) return store.error();
     auto server = Server::listen(options.socket);
-    if (!server) {
-        spdlog::error("pnsd: {}", server.error().message);
-        return 1;
-    }
+    if (!server) return server.error();
+    parts.server = std::move(*server);
     auto views = Views::open(options.runtime_dir);
-    if (!views) {
-        spdlog::error("views: {}", views.error().message);
-        return 1;
-    }
-    if ((*views)->made_host_shared())
+    if (!views) return Error{views.error().code, "views: " + views.error().message};
+    parts.views = std::move(*views);
+    if (parts.views->made_host_shared())
         spdlog::info(
             "views: the host's mounts were private; made them shared (as systemd does "
             "at boot) so that views see mounts made later");
     auto lanes = Lanes::open();
-    if (!lanes) {
-        spdlog::error("pnsd: {}", lanes.error().message);
-        return 1;
-    }
-    auto registry = std::make_unique<Registry>(std::move(*store), views->get());
-    registry->use_quotas(options.quotas);
-    registry->use_lanes(lanes->get());
-    auto skipped = registry->load();
-    if (!skipped) {
-        spdlog::error("pnsd: load tables: {}", skipped.error().message);
-        return 1;
-    }
+    if (!lanes) return lanes.error();
+    parts.lanes = std::move(*lanes);
+    parts.registry = std::make_unique<Registry>(std::move(*store), parts.views.get());
+    parts.registry->use_quotas(options.quotas);
+    parts.registry->use_lanes(parts.lanes.get());
+    auto skipped = parts.registry->load();
+    if (!skipped) return Error{skipped.error().code, "load tables: " + skipped.error().message};
     for (const auto& line : *skipped) spdlog::warn("store: {}", line);
     auto tracer = Tracer::start();
-    if (!tracer) {
-        spdlog::error("tracer: {}", tracer.error().message);
+    if (!tracer) return Error{tracer.error().code, "tracer: " + tracer.error().message};
+    parts.tracer = std::move(*tracer);
+    return {};
+}
+
+// The BPF tracker (once pnsd can serve: a pnsd that cannot start pins nothing); without it
+// pnsd still serves (no cgroup policies), and says why in parts.tracker_error. Fails only for
+// a --bpf-dir that must not be used.
+Status open_tracker(const Options& options, Parts& parts) {
+    auto pin_dir = bpf::prepare_pin_dir(options.bpf_dir);
+    if (!pin_dir) {
+        if (pin_dir.error().code == EINVAL) return pin_dir.error();  // cannot hold pins
+        parts.tracker_error = pin_dir.error().message;
+        return {};
+    }
+    if (auto st = check_bpf_dir(options.bpf_dir); !st) return st;
+    if (*pin_dir) {
+        parts.mounted.push_back("bpffs at " + std::string(bpf::kBpffsMountPoint));
+        spdlog::info(
+            "pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does at boot) "
+            "for the pins",
+            bpf::kBpffsMountPoint);
+    }
+    auto loaded = Tracker::open(options.bpf_dir);
+    if (!loaded) {
+        parts.tracker_error = loaded.error().message;
+        return {};
+    }
+    auto& tracker = parts.tracker = std::move(*loaded);
+    spdlog::info("tracker: {} under '{}'",
+                 tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
+                 options.bpf_dir);
+    if (tracker->members_capacity() < Tracker::members_for_kernel())
+        spdlog::warn(
+            "tracker: the pinned members map holds {} processes, fewer than the kernel now "
+            "allows ({}; pid_max or threads-max were raised): children of members past it go "
+            "untracked (status counts them) until the tracker is loaded anew (pnsd with the "
+            "pins under '{}' removed), ignoring",
+            tracker->members_capacity(), Tracker::members_for_kernel(), options.bpf_dir);
+    return {};
+}
+
+// The LSM guard: only where the kernel runs BPF LSM programs; without it, deny entries are
+// refused and locked namespaces are guarded by the tracker alone (escapes killed).
+void open_guard(const Options& options, Parts& parts) {
+    parts.guard_error =
+        options.no_guard ? "disabled (--no-guard)" : "it needs the tracker, which is unavailable";
+    if (parts.tracker && !options.no_guard) {
+        if (auto loaded = Guard::open(*parts.tracker); loaded) {
+            parts.guard = std::move(*loaded);
+            parts.guard_error.clear();
+            if (auto st = parts.guard->set_pnsd(::getpid()); !st)
+                spdlog::error("guard: {}", st.error().message);
+            spdlog::info("guard: {}", parts.guard->reused() ? "reusing the pinned LSM guard"
+                                                            : "LSM guard loaded and pinned");
+        } else {
+            parts.guard_error = loaded.error().message;
+        }
+    }
+    if (parts.tracker && options.no_guard) Guard::remove(*parts.tracker);
+    // Expected on kernels without BPF LSM: said once, at info, and in pnsctl status.
+    if (!parts.guard) spdlog::info("guard: unavailable: {}", parts.guard_error);
+    parts.registry->use_guard(parts.guard.get(), parts.guard_error);
+}
+
+int serve(const Options& options) {
+    if (::geteuid() != 0) {
+        spdlog::error("pnsd: must run as root (it builds mount namespaces and joins processes)");
         return 1;
     }
-    // The BPF tracker (once pnsd can serve: a pnsd that cannot start pins nothing); without
-    // it pnsd still serves (no cgroup policies), and says why.
-    std::unique_ptr<Tracker> tracker;
-    std::string tracker_error;
-    std::vector<std::string> mounted;  // what pnsd mounted on the host, for `pnsctl status`
-    if (auto pin_dir = bpf::prepare_pin_dir(options.bpf_dir); !pin_dir) {
-        if (pin_dir.error().code == EINVAL) {  // a --bpf-dir that cannot hold pins
-            spdlog::error("pnsd: {}", pin_dir.error().message);
-            return 1;
-        }
-        tracker_error = pin_dir.error().message;
-    } else {
-        if (auto st = check_bpf_dir(options.bpf_dir); !st) {
-            spdlog::error("pnsd: {}", st.error().message);
-            return 1;
-        }
-        if (*pin_dir) {
-            mounted.push_back("bpffs at " + std::string(bpf::kBpffsMountPoint));
-            spdlog::info(
-                "pnsd: nothing was mounted at '{}'; mounted bpffs there (as systemd does "
-                "at boot) for the pins",
-                bpf::kBpffsMountPoint);
-        }
-        if (auto loaded = Tracker::open(options.bpf_dir); loaded) {
-            tracker = std::move(*loaded);
-            spdlog::info("tracker: {} under '{}'",
-                         tracker->reused() ? "reusing the pinned tracker" : "loaded and pinned",
-                         options.bpf_dir);
-            if (tracker->members_capacity() < Tracker::members_for_kernel())
-                spdlog::warn(
-                    "tracker: the pinned members map holds {} processes, fewer than the kernel "
-                    "now allows ({}; pid_max or threads-max were raised): children of members "
-                    "past it go untracked (status counts them) until the tracker is loaded anew "
-                    "(pnsd with the pins under '{}' removed), ignoring",
-                    tracker->members_capacity(), Tracker::members_for_kernel(), options.bpf_dir);
-        } else {
-            tracker_error = loaded.error().message;
-        }
+    prepare_process();
+    Parts parts;
+    if (auto st = open_core(options, parts); !st) {
+        spdlog::error("pnsd: {}", st.error().message);
+        return 1;
     }
-    if (!tracker) spdlog::error("tracker: unavailable: {}", tracker_error);
-    // The LSM guard: only where the kernel runs BPF LSM programs; without it, deny entries are
-    // refused and locked namespaces are guarded by the tracker alone (escapes killed).
-    std::unique_ptr<Guard> guard;
-    std::string guard_error =
-        options.no_guard ? "disabled (--no-guard)" : "it needs the tracker, which is unavailable";
-    if (tracker && !options.no_guard) {
-        if (auto loaded = Guard::open(*tracker); loaded) {
-            guard = std::move(*loaded);
-            guard_error.clear();
-            if (auto st = guard->set_pnsd(::getpid()); !st)
-                spdlog::error("guard: {}", st.error().message);
-            spdlog::info("guard: {}", guard->reused() ? "reusing the pinned LSM guard"
-                                                      : "LSM guard loaded and pinned");
-        } else {
-            guard_error = loaded.error().message;
-        }
+    if (auto st = open_tracker(options, parts); !st) {
+        spdlog::error("pnsd: {}", st.error().message);
+        return 1;
     }
-    if (tracker && options.no_guard) Guard::remove(*tracker);
-    // Expected on kernels without BPF LSM: said once, at info, and in pnsctl status.
-    if (!guard) spdlog::info("guard: unavailable: {}", guard_error);
-    registry->use_guard(guard.get(), guard_error);
+    if (!parts.tracker) spdlog::error("tracker: unavailable: {}", parts.tracker_error);
+    open_guard(options, parts);
     // Each view on its owner's lane; one that takes longer than this (a source that does not
     // answer) goes on while pnsd serves.
-    registry->adopt_views(std::chrono::seconds(30));
+    parts.registry->adopt_views(std::chrono::seconds(30));
 
-    Daemon daemon(options, std::move(*lanes), std::move(registry), **views, std::move(*tracer),
-                  std::move(tracker), std::move(tracker_error), std::move(guard),
-                  std::move(guard_error), std::move(*server), std::move(mounted));
+    Daemon daemon(options, std::move(parts));
     auto st = daemon.run();
     sd_notify(0, "STOPPING=1");
     if (!st) spdlog::error("pnsd: {}", st.error().message);

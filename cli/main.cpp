@@ -13,6 +13,7 @@
 
 #include "cli/client.hpp"
 #include "cli/output.hpp"
+#include "common/ops.hpp"
 #include "common/protocol.hpp"
 #include "common/table.hpp"
 #include "common/text.hpp"
@@ -21,6 +22,7 @@ namespace {
 
 using namespace pns;
 using nlohmann::json;
+namespace op = protocol::op;
 
 // Exit codes: 0 done, 1 pnsd refused or failed the request (or could not be reached),
 // 2 the command line itself is wrong.
@@ -156,7 +158,7 @@ int add_entry(const Globals& globals, const EditArgs& edit, const Result<Entry>&
     if (!entry) return fail(globals, entry.error(), kExitUsage);
     json args = edit.base();
     args["entry"] = protocol::entry_to_json(*entry);
-    return request(globals, "entry.add", std::move(args));
+    return request(globals, op::kEntryAdd, std::move(args));
 }
 
 Result<Entry> make_entry(EntryKind kind, const std::string& dst) {
@@ -183,7 +185,7 @@ int run_command(const Globals& globals, const std::string& ns, std::vector<std::
     {
         auto client = cli::Client::connect(globals.socket);
         if (!client) return fail(globals, client.error());
-        auto response = client->call(protocol::Request{"proc.join", {{"name", ns}}});
+        auto response = client->call(protocol::Request{op::kProcJoin, {{"name", ns}}});
         if (!response) return fail(globals, response.error());
         if (!response->ok())
             return fail(globals,
@@ -218,39 +220,51 @@ Result<json> pid_argument(const std::string& text) {
     return json(value);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// The commands: what their options are parsed into (CLI11 writes them as it parses, and
+// the callback of the command given then sends its request) and the exit status it returned.
+struct Commands {
     Globals globals;
-    CLI::App app{"pnsctl: edit pns namespaces and move processes into them"};
-    app.require_subcommand(1);
-    app.fallthrough();  // --json and --socket also after the subcommand
-    app.failure_message([](const CLI::App*, const CLI::Error& e) {
-        // CLI11 repeats the user's words verbatim; a newline among them must not make this
-        // two lines.
-        return "pnsctl: " + escape_controls(e.what()) + " (see 'pnsctl --help')\n";
-    });
-    app.add_flag("--json", globals.json_output, "print results as JSON");
-    app.add_option("--socket", globals.socket, "pnsd's socket")
-        ->envname("PNS_SOCKET")
-        ->capture_default_str();
-    app.set_version_flag("--version", PNS_VERSION);
-
     int status = 0;
-
-    // status
-    app.add_subcommand("status", "show what pnsd is doing")->callback([&] {
-        status = request(globals, "status", json::object(), cli::print_status);
-    });
-
-    // ns create|rm|ls|show
-    auto* ns = app.add_subcommand("ns", "create, remove, list and show namespaces");
-    ns->require_subcommand(1);
     struct {
         std::string name, owner, from;
         bool locked = false;
         bool force = false;
     } ns_args;
+    EditArgs edit;
+    struct {
+        std::string src, dst;
+        bool after = false, before = false, create = false;
+    } bind_args;
+    std::string file, explain_path, ns_name, pid_text, cgroup;
+    std::vector<std::string> command;
+
+    void add_all(CLI::App& app) {
+        add_status(app);
+        add_namespaces(app);
+        add_edits(app);
+        add_processes(app);
+        add_policies(app);
+        add_events(app);
+    }
+    void add_status(CLI::App& app);
+    void add_namespaces(CLI::App& app);  // ns create|rm|ls|show
+    void add_edits(CLI::App& app);       // bind, unbind, hide, ro, tmpfs, deny, apply, export, explain
+    void add_processes(CLI::App& app);   // run, attach, detach, ps
+    void add_policies(CLI::App& app);    // policy set|rm|ls
+    void add_events(CLI::App& app);
+};
+
+void Commands::add_status(CLI::App& app) {
+    // status
+    app.add_subcommand("status", "show what pnsd is doing")->callback([&] {
+        status = request(globals, op::kStatus, json::object(), cli::print_status);
+    });
+}
+
+void Commands::add_namespaces(CLI::App& app) {
+    // ns create|rm|ls|show
+    auto* ns = app.add_subcommand("ns", "create, remove, list and show namespaces");
+    ns->require_subcommand(1);
 
     auto* create = ns->add_subcommand("create", "create a namespace (owned by you)");
     create->add_option("NAME", ns_args.name, "[a-z0-9][a-z0-9._-]{0,63}")->required();
@@ -268,7 +282,7 @@ int main(int argc, char** argv) {
             }
             args["table"] = std::move(*text);
         }
-        status = request(globals, "ns.create", std::move(args));
+        status = request(globals, op::kNsCreate, std::move(args));
     });
 
     auto* rm = ns->add_subcommand("rm", "remove a namespace and its table");
@@ -277,7 +291,7 @@ int main(int argc, char** argv) {
                  "root: remove it even with members inside (they keep the view as it is, "
                  "no longer managed)");
     rm->callback([&] {
-        status = request(globals, "ns.rm", {{"name", ns_args.name}, {"force", ns_args.force}},
+        status = request(globals, op::kNsRm, {{"name", ns_args.name}, {"force", ns_args.force}},
                          [](std::FILE* out, const json& r) {
                              auto left = r.find("members_left_behind");
                              if (left == r.end() || !left->is_array() || left->empty()) return;
@@ -293,21 +307,18 @@ int main(int argc, char** argv) {
     });
 
     ns->add_subcommand("ls", "list namespaces")->callback([&] {
-        status = request(globals, "ns.ls", json::object(), cli::print_namespace_list);
+        status = request(globals, op::kNsLs, json::object(), cli::print_namespace_list);
     });
 
     auto* show = ns->add_subcommand("show", "show a namespace and its entries");
     show->add_option("NAME", ns_args.name)->required();
     show->callback([&] {
-        status = request(globals, "ns.show", {{"name", ns_args.name}}, cli::print_namespace);
+        status = request(globals, op::kNsShow, {{"name", ns_args.name}}, cli::print_namespace);
     });
+}
 
+void Commands::add_edits(CLI::App& app) {
     // bind [-a|-b] [-c] SRC DST
-    EditArgs edit;
-    struct {
-        std::string src, dst;
-        bool after = false, before = false, create = false;
-    } bind_args;
     auto* bind = app.add_subcommand("bind", "show SRC at DST (-b/-a: a union with DST)");
     add_ns_option(bind, edit);
     auto* after = bind->add_flag("-a,--after", bind_args.after, "union: SRC after what DST holds");
@@ -355,7 +366,7 @@ int main(int argc, char** argv) {
             }
             args["src"] = *source;
         }
-        status = request(globals, "entry.rm", std::move(args));
+        status = request(globals, op::kEntryRm, std::move(args));
     });
 
     // hide|ro|tmpfs DST
@@ -379,7 +390,6 @@ int main(int argc, char** argv) {
     }
 
     // apply FILE, export
-    std::string file;
     auto* apply = app.add_subcommand("apply", "replace the table with FILE's, atomically");
     add_ns_option(apply, edit);
     apply->add_option("FILE", file, "table in text form ('-' for stdin)")->required();
@@ -391,20 +401,19 @@ int main(int argc, char** argv) {
         }
         json args = edit.base();
         args["table"] = std::move(*text);
-        status = request(globals, "ns.apply", std::move(args));
+        status = request(globals, op::kNsApply, std::move(args));
     });
 
     auto* export_cmd = app.add_subcommand("export", "print the table in text form");
     export_cmd->add_option("--ns", edit.ns, "namespace to print")->required();
     export_cmd->callback([&] {
         status =
-            request(globals, "ns.export", {{"name", edit.ns}}, [](std::FILE* out, const json& r) {
+            request(globals, op::kNsExport, {{"name", edit.ns}}, [](std::FILE* out, const json& r) {
                 std::fputs(r.value("table", std::string()).c_str(), out);
             });
     });
 
     // explain PATH
-    std::string explain_path;
     auto* explain = app.add_subcommand("explain", "which entry serves PATH in the view");
     explain->add_option("--ns", edit.ns, "namespace to look in")->required();
     explain->add_option("PATH", explain_path, "absolute path in the view")->required();
@@ -414,20 +423,19 @@ int main(int argc, char** argv) {
             status = fail(globals, path.error(), kExitUsage);
             return;
         }
-        status = request(globals, "ns.explain", {{"name", edit.ns}, {"path", *path}},
+        status = request(globals, op::kNsExplain, {{"name", edit.ns}, {"path", *path}},
                          cli::print_explanation);
     });
+}
 
+void Commands::add_processes(CLI::App& app) {
     // run --ns NAME -- COMMAND [ARGS...]
-    std::vector<std::string> command;
-    std::string ns_name;
     auto* run = app.add_subcommand("run", "run COMMAND in a namespace's view");
     run->add_option("--ns", ns_name, "namespace whose view COMMAND runs in")->required();
     run->add_option("COMMAND", command, "the command and its arguments (after '--')")->required();
     run->callback([&] { status = run_command(globals, ns_name, command); });
 
     // attach [--ns NAME] PID, detach PID
-    std::string pid_text;
     auto* attach = app.add_subcommand("attach", "move a running process into a namespace's view");
     attach->add_option("--ns", ns_name, "namespace (default: the one pnsctl runs in)");
     attach->add_option("PID", pid_text, "the process")->required();
@@ -439,7 +447,7 @@ int main(int argc, char** argv) {
         }
         json args = {{"pid", *pid}};
         if (!ns_name.empty()) args["name"] = ns_name;
-        status = request(globals, "proc.join", std::move(args), cli::print_join);
+        status = request(globals, op::kProcJoin, std::move(args), cli::print_join);
     });
     auto* detach = app.add_subcommand("detach", "move a root process back to the host's view");
     detach->add_option("PID", pid_text, "the process")->required();
@@ -449,14 +457,24 @@ int main(int argc, char** argv) {
             status = fail(globals, pid.error(), kExitUsage);
             return;
         }
-        status = request(globals, "proc.detach", {{"pid", *pid}}, cli::print_join);
+        status = request(globals, op::kProcDetach, {{"pid", *pid}}, cli::print_join);
     });
 
+    // ps [--ns NAME]
+    auto* ps = app.add_subcommand("ps", "list the processes in views, and those pnsd supervises");
+    ps->add_option("--ns", ns_name, "only this namespace's");
+    ps->callback([&] {
+        json args = json::object();
+        if (!ns_name.empty()) args["name"] = ns_name;
+        status = request(globals, op::kProcLs, std::move(args), cli::print_processes);
+    });
+}
+
+void Commands::add_policies(CLI::App& app) {
     // policy set|rm|ls
     auto* policy =
         app.add_subcommand("policy", "cgroup-level policy: a cgroup's processes join a namespace");
     policy->require_subcommand(1);
-    std::string cgroup;
     auto* policy_set =
         policy->add_subcommand("set", "every process in CGROUP (and below) joins NAME");
     policy_set
@@ -464,20 +482,22 @@ int main(int argc, char** argv) {
         ->required();
     policy_set->add_option("--ns", ns_name, "namespace")->required();
     policy_set->callback([&] {
-        status = request(globals, "policy.set", {{"cgroup", cgroup}, {"name", ns_name}});
+        status = request(globals, op::kPolicySet, {{"cgroup", cgroup}, {"name", ns_name}});
     });
     auto* policy_rm = policy->add_subcommand("rm", "remove the policy of CGROUP");
     policy_rm->add_option("--cgroup", cgroup, "cgroup path")->required();
-    policy_rm->callback([&] { status = request(globals, "policy.rm", {{"cgroup", cgroup}}); });
+    policy_rm->callback([&] { status = request(globals, op::kPolicyRm, {{"cgroup", cgroup}}); });
     policy->add_subcommand("ls", "list the policies")->callback([&] {
-        status = request(globals, "policy.ls", json::object(), [](std::FILE* out, const json& r) {
+        status = request(globals, op::kPolicyLs, json::object(), [](std::FILE* out, const json& r) {
             std::fprintf(out, "%-40s  %s\n", "CGROUP", "NAMESPACE");
             for (const auto& p : r.value("policies", json::array()))
                 std::fprintf(out, "%-40s  %s\n", p.value("cgroup", std::string()).c_str(),
                              p.value("name", std::string()).c_str());
         });
     });
+}
 
+void Commands::add_events(CLI::App& app) {
     // events
     app.add_subcommand("events", "print joins, holds, exits and escapes as they happen")
         ->callback([&] {
@@ -486,7 +506,7 @@ int main(int argc, char** argv) {
                 status = fail(globals, client.error());
                 return;
             }
-            if (auto st = client->send(protocol::Request{"proc.events", json::object()}); !st) {
+            if (auto st = client->send(protocol::Request{op::kProcEvents, json::object()}); !st) {
                 status = fail(globals, st.error());
                 return;
             }
@@ -511,15 +531,27 @@ int main(int argc, char** argv) {
                 std::fflush(stdout);
             }
         });
+}
 
-    // ps [--ns NAME]
-    auto* ps = app.add_subcommand("ps", "list the processes in views, and those pnsd supervises");
-    ps->add_option("--ns", ns_name, "only this namespace's");
-    ps->callback([&] {
-        json args = json::object();
-        if (!ns_name.empty()) args["name"] = ns_name;
-        status = request(globals, "proc.ls", std::move(args), cli::print_processes);
+}  // namespace
+
+int main(int argc, char** argv) {
+    Commands commands;
+    CLI::App app{"pnsctl: edit pns namespaces and move processes into them"};
+    app.require_subcommand(1);
+    app.fallthrough();  // --json and --socket also after the subcommand
+    app.failure_message([](const CLI::App*, const CLI::Error& e) {
+        // CLI11 repeats the user's words verbatim; a newline among them must not make this
+        // two lines.
+        return "pnsctl: " + escape_controls(e.what()) + " (see 'pnsctl --help')\n";
     });
+    app.add_flag("--json", commands.globals.json_output, "print results as JSON");
+    app.add_option("--socket", commands.globals.socket, "pnsd's socket")
+        ->envname("PNS_SOCKET")
+        ->capture_default_str();
+    app.set_version_flag("--version", PNS_VERSION);
+
+    commands.add_all(app);
 
     try {
         app.parse(argc, argv);
@@ -538,5 +570,5 @@ int main(int argc, char** argv) {
         int code = app.exit(e);
         return code == 0 ? 0 : kExitUsage;
     }
-    return status;
+    return commands.status;
 }

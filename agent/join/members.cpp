@@ -573,45 +573,30 @@ void Members::finish_holds() {
     }
 }
 
-std::optional<Result<json>> Members::handle(const Caller& caller, const protocol::Request& request,
-                                            Server::Ticket ticket) {
-    const auto& op = request.op;
+Reply Members::watch(const Caller& caller, Server::Ticket ticket) {
+    if (connected_)
+        std::erase_if(watchers_, [&](const Watcher& w) { return !connected_(w.ticket); });
+    if (!caller.is_root() &&
+        std::count_if(watchers_.begin(), watchers_.end(), [&](const Watcher& w) {
+            return w.caller.uid == caller.uid;
+        }) >= static_cast<std::ptrdiff_t>(kMaxWatchersPerUser))
+        return Error{EDQUOT, "uid " + std::to_string(caller.uid) + " already has " +
+                                 std::to_string(kMaxWatchersPerUser) +
+                                 " event streams open, the most one user may have"};
+    watchers_.push_back(Watcher{ticket, caller});
+    if (!push_(ticket, json{{"watching", true}})) watchers_.pop_back();
+    return Reply::later();
+}
+
+Result<json> Members::list_processes(const Caller& caller, const json& args) {
     prune();
-    if (op == "proc.events") {
-        // Streams: the first line says it is on, then one line per event until the client goes.
-        if (connected_)
-            std::erase_if(watchers_, [&](const Watcher& w) { return !connected_(w.ticket); });
-        if (!caller.is_root() &&
-            std::count_if(watchers_.begin(), watchers_.end(), [&](const Watcher& w) {
-                return w.caller.uid == caller.uid;
-            }) >= static_cast<std::ptrdiff_t>(kMaxWatchersPerUser))
-            return Result<json>(Error{EDQUOT, "uid " + std::to_string(caller.uid) +
-                                                  " already has " +
-                                                  std::to_string(kMaxWatchersPerUser) +
-                                                  " event streams open, the most one user may "
-                                                  "have"});
-        watchers_.push_back(Watcher{ticket, caller});
-        if (!push_(ticket, json{{"watching", true}})) watchers_.pop_back();
-        return std::nullopt;
+    if (auto it = args.find("name"); it != args.end() && !it->is_null()) {
+        auto name = protocol::get_string(args, "name");
+        if (!name) return Error(std::move(name).error());
+        if (!registry_.lookup(*name)) return Error{ENOENT, "no namespace " + quote(*name)};
+        return json{{"processes", processes(caller, &*name)}};
     }
-    if (op == "proc.ls") {
-        if (auto it = request.args.find("name"); it != request.args.end() && !it->is_null()) {
-            auto name = protocol::get_string(request.args, "name");
-            if (!name) return Result<json>(Error(std::move(name).error()));
-            if (!registry_.lookup(*name))
-                return Result<json>(Error{ENOENT, "no namespace " + quote(*name)});
-            return Result<json>(json{{"processes", processes(caller, &*name)}});
-        }
-        return Result<json>(json{{"processes", processes(caller, nullptr)}});
-    }
-    Result<json> result = Error{EOPNOTSUPP, "unknown operation " + quote(op)};
-    if (op == "proc.join")
-        result = join(caller, request.args, ticket);
-    else if (op == "proc.detach")
-        result = detach(caller, request.args, ticket);
-    // A null result means: answered later, when the tracer is done.
-    if (result && result->is_null()) return std::nullopt;
-    return result;
+    return json{{"processes", processes(caller, nullptr)}};
 }
 
 namespace {
@@ -630,7 +615,8 @@ Result<std::shared_ptr<const UniqueFd>> pidfd_for(const Caller& caller, pid_t pi
 
 }  // namespace
 
-Result<json> Members::join(const Caller& caller, const json& args, Server::Ticket ticket) {
+Reply Members::join(const Caller& caller, const json& args, Server::Ticket ticket) {
+    prune();
     pid_t pid = caller.pid;
     if (auto it = args.find("pid"); it != args.end() && !it->is_null()) {
         if (!it->is_number_integer()) return Error{EPROTO, "\"pid\" is not a number"};
@@ -709,10 +695,11 @@ Result<json> Members::join(const Caller& caller, const json& args, Server::Ticke
             outstanding_[request].pidfd = target_pidfd;
             tracer_.join(request, pid, target_pidfd, identity, std::move(*made));
         });
-    return json(nullptr);
+    return Reply::later();
 }
 
-Result<json> Members::detach(const Caller& caller, const json& args, Server::Ticket ticket) {
+Reply Members::detach(const Caller& caller, const json& args, Server::Ticket ticket) {
+    prune();
     auto it = args.find("pid");
     if (it == args.end() || !it->is_number_integer()) return Error{EPROTO, "\"pid\" is missing"};
     auto value = it->get<std::int64_t>();
@@ -746,7 +733,7 @@ Result<json> Members::detach(const Caller& caller, const json& args, Server::Tic
     outstanding_[request] = Outstanding{ticket, pid, loc->second.name, true, false};
     outstanding_[request].pidfd = t.pidfd;
     tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest));
-    return json(nullptr);
+    return Reply::later();
 }
 
 void Members::answer(std::uint64_t request, const Result<json>& result) {

@@ -27,6 +27,7 @@
 #include "agent/server/lanes.hpp"
 #include "agent/namespaces/namespace.hpp"
 #include "agent/namespaces/registry.hpp"
+#include "agent/server/reply.hpp"
 #include "agent/server/server.hpp"
 #include "agent/join/tracer.hpp"
 #include "agent/bpf/tracker.hpp"
@@ -47,8 +48,6 @@ class Members {
     Members(const Registry& registry, Views& views, Tracer& tracer, Tracker* tracker, Answer answer,
             Push push);
 
-    bool handles(std::string_view op) const { return op.starts_with("proc."); }
-
     // Where satellites are made for joins (off the main thread).
     void use_lanes(Lanes* lanes) { lanes_ = lanes; }
 
@@ -58,9 +57,14 @@ class Members {
         connected_ = std::move(connected);
     }
 
-    // The answer now, or nothing when it comes later through `answer`.
-    std::optional<Result<Json>> handle(const Caller& caller, const protocol::Request& request,
-                                       Server::Ticket ticket);
+    // The requests of processes (agent/server/requests.hpp routes them here). A join or a
+    // detach is answered later, through `answer`, once the tracer is done; a refusal at once.
+    Reply join(const Caller& caller, const Json& args, Server::Ticket ticket);     // proc.join
+    Reply detach(const Caller& caller, const Json& args, Server::Ticket ticket);   // proc.detach
+    Result<Json> list_processes(const Caller& caller, const Json& args);           // proc.ls
+    // proc.events: the first line says the stream is on, then one line per event the caller
+    // may see, until its client goes.
+    Reply watch(const Caller& caller, Server::Ticket ticket);
 
     // Takes the tracer's events: answers deferred requests, updates the records.
     void on_tracer_events();
@@ -135,8 +139,6 @@ class Members {
         std::shared_ptr<const UniqueFd> pidfd;  // the process; signals go through it
     };
 
-    Result<Json> join(const Caller& caller, const Json& args, Server::Ticket ticket);
-    Result<Json> detach(const Caller& caller, const Json& args, Server::Ticket ticket);
     Json processes(const Caller& caller, const std::string* only) const;
 
     void answer(std::uint64_t request, const Result<Json>& result);

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/namespaces/auth.hpp"
+#include "common/ops.hpp"
 #include "common/text.hpp"
 
 namespace pns::agent {
@@ -21,6 +22,10 @@ namespace {
 using nlohmann::json;
 using protocol::get_bool;
 using protocol::get_string;
+namespace op = protocol::op;
+
+// The work of adopting a view at start (Work::op), beside the changes requests make.
+constexpr char kAdopt[] = "adopt";
 
 // Resolves "owner" as a user name or a decimal uid.
 Result<uid_t> resolve_owner(const json& value) {
@@ -112,15 +117,6 @@ const Namespace* Registry::find_id(const NamespaceId& id) const {
     return nullptr;
 }
 
-bool Registry::handles(std::string_view op) const {
-    return op.starts_with("ns.") || op.starts_with("entry.");
-}
-
-bool Registry::changes_view(std::string_view op) {
-    return op == "ns.create" || op == "ns.rm" || op == "ns.apply" || op == "entry.add" ||
-           op == "entry.rm";
-}
-
 std::optional<Result<json>> Registry::when_free(
     const std::string& name, std::function<std::optional<Result<json>>()> start,
     Server::Ticket ticket) {
@@ -157,7 +153,7 @@ void Registry::conclude(const WorkPtr& work, const Result<json>& result) {
     } else if (!result) {
         spdlog::warn("views: view {}: {}", quote(work->name), result.error().message);
     }
-    if (work->op == "ns.create" || work->op == "ns.rm") changed_();
+    if (work->op == op::kNsCreate || work->op == op::kNsRm) changed_();
     release(work->name);
 }
 
@@ -174,10 +170,10 @@ Status Registry::realize_on_lane(Work& work) {
     auto undo = [&] {
         if (work.before)
             (void)views_->realize(*work.before, owner_resolver(*work.before));
-        else if (work.op == "ns.create")
+        else if (work.op == op::kNsCreate)
             (void)views_->destroy(work.name);
     };
-    if (work.op == "adopt") {
+    if (work.op == kAdopt) {
         // A view pinned for another namespace of this name (the runtime directory outlived a
         // state directory that was replaced, say) is not this one's: its processes keep it,
         // unmanaged, as after 'ns rm --force', and this namespace gets a view of its own.
@@ -195,10 +191,10 @@ Status Registry::realize_on_lane(Work& work) {
         if (work.replace_left_view)
             if (auto st = views_->destroy(work.name); !st) return st;
         if (auto st = views_->realize(work.next, resolver); !st) {
-            if (work.op == "ns.create") (void)views_->destroy(work.name);
+            if (work.op == op::kNsCreate) (void)views_->destroy(work.name);
             return st;
         }
-        if (work.op == "ns.create")
+        if (work.op == op::kNsCreate)
             if (auto st = views_->set_identity(work.name, work.next.id); !st) {
                 undo();
                 return st;
@@ -209,7 +205,7 @@ Status Registry::realize_on_lane(Work& work) {
         // trees. Counted in the kernel; the main thread takes them back if over the quota.
         auto made = views_->mounts_made(work.name);
         if (!made) {
-            if (work.op != "adopt") undo();
+            if (work.op != kAdopt) undo();
             return made.error();
         }
         work.mounts = *made;
@@ -219,7 +215,7 @@ Status Registry::realize_on_lane(Work& work) {
         // owner, again, for an inode may have changed meanwhile).
         auto facts = views_->guard_facts(work.next, resolver);
         if (!facts) {
-            if (work.op != "adopt") undo();
+            if (work.op != kAdopt) undo();
             return facts.error();
         }
         work.facts = std::move(*facts);
@@ -228,7 +224,7 @@ Status Registry::realize_on_lane(Work& work) {
 }
 
 void Registry::fail(const WorkPtr& work, Error error) {
-    if (work->op != "ns.create" && work->op != "adopt" && work->before) {
+    if (work->op != op::kNsCreate && work->op != kAdopt && work->before) {
         // The stored table goes back to what it was (it was stored before the view followed).
         if (auto back = store_.save(*work->before); !back)
             error = Error{EIO, error.message + "; and restoring the stored table failed: " +
@@ -238,13 +234,13 @@ void Registry::fail(const WorkPtr& work, Error error) {
 }
 
 void Registry::undo_and_fail(const WorkPtr& work, Error error) {
-    if (work->op == "ns.create") forget_guard(work->name);
+    if (work->op == op::kNsCreate) forget_guard(work->name);
     lanes_->post(
         work->caller.uid,
         [this, work]() -> Status {
             if (work->before)
                 return views_->realize(*work->before, owner_resolver(*work->before));
-            if (work->op == "ns.create") return views_->destroy(work->name);
+            if (work->op == op::kNsCreate) return views_->destroy(work->name);
             return {};
         },
         [this, work, error = std::move(error)](Status undone) mutable {
@@ -258,12 +254,12 @@ void Registry::undo_and_fail(const WorkPtr& work, Error error) {
 void Registry::finish_realize(const WorkPtr& work, Status status) {
     Work& w = *work;
     if (!status) {
-        if (w.op == "adopt")
+        if (w.op == kAdopt)
             return conclude(work, Result<json>(Error(std::move(status).error())));
         return fail(work, std::move(status).error());
     }
     if (!w.note.empty()) spdlog::warn("views: view {}: {}", quote(w.name), w.note);
-    const bool adopting = w.op == "adopt";
+    const bool adopting = w.op == kAdopt;
     if (w.next.owner != 0 && !adopting) {
         auth::Holdings holds = auth::holdings_of(w.next.table);
         holds.mounts = w.mounts;
@@ -280,7 +276,7 @@ void Registry::finish_realize(const WorkPtr& work, Status status) {
             return undo_and_fail(work, std::move(st).error());
         }
     }
-    if (w.op == "ns.create") {
+    if (w.op == op::kNsCreate) {
         // Stored last: a table pnsd cannot realize is refused before it is stored.
         if (auto st = store_.save(w.next); !st) return undo_and_fail(work, std::move(st).error());
         held_[w.name] = auth::holdings_of(w.next.table);
@@ -358,7 +354,7 @@ void Registry::adopt_views(std::chrono::milliseconds patience) {
             spdlog::warn("views: namespace {} has entries that are not enforced: {}", quote(name),
                          st.error().message);
         auto work = std::make_shared<Work>();
-        work->op = "adopt";
+        work->op = kAdopt;
         work->caller = Caller{ns.owner, auth::primary_gid(ns.owner), 0, nullptr};
         work->name = name;
         work->before = ns;
@@ -397,33 +393,23 @@ void Registry::adopt_views(std::chrono::milliseconds patience) {
                 quote(name), patience.count());
 }
 
-std::optional<Result<json>> Registry::handle(const Caller& caller,
+std::optional<Result<json>> Registry::change(const Caller& caller,
                                              const protocol::Request& request,
                                              Server::Ticket ticket) {
-    const auto& op = request.op;
-    const auto& args = request.args;
-    if (changes_view(op)) {
-        auto name = get_string(args, "name");
-        if (!name) return Result<json>(Error(std::move(name).error()));
-        if (auto st = validate_name(*name); !st) return Result<json>(Error(st.error()));
-        return when_free(
-            *name,
-            [this, caller, request, ticket]() -> std::optional<Result<json>> {
-                const auto& a = request.args;
-                if (request.op == "ns.create") return create(caller, a, ticket);
-                if (request.op == "ns.rm") return remove(caller, a, ticket);
-                if (request.op == "ns.apply") return apply(caller, a, ticket);
-                if (request.op == "entry.add") return add_entry(caller, a, ticket);
-                return remove_entries(caller, a, ticket);
-            },
-            ticket);
-    }
-    if (op == "ns.ls") return list(caller, args);
-    if (op == "ns.show") return show(caller, args);
-    if (op == "ns.export") return export_table(caller, args);
-    if (op == "ns.explain") return explain(caller, args);
-    if (op == "ns.view") return view_info(caller, args);
-    return Result<json>(Error{EOPNOTSUPP, "unknown operation " + quote(op)});
+    auto name = get_string(request.args, "name");
+    if (!name) return Result<json>(Error(std::move(name).error()));
+    if (auto st = validate_name(*name); !st) return Result<json>(Error(st.error()));
+    return when_free(
+        *name,
+        [this, caller, request, ticket]() -> std::optional<Result<json>> {
+            const auto& a = request.args;
+            if (request.op == op::kNsCreate) return create(caller, a, ticket);
+            if (request.op == op::kNsRm) return remove(caller, a, ticket);
+            if (request.op == op::kNsApply) return apply(caller, a, ticket);
+            if (request.op == op::kEntryAdd) return add_entry(caller, a, ticket);
+            return remove_entries(caller, a, ticket);
+        },
+        ticket);
 }
 
 Result<std::map<std::string, Namespace>::iterator> Registry::find(const json& args) {
@@ -499,7 +485,7 @@ std::optional<Result<json>> Registry::create(const Caller& caller, const json& a
     auto id = NamespaceId::random();
     if (!id) return Result<json>(Error(std::move(id).error()));
     auto work = std::make_shared<Work>();
-    work->op = "ns.create";
+    work->op = op::kNsCreate;
     work->caller = caller;
     work->ticket = ticket;
     work->name = *name;
@@ -585,7 +571,7 @@ std::optional<Result<json>> Registry::remove(const Caller& caller, const json& a
     json result = {
         {"name", ns.name}, {"members_left_behind", inside}, {"policies_removed", removed}};
     auto work = std::make_shared<Work>();
-    work->op = "ns.rm";
+    work->op = op::kNsRm;
     work->caller = caller;
     work->ticket = ticket;
     work->name = ns.name;
@@ -681,7 +667,7 @@ std::optional<Result<json>> Registry::add_entry(const Caller& caller, const json
     auto entry = protocol::entry_from_json(*it);
     if (!entry) return Result<json>(Error(std::move(entry).error()));
     return edit(
-        "entry.add", caller, args,
+        op::kEntryAdd, caller, args,
         [&](Namespace& ns) -> Status {
             auto& entries = ns.table.entries;
             if (std::find(entries.begin(), entries.end(), *entry) != entries.end())
@@ -710,7 +696,7 @@ std::optional<Result<json>> Registry::remove_entries(const Caller& caller, const
         source = std::move(*s);
     }
     return edit(
-        "entry.rm", caller, args,
+        op::kEntryRm, caller, args,
         [&](Namespace& ns) -> Status {
             auto& entries = ns.table.entries;
             auto removed = std::erase_if(entries, [&](const Entry& e) {
@@ -767,7 +753,7 @@ std::optional<Result<json>> Registry::apply(const Caller& caller, const json& ar
     auto table = parse_table_arg(args);
     if (!table) return Result<json>(Error(std::move(table).error()));
     return edit(
-        "ns.apply", caller, args,
+        op::kNsApply, caller, args,
         [&](Namespace& ns) -> Status {
             ns.table = std::move(*table);
             return {};

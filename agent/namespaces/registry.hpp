@@ -59,14 +59,21 @@ class Registry {
     // fixed does not stop the others.
     void adopt_views(std::chrono::milliseconds patience);
 
-    // Handles one namespace request (ops "ns.*" and "entry.*"): the answer now, or nothing when
-    // it comes later through the Answer of use_lanes.
-    std::optional<Result<nlohmann::json>> handle(const Caller& caller,
+    // The requests of namespaces (agent/server/requests.hpp routes them here).
+    //
+    // A change of a namespace's table and view (ns.create, ns.rm, ns.apply, entry.add,
+    // entry.rm): the answer now (a refusal), or nothing when it comes later through the Answer
+    // of on_answers, once its lane is done.
+    std::optional<Result<nlohmann::json>> change(const Caller& caller,
                                                  const protocol::Request& request,
                                                  Server::Ticket ticket);
-    bool handles(std::string_view op) const;
-    // Whether `op` changes a namespace's view, and so may be answered later.
-    static bool changes_view(std::string_view op);
+    // Reads, answered at once from the tables as the last completed change left them.
+    Result<nlohmann::json> list(const Caller& caller, const nlohmann::json& args) const;
+    Result<nlohmann::json> show(const Caller& caller, const nlohmann::json& args) const;
+    Result<nlohmann::json> export_table(const Caller& caller, const nlohmann::json& args) const;
+    Result<nlohmann::json> explain(const Caller& caller, const nlohmann::json& args);
+    // Where a view's pins are, making the uid's satellite if missing (root and the tests).
+    Result<nlohmann::json> view_info(const Caller& caller, const nlohmann::json& args);
 
     // The LSM guard, or why there is none: `deny` entries are refused without it.
     void use_guard(Guard* guard, std::string why_not) {
@@ -140,17 +147,12 @@ class Registry {
                                        Server::Ticket ticket);
     std::optional<Result<Json>> remove(const Caller& caller, const Json& args,
                                        Server::Ticket ticket);
-    Result<Json> list(const Caller& caller, const Json& args) const;
-    Result<Json> show(const Caller& caller, const Json& args) const;
-    Result<Json> export_table(const Caller& caller, const Json& args) const;
     std::optional<Result<Json>> add_entry(const Caller& caller, const Json& args,
                                           Server::Ticket ticket);
     std::optional<Result<Json>> remove_entries(const Caller& caller, const Json& args,
                                                Server::Ticket ticket);
     std::optional<Result<Json>> apply(const Caller& caller, const Json& args,
                                       Server::Ticket ticket);
-    Result<Json> explain(const Caller& caller, const Json& args);
-    Result<Json> view_info(const Caller& caller, const Json& args);
 
     // Deny entries need the guard: refused without it.
     Status guard_can_enforce(const Table& table) const;

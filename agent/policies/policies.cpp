@@ -253,13 +253,6 @@ void Policies::join_present(const Policy& policy) {
     for (pid_t pid : pids) members_.join_for_policy(pid, name, policy.id, false);
 }
 
-Result<json> Policies::handle(const Caller& caller, const protocol::Request& request) {
-    if (request.op == "policy.set") return set(caller, request.args);
-    if (request.op == "policy.rm") return remove(caller, request.args);
-    if (request.op == "policy.ls") return list(caller);
-    return Error{EOPNOTSUPP, "unknown operation " + quote(request.op)};
-}
-
 Result<json> Policies::set(const Caller& caller, const json& args) {
     if (!tracker_) return Error{EOPNOTSUPP, "pnsd runs without its BPF tracker; no policies"};
     auto path = protocol::get_string(args, "cgroup");

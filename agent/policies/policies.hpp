@@ -44,11 +44,14 @@ class Policies {
     // The namespace the policy of cgroup `cgroup` (its id) joins processes to now, or nullptr.
     const Namespace* namespace_of(std::uint64_t cgroup) const;
 
-    bool handles(std::string_view op) const { return op.starts_with("policy."); }
-
     // Policies one ordinary user's namespaces may have (each a cgroup delegated to the user).
     static constexpr std::size_t kMaxPoliciesPerUser = 64;
-    Result<nlohmann::json> handle(const Caller& caller, const protocol::Request& request);
+
+    // The requests of policies (agent/server/requests.hpp routes them here): policy.set,
+    // policy.rm, policy.ls.
+    Result<nlohmann::json> set(const Caller& caller, const nlohmann::json& args);
+    Result<nlohmann::json> remove(const Caller& caller, const nlohmann::json& args);
+    nlohmann::json list(const Caller& caller) const;
 
   private:
     struct Policy {
@@ -57,10 +60,6 @@ class Policies {
         std::uint64_t id = 0;  // the cgroup's id (its directory's inode)
         uid_t owner = 0;       // owner of the cgroup directory
     };
-
-    Result<nlohmann::json> set(const Caller& caller, const nlohmann::json& args);
-    Result<nlohmann::json> remove(const Caller& caller, const nlohmann::json& args);
-    nlohmann::json list(const Caller& caller) const;
 
     // Resolves a cgroup path below the cgroup2 mount, never following a symbolic link.
     Result<Policy> resolve(const std::string& path) const;
