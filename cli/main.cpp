@@ -242,13 +242,15 @@ struct Commands {
         add_status(app);
         add_namespaces(app);
         add_edits(app);
+        add_table_commands(app);
         add_processes(app);
         add_policies(app);
         add_events(app);
     }
     void add_status(CLI::App& app);
     void add_namespaces(CLI::App& app);  // ns create|rm|ls|show
-    void add_edits(CLI::App& app);       // bind, unbind, hide, ro, tmpfs, deny, apply, export, explain
+    void add_edits(CLI::App& app);           // bind, unbind, hide, ro, tmpfs, deny
+    void add_table_commands(CLI::App& app);  // apply, export, explain
     void add_processes(CLI::App& app);   // run, attach, detach, ps
     void add_policies(CLI::App& app);    // policy set|rm|ls
     void add_events(CLI::App& app);
@@ -389,6 +391,9 @@ void Commands::add_edits(CLI::App& app) {
         });
     }
 
+}
+
+void Commands::add_table_commands(CLI::App& app) {
     // apply FILE, export
     auto* apply = app.add_subcommand("apply", "replace the table with FILE's, atomically");
     add_ns_option(apply, edit);
