@@ -188,27 +188,24 @@ struct ChildPlan {
     Layers const* layers;
 };
 
-// The child: becomes the mounter in a user namespace of its own and creates the union there.
-// Only raw system calls from here (the parent is multithreaded).
-[[noreturn]] void make_in_child(const ChildPlan& plan) {
-    int fs = -1;
-    auto fail = [&](Step step) {
-        Report report;
-        report.step = static_cast<int>(step);
-        report.error = errno ? errno : EIO;
-        // overlayfs tells some of its refusals in the context's log (fs_context.c: fscontext_read).
-        if (fs >= 0) {
-            ssize_t n = ::read(fs, report.log, sizeof report.log - 1);
-            if (n < 0) report.log[0] = '\0';
-        }
-        send_report(plan.sock, report, -1);
-        ::_exit(1);
-    };
-    // Nobody may look into this process (its descriptors, its namespaces) once it has the
-    // mounter's uid: whose it is matters less than that it holds pnsd's view.
-    ::prctl(PR_SET_DUMPABLE, 0);
+// The child's steps below: only raw system calls (the parent is multithreaded), and each
+// failure ends the child with a report of the step that failed.
+[[noreturn]] void fail_in_child(int sock, Step step, int fs = -1) {
+    Report report;
+    report.step = static_cast<int>(step);
+    report.error = errno ? errno : EIO;
+    // overlayfs tells some of its refusals in the context's log (fs_context.c: fscontext_read).
+    if (fs >= 0) {
+        ssize_t n = ::read(fs, report.log, sizeof report.log - 1);
+        if (n < 0) report.log[0] = '\0';
+    }
+    send_report(sock, report, -1);
+    ::_exit(1);
+}
+
+// The child keeps none of pnsd's other descriptors (clients' sockets, the other views).
+void keep_only_descriptors_of(const ChildPlan& plan) {
     const Layers& l = *plan.layers;
-    // And it keeps none of pnsd's other descriptors (clients' sockets, the other views).
     int keep[] = {plan.sock, plan.proc, l.tree, l.dst, l.upper, l.work};
     std::sort(std::begin(keep), std::end(keep));
     unsigned next = 0;
@@ -218,18 +215,23 @@ struct ChildPlan {
         next = static_cast<unsigned>(fd) + 1;
     }
     ::syscall(SYS_close_range, next, ~0u, 0);
+}
 
+// Becomes the mounter: its groups, a user namespace of its own (mapped by the parent), and
+// its uid and gid there.
+void become_mounter(const ChildPlan& plan) {
     // The groups first, while this process is root in the initial user namespace: in the new
     // one setgroups is denied, and the groups kept are those the mounter is checked with.
-    if (::syscall(SYS_setgroups, plan.group_count, plan.groups) != 0) fail(Step::kGroups);
+    if (::syscall(SYS_setgroups, plan.group_count, plan.groups) != 0)
+        fail_in_child(plan.sock, Step::kGroups);
     // Made by root, so owned by root: the mounter's uid gets no capability over it
     // (security/commoncap.c: cap_capable grants the owner of a namespace all of them).
-    if (::unshare(CLONE_NEWUSER) != 0) fail(Step::kUserNamespace);
+    if (::unshare(CLONE_NEWUSER) != 0) fail_in_child(plan.sock, Step::kUserNamespace);
     Report ask;
     ask.step = static_cast<int>(Step::kAskMaps);
     char mapped = 0;
     if (!send_report(plan.sock, ask, -1) || ::read(plan.sock, &mapped, 1) != 1 || mapped != 1)
-        fail(Step::kWaitMaps);
+        fail_in_child(plan.sock, Step::kWaitMaps);
     // Root is not mapped there, so this keeps the capabilities this process has in the new
     // namespace (commoncap.c: cap_emulate_setxuid clears them only when leaving its root uid),
     // and they reach only inodes whose owner and group it maps (capable_wrt_inode_uidgid).
@@ -239,69 +241,95 @@ struct ChildPlan {
     // it and hold up pnsd's mount thread.
     if (::syscall(SYS_setresgid, plan.gid, plan.gid, plan.gid) != 0 ||
         ::syscall(SYS_setresuid, -1, plan.uid, -1) != 0)
-        fail(Step::kIds);
+        fail_in_child(plan.sock, Step::kIds);
     ::prctl(PR_SET_DUMPABLE, 0);
+}
 
+// The union's layers in the child's own copy of the view.
+struct LayerFds {
+    int source = -1, target = -1;
+    int upper = -1, work = -1;  // writable unions only
+};
+
+LayerFds copy_view_and_find_layers(const ChildPlan& plan) {
+    const Layers& l = *plan.layers;
     // overlayfs takes as layers only mounts of its creator's mount namespace that its creator
     // has CAP_SYS_ADMIN over (fs/namespace.c: clone_private_mount), so the union is made in a
     // copy of the view owned by the new user namespace. unshare(CLONE_NEWNS) moves the root
     // and working directory to their copies (copy_mnt_ns): the root at the copy of SRC's tree,
     // the working directory at DST, so neither is looked up by path in the copy.
-    if (::fchdir(l.tree) != 0 || ::chroot(".") != 0) fail(Step::kSource);
-    if (::fchdir(l.dst) != 0) fail(Step::kDst);
-    if (::unshare(CLONE_NEWNS) != 0) fail(Step::kMountNamespace);
-    int source = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int target = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (source < 0 || target < 0) fail(Step::kMountNamespace);
-    int upper = -1, work = -1;
-    if (l.writable) {
-        // SRC and the work directory by the names they had, taken only if they are still the
-        // directories the editor found: one name each, no link, no other mount.
-        open_how how{};
-        how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-        how.resolve =
-            RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-        upper = static_cast<int>(
-            ::syscall(SYS_openat2, source, l.upper_name.c_str(), &how, sizeof how));
-        work =
-            static_cast<int>(::syscall(SYS_openat2, source, l.work_name.c_str(), &how, sizeof how));
-        if (upper < 0 || work < 0 || !same_inode(upper, l.upper) || !same_inode(work, l.work)) {
-            errno = EAGAIN;
-            fail(Step::kFindSource);
-        }
+    if (::fchdir(l.tree) != 0 || ::chroot(".") != 0) fail_in_child(plan.sock, Step::kSource);
+    if (::fchdir(l.dst) != 0) fail_in_child(plan.sock, Step::kDst);
+    if (::unshare(CLONE_NEWNS) != 0) fail_in_child(plan.sock, Step::kMountNamespace);
+    LayerFds fds;
+    fds.source = ::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    fds.target = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fds.source < 0 || fds.target < 0) fail_in_child(plan.sock, Step::kMountNamespace);
+    if (!l.writable) return fds;
+    // SRC and the work directory by the names they had, taken only if they are still the
+    // directories the editor found: one name each, no link, no other mount.
+    open_how how{};
+    how.flags = O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    fds.upper = static_cast<int>(
+        ::syscall(SYS_openat2, fds.source, l.upper_name.c_str(), &how, sizeof how));
+    fds.work = static_cast<int>(
+        ::syscall(SYS_openat2, fds.source, l.work_name.c_str(), &how, sizeof how));
+    if (fds.upper < 0 || fds.work < 0 || !same_inode(fds.upper, l.upper) ||
+        !same_inode(fds.work, l.work)) {
+        errno = EAGAIN;
+        fail_in_child(plan.sock, Step::kFindSource);
     }
+    return fds;
+}
 
+// Creates the union from its layers; its file-system context, ready to mount.
+int create_union(const ChildPlan& plan, const LayerFds& fds) {
+    const Layers& l = *plan.layers;
     // overlayfs looks its layers up by path, as this process: each is given as the magic link
     // of its descriptor (fs/proc/base.c: proc_fd_link leads to exactly that file), named from
     // this process's own /proc/thread-self/fd (the view's /proc may be anything).
-    int fds = ::openat(plan.proc, "thread-self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fds < 0 || ::fchdir(fds) != 0) fail(Step::kProc);
-    fs = ::fsopen("overlay", FSOPEN_CLOEXEC);
-    if (fs < 0) fail(Step::kFsopen);
+    int proc_fds = ::openat(plan.proc, "thread-self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (proc_fds < 0 || ::fchdir(proc_fds) != 0) fail_in_child(plan.sock, Step::kProc);
+    int fs = ::fsopen("overlay", FSOPEN_CLOEXEC);
+    if (fs < 0) fail_in_child(plan.sock, Step::kFsopen);
     char name[12];
+    auto set = [&](unsigned cmd, const char* key, const char* value, Step step) {
+        if (::fsconfig(fs, cmd, key, value, 0) != 0) fail_in_child(plan.sock, step, fs);
+    };
     auto lower = [&](int fd, Step step) {
-        if (::fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", decimal(fd, name), 0) != 0) fail(step);
+        set(FSCONFIG_SET_STRING, "lowerdir+", decimal(fd, name), step);
     };
     if (l.writable) {
         // overlayfs's own xattrs (opaque directories, whiteouts) as user.overlay.*, which the
         // mounter may set on its files; trusted.overlay.* needs CAP_SYS_ADMIN in the initial
         // user namespace (Documentation/filesystems/overlayfs.rst, "userxattr").
-        if (::fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", nullptr, 0) != 0) fail(Step::kUserXattr);
-        if (::fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", decimal(upper, name), 0) != 0)
-            fail(Step::kUpper);
-        if (::fsconfig(fs, FSCONFIG_SET_STRING, "workdir", decimal(work, name), 0) != 0)
-            fail(Step::kWork);
-        lower(target, Step::kLowerDst);
+        set(FSCONFIG_SET_FLAG, "userxattr", nullptr, Step::kUserXattr);
+        set(FSCONFIG_SET_STRING, "upperdir", decimal(fds.upper, name), Step::kUpper);
+        set(FSCONFIG_SET_STRING, "workdir", decimal(fds.work, name), Step::kWork);
+        lower(fds.target, Step::kLowerDst);
     } else if (l.source_first) {
-        lower(source, Step::kLowerSource);
-        lower(target, Step::kLowerDst);
+        lower(fds.source, Step::kLowerSource);
+        lower(fds.target, Step::kLowerDst);
     } else {
-        lower(target, Step::kLowerDst);
-        lower(source, Step::kLowerSource);
+        lower(fds.target, Step::kLowerDst);
+        lower(fds.source, Step::kLowerSource);
     }
     // ovl_fill_super runs here, as this process: its credentials become the union's
     // (ofs->creator_cred), and its layers are cloned from this mount namespace.
-    if (::fsconfig(fs, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) fail(Step::kCreate);
+    set(FSCONFIG_CMD_CREATE, nullptr, nullptr, Step::kCreate);
+    return fs;
+}
+
+// The child: becomes the mounter in a user namespace of its own and creates the union there.
+[[noreturn]] void make_in_child(const ChildPlan& plan) {
+    // Nobody may look into this process (its descriptors, its namespaces) once it has the
+    // mounter's uid: whose it is matters less than that it holds pnsd's view.
+    ::prctl(PR_SET_DUMPABLE, 0);
+    keep_only_descriptors_of(plan);
+    become_mounter(plan);
+    LayerFds fds = copy_view_and_find_layers(plan);
+    int fs = create_union(plan, fds);
     Report done;
     if (!send_report(plan.sock, done, fs)) ::_exit(1);
     ::_exit(0);
