@@ -21,27 +21,15 @@ static_assert(sizeof(pns_denied_generation) == 8);
 
 namespace {
 
-constexpr const char* kMaps[] = {"guarded", "denied", "denied_names", "guard_config", "refusals"};
-constexpr const char* kPrograms[] = {"guard_mount",      "guard_umount",  "guard_move_mount",
-                                     "guard_pivot_root", "guard_capable", "guard_clone",
-                                     "guard_open",       "guard_exec",    "guard_receive",
-                                     "guard_ptrace"};
-
-std::string map_pin(const std::string& dir, const char* map) {
-    return dir + "/guard_map_" + map;
-}
-std::string link_pin(const std::string& dir, const char* program) {
-    return dir + "/guard_link_" + program;
-}
-std::string stamp_pin(const std::string& dir) {
-    return dir + "/guard_build";
-}
-
-// Unpins a guard left half-pinned by a start that failed.
-void unpin_all(const std::string& dir) {
-    for (const char* map : kMaps) ::unlink(map_pin(dir, map).c_str());
-    for (const char* program : kPrograms) ::unlink(link_pin(dir, program).c_str());
-    ::unlink(stamp_pin(dir).c_str());
+// The guard's pins, beside the tracker's: guard_map_MAP, guard_link_PROGRAM, guard_build.
+bpf::Layout guard_layout() {
+    return {.map_prefix = "guard_map_",
+            .link_prefix = "guard_link_",
+            .stamp_name = "guard_build",
+            .maps = {"guarded", "denied", "denied_names", "guard_config", "refusals"},  // Guard::Map
+            .programs = {"guard_mount", "guard_umount", "guard_move_mount", "guard_pivot_root",
+                         "guard_capable", "guard_clone", "guard_open", "guard_exec",
+                         "guard_receive", "guard_ptrace"}};
 }
 
 // Why a load failed, in terms an operator can act on. securityfs says which LSMs are active and
@@ -152,6 +140,9 @@ Status fits(std::size_t total, std::size_t added, std::size_t capacity, uid_t ow
 
 }  // namespace
 
+Guard::Guard(std::string dir, bool reused)
+    : reused_(reused), pins_(std::move(dir), guard_layout()) {}
+
 Status Guard::load_and_pin(const Tracker& tracker, bool replacing) {
     guard_bpf* skel = guard_bpf__open();
     if (!skel) return bpf::libbpf_error(errno, "open the LSM guard");
@@ -164,67 +155,36 @@ Status Guard::load_and_pin(const Tracker& tracker, bool replacing) {
     if (int err = bpf_map__reuse_fd(skel->maps.events, tracker.events_fd()); err)
         return bpf::libbpf_error(err, "share the tracker's events with the LSM guard");
     if (int err = guard_bpf__load(skel); err) return bpf::libbpf_error(err, "load the LSM guard");
-    bpf_program* programs[] = {skel->progs.guard_mount,      skel->progs.guard_umount,
-                               skel->progs.guard_move_mount, skel->progs.guard_pivot_root,
-                               skel->progs.guard_capable,    skel->progs.guard_clone,
-                               skel->progs.guard_open,       skel->progs.guard_exec,
-                               skel->progs.guard_receive,    skel->progs.guard_ptrace};
-    static_assert(std::size(programs) == std::size(kPrograms));
-    bpf_map* maps[] = {skel->maps.guarded, skel->maps.denied, skel->maps.denied_names,
-                       skel->maps.guard_config, skel->maps.refusals};
-    UniqueFd* fds[] = {&guarded_, &denied_, &denied_names_, &config_, &refusals_};
-    static_assert(std::size(maps) == std::size(kMaps));
-    if (replacing) {
+    if (replacing)
         // The old guard's rules, so that the new one refuses what it refused from the start.
-        for (std::size_t i = 0; i < std::size(maps); ++i) {
-            UniqueFd old(bpf_obj_get(map_pin(dir_, kMaps[i]).c_str()));
-            if (!old) continue;
-            auto copied = bpf::copy_entries(old.get(), bpf_map__fd(maps[i]));
-            if (!copied) return copied.error();
-            if (!*copied)
-                spdlog::info(
-                    "guard: the map {} has another shape in the old build; pnsd "
-                    "fills it anew",
-                    kMaps[i]);
-        }
-    }
+        if (auto st = pins_.copy_pinned_maps(skel->obj,
+                                             [](const char* map) {
+                                                 spdlog::info(
+                                                     "guard: the map {} has another shape in "
+                                                     "the old build; pnsd fills it anew",
+                                                     map);
+                                             });
+            !st)
+            return st;
     // Maps first: a guard whose links are pinned is complete.
-    for (std::size_t i = 0; i < std::size(maps); ++i) {
-        if (auto st = bpf::pin_replacing(bpf_map__fd(maps[i]), map_pin(dir_, kMaps[i])); !st)
-            return Error{st.error().code, "pin the guard's map " + std::string(kMaps[i]) + ": " +
-                                              st.error().message};
-        fds[i]->reset(bpf::dup_fd(bpf_map__fd(maps[i])));
-        if (!*fds[i]) return sys_error("dup");
-    }
-    for (std::size_t i = 0; i < std::size(programs); ++i) {
-        bpf_link* link = bpf_program__attach(programs[i]);
-        if (!link) return bpf::libbpf_error(errno, std::string("attach ") + kPrograms[i]);
-        auto pinned = bpf::pin_replacing(bpf_link__fd(link), link_pin(dir_, kPrograms[i]));
-        bpf_link__destroy(link);  // the pin keeps it attached
-        if (!pinned) return pinned.error();
-    }
-    return {};
+    if (auto st = pins_.pin_maps(skel->obj); !st) return st;
+    return pins_.attach_and_pin(skel->obj, [](bpf_program* program) -> Result<bpf_link*> {
+        bpf_link* link = bpf_program__attach(program);
+        if (!link)
+            return bpf::libbpf_error(errno, std::string("attach ") + bpf_program__name(program));
+        return link;
+    });
 }
 
 Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
-    const std::string& dir = tracker.pin_dir();
-    bool all_pinned = true;
-    for (const char* map : kMaps) all_pinned = all_pinned && bpf::exists(map_pin(dir, map));
-    for (const char* program : kPrograms)
-        all_pinned = all_pinned && bpf::exists(link_pin(dir, program));
+    std::unique_ptr<Guard> guard(new Guard(tracker.pin_dir(), false));
+    bpf::PinnedObject& pins = guard->pins_;
     // A guard pinned beside a tracker that was loaded afresh shares nothing with it.
-    all_pinned = all_pinned && tracker.reused();
-
+    bool all_pinned = pins.all_pinned() && tracker.reused();
+    guard->reused_ = all_pinned;
     const std::uint64_t stamp = bpf::stamp_of(guard_bpf__elf_bytes);
-    std::unique_ptr<Guard> guard(new Guard(all_pinned));
-    guard->dir_ = dir;
-    if (all_pinned && bpf::pinned_stamp(stamp_pin(dir)) == stamp) {
-        UniqueFd* fds[] = {&guard->guarded_, &guard->denied_, &guard->denied_names_,
-                           &guard->config_, &guard->refusals_};
-        for (std::size_t i = 0; i < std::size(kMaps); ++i) {
-            fds[i]->reset(bpf_obj_get(map_pin(dir, kMaps[i]).c_str()));
-            if (!*fds[i]) return sys_error("open the pinned map '" + map_pin(dir, kMaps[i]) + "'");
-        }
+    if (all_pinned && pins.has_stamp(stamp)) {
+        if (auto st = pins.open_pinned_maps(); !st) return st.error();
         return guard;
     }
     bpf::QuietLibbpf quiet;
@@ -233,7 +193,7 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
         if (auto st = guard->load_and_pin(tracker, true); st) {
             guard->upgraded_ = true;
             spdlog::info("guard: replaced the programs of another build");
-            if (auto pinned = bpf::pin_stamp(stamp_pin(dir), stamp); !pinned) return pinned.error();
+            if (auto pinned = pins.pin_stamp(stamp); !pinned) return pinned.error();
             return guard;
         } else {
             spdlog::warn("guard: cannot replace another build's guard in place ({}); loading anew",
@@ -241,42 +201,42 @@ Result<std::unique_ptr<Guard>> Guard::open(const Tracker& tracker) {
             guard->reused_ = false;
         }
     }
-    unpin_all(dir);
+    pins.unpin_all();
     if (auto st = guard->load_and_pin(tracker, false); !st) {
-        unpin_all(dir);
+        pins.unpin_all();
         return Error{st.error().code, explain_refusal(st.error())};
     }
-    if (auto st = bpf::pin_stamp(stamp_pin(dir), stamp); !st) {
-        unpin_all(dir);
+    if (auto st = pins.pin_stamp(stamp); !st) {
+        pins.unpin_all();
         return st.error();
     }
     return guard;
 }
 
 void Guard::remove(const Tracker& tracker) {
-    unpin_all(tracker.pin_dir());
+    bpf::PinnedObject(tracker.pin_dir(), guard_layout()).unpin_all();
 }
 
 Status Guard::set_pnsd(pid_t tgid) {
     pns_guard_config config{static_cast<std::uint32_t>(tgid), 0};
-    return bpf::update(config_.get(), std::uint32_t{0}, config, "the guard's config");
+    return bpf::update(fd(kConfig), std::uint32_t{0}, config, "the guard's config");
 }
 
 Status Guard::set_rules(
     std::uint32_t ns, uid_t owner, std::uint32_t flags,
     const std::vector<std::pair<pns_denied_file, pns_denied_generation>>& denied,
     const std::vector<pns_denied_name>& names) {
-    constexpr const char* kFiles = "the guard's denied files";
-    constexpr const char* kNames = "the guard's denied names";
-    constexpr const char* kGuarded = "the guard's namespaces";
+    constexpr const char* kFilesWhat = "the guard's denied files";
+    constexpr const char* kNamesWhat = "the guard's denied names";
+    constexpr const char* kGuardedWhat = "the guard's namespaces";
     std::vector<std::pair<pns_denied_name, std::uint8_t>> denied_names;
     for (const auto& n : names) denied_names.emplace_back(n, 1);
 
     // Everything is checked before anything is written.
-    auto files = plan(denied_.get(), ns, denied);
-    auto by_name = plan(denied_names_.get(), ns, denied_names);
+    auto files = plan(fd(kDenied), ns, denied);
+    auto by_name = plan(fd(kDeniedNames), ns, denied_names);
     std::uint32_t old_flags = 0;
-    bool had_flags = bpf_map_lookup_elem(guarded_.get(), &ns, &old_flags) == 0;
+    bool had_flags = bpf_map_lookup_elem(fd(kGuarded), &ns, &old_flags) == 0;
     if (owner != 0) {
         std::size_t user_files = denied.size(), user_names = denied_names.size();
         for (const auto& [other, share] : shares_) {
@@ -299,7 +259,7 @@ Status Guard::set_rules(
         !st)
         return st;
     if (flags && !had_flags) {
-        std::size_t total = bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()).size();
+        std::size_t total = bpf::dump<std::uint32_t, std::uint32_t>(fd(kGuarded)).size();
         if (auto st = fits(total, 1, PNS_MAX_GUARDED, owner, kGuardedRootReserve, "namespaces");
             !st)
             return st;
@@ -307,25 +267,25 @@ Status Guard::set_rules(
 
     // New files first, then the flags, then stale files: a file denied before and after the
     // change stays denied throughout. A failure puts back what was written.
-    if (auto st = apply_writes(denied_.get(), files, kFiles); !st) return st;
-    if (auto st = apply_writes(denied_names_.get(), by_name, kNames); !st) {
-        undo_writes(denied_.get(), files, files.write.size());
+    if (auto st = apply_writes(fd(kDenied), files, kFilesWhat); !st) return st;
+    if (auto st = apply_writes(fd(kDeniedNames), by_name, kNamesWhat); !st) {
+        undo_writes(fd(kDenied), files, files.write.size());
         return st;
     }
-    Status flagged = flags ? bpf::update(guarded_.get(), ns, flags, kGuarded)
-                           : bpf::erase(guarded_.get(), ns, kGuarded);
+    Status flagged = flags ? bpf::update(fd(kGuarded), ns, flags, kGuardedWhat)
+                           : bpf::erase(fd(kGuarded), ns, kGuardedWhat);
     if (!flagged) {
-        undo_writes(denied_names_.get(), by_name, by_name.write.size());
-        undo_writes(denied_.get(), files, files.write.size());
+        undo_writes(fd(kDeniedNames), by_name, by_name.write.size());
+        undo_writes(fd(kDenied), files, files.write.size());
         return flagged;
     }
     // Taking entries off frees room and cannot fail for want of it; one that does fail is
     // a rule stricter than the table, never a looser one, and goes at the next change.
     for (const auto& k : files.stale)
-        if (auto st = bpf::erase(denied_.get(), k, kFiles); !st)
+        if (auto st = bpf::erase(fd(kDenied), k, kFilesWhat); !st)
             spdlog::warn("guard: {}, ignoring", st.error().message);
     for (const auto& k : by_name.stale)
-        if (auto st = bpf::erase(denied_names_.get(), k, kNames); !st)
+        if (auto st = bpf::erase(fd(kDeniedNames), k, kNamesWhat); !st)
             spdlog::warn("guard: {}, ignoring", st.error().message);
     if (flags || !denied.empty() || !denied_names.empty())
         shares_[ns] = Share{owner, denied.size(), denied_names.size()};
@@ -341,11 +301,11 @@ Status Guard::forget(std::uint32_t ns) {
 void Guard::keep_only(const std::vector<std::uint32_t>& live) {
     std::set<std::uint32_t> keep(live.begin(), live.end());
     std::set<std::uint32_t> gone;
-    for (const auto& [ns, flags] : bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()))
+    for (const auto& [ns, flags] : bpf::dump<std::uint32_t, std::uint32_t>(fd(kGuarded)))
         if (!keep.contains(ns)) gone.insert(ns);
-    for (const auto& [k, v] : bpf::dump<pns_denied_file, pns_denied_generation>(denied_.get()))
+    for (const auto& [k, v] : bpf::dump<pns_denied_file, pns_denied_generation>(fd(kDenied)))
         if (!keep.contains(k.ns)) gone.insert(k.ns);
-    for (const auto& [k, v] : bpf::dump<pns_denied_name, std::uint8_t>(denied_names_.get()))
+    for (const auto& [k, v] : bpf::dump<pns_denied_name, std::uint8_t>(fd(kDeniedNames)))
         if (!keep.contains(k.ns)) gone.insert(k.ns);
     for (std::uint32_t ns : gone)
         if (auto st = forget(ns); !st)
@@ -355,16 +315,16 @@ void Guard::keep_only(const std::vector<std::uint32_t>& live) {
 std::uint64_t Guard::refusals() const {
     std::uint32_t zero = 0;
     std::uint64_t n = 0;
-    bpf_map_lookup_elem(refusals_.get(), &zero, &n);
+    bpf_map_lookup_elem(fd(kRefusals), &zero, &n);
     return n;
 }
 
 std::size_t Guard::guarded() const {
-    return bpf::dump<std::uint32_t, std::uint32_t>(guarded_.get()).size();
+    return bpf::dump<std::uint32_t, std::uint32_t>(fd(kGuarded)).size();
 }
 
 std::size_t Guard::denied() const {
-    return bpf::dump<pns_denied_file, pns_denied_generation>(denied_.get()).size();
+    return bpf::dump<pns_denied_file, pns_denied_generation>(fd(kDenied)).size();
 }
 
 std::uint32_t kernel_dev(dev_t dev) {

@@ -63,7 +63,7 @@ class Guard {
     std::size_t denied() const;
 
   private:
-    explicit Guard(bool reused) : reused_(reused) {}
+    Guard(std::string dir, bool reused);
     // Loads and attaches this build's guard and pins its maps and links. With `replacing`, a
     // guard of another build is pinned there: its maps' entries are copied into the new maps
     // (where their shapes agree) before the new programs are attached, then its pins are
@@ -80,8 +80,10 @@ class Guard {
 
     bool reused_ = false;
     bool upgraded_ = false;
-    std::string dir_;
-    UniqueFd guarded_, denied_, denied_names_, config_, refusals_;
+    // The maps, in the order of the layout's names (guard.cpp: guard_layout).
+    enum Map : std::size_t { kGuarded, kDenied, kDeniedNames, kConfig, kRefusals };
+    int fd(Map map) const { return pins_.fd(map); }
+    bpf::PinnedObject pins_;
 };
 
 // The kernel's dev_t of a file system as the LSM hooks see it, from stat(2)'s st_dev.

@@ -28,25 +28,22 @@ static_assert(sizeof(pns_event) == 48 && offsetof(pns_event, cgroup) == 16 &&
 
 namespace {
 
-constexpr const char* kMaps[] = {"members", "policies", "views", "events", "counters"};
-constexpr const char* kPrograms[] = {"on_fork",          "on_exec",  "on_exit",
-                                     "on_cgroup_attach", "on_setns", "on_unshare"};
-
-std::string link_pin(const std::string& dir, const char* program) {
-    return dir + "/link_" + program;
-}
-
-std::string stamp_pin(const std::string& dir) {
-    return dir + "/build";
+// The tracker's pins: maps by their own names, links as link_PROGRAM, the stamp as build.
+bpf::Layout tracker_layout() {
+    return {.map_prefix = "",
+            .link_prefix = "link_",
+            .stamp_name = "build",
+            .maps = {"members", "policies", "views", "events", "counters"},  // Tracker::Map
+            .programs = {"on_fork", "on_exec", "on_exit", "on_cgroup_attach", "on_setns",
+                         "on_unshare"}};
 }
 
 }  // namespace
 
-using bpf::dup_fd;
-using bpf::exists;
 using bpf::libbpf_error;
 
-Tracker::Tracker(std::string dir, bool reused) : dir_(std::move(dir)), reused_(reused) {}
+Tracker::Tracker(std::string dir, bool reused)
+    : pins_(std::move(dir), tracker_layout()), reused_(reused) {}
 
 Tracker::~Tracker() {
     if (ring_) ring_buffer__free(ring_);
@@ -66,79 +63,50 @@ Status Tracker::remove(const std::string& pin_dir) {
     return {};
 }
 
-Status Tracker::load_and_pin(const std::string& dir, Tracker& tracker, bool keep_maps) {
+Status Tracker::load_and_pin(Tracker& tracker, bool keep_maps) {
     tracker_bpf* skel = tracker_bpf__open();
     if (!skel) return libbpf_error(errno, "open the BPF tracker");
     struct Close {
         tracker_bpf* s;
         ~Close() { tracker_bpf__destroy(s); }
     } close{skel};
-    bpf_map* maps[] = {skel->maps.members, skel->maps.policies, skel->maps.views, skel->maps.events,
-                       skel->maps.counters};
-    UniqueFd* fds[] = {&tracker.members_, &tracker.policies_, &tracker.views_, &tracker.events_,
-                       &tracker.counters_};
-    static_assert(std::size(maps) == std::size(kMaps));
-    // Every member is a live process, so a map as large as the number of processes the
-    // kernel allows cannot be filled by forks, which pnsd has no say in. (A reused map keeps
-    // the size it was made with.)
-    if (!keep_maps)
+    if (keep_maps) {
+        if (auto st = tracker.pins_.reuse_pinned_maps(skel->obj); !st) return st;
+    } else {
+        // Every member is a live process, so a map as large as the number of processes the
+        // kernel allows cannot be filled by forks, which pnsd has no say in. (A reused map
+        // keeps the size it was made with.)
         if (int err = bpf_map__set_max_entries(skel->maps.members,
                                                static_cast<__u32>(members_for_kernel()));
             err)
             return libbpf_error(err, "size the members map");
-    if (keep_maps) {
-        // libbpf refuses a pinned map whose type, sizes or flags differ from this build's.
-        for (std::size_t i = 0; i < std::size(maps); ++i)
-            if (int err = bpf_map__reuse_fd(maps[i], fds[i]->get()); err)
-                return libbpf_error(err, std::string("reuse the pinned map ") + kMaps[i]);
     }
     if (int err = tracker_bpf__load(skel); err)
         return libbpf_error(err, "load the BPF tracker (tracepoint and tp_btf programs)");
-    bpf_program* programs[] = {skel->progs.on_fork,  skel->progs.on_exec,
-                               skel->progs.on_exit,  skel->progs.on_cgroup_attach,
-                               skel->progs.on_setns, skel->progs.on_unshare};
-    static_assert(std::size(programs) == std::size(kPrograms));
     auto tracefs = bpf::DetachedFs::open("tracefs");
     if (!tracefs) return tracefs.error();
-    for (std::size_t i = 0; i < std::size(programs); ++i) {
-        auto link = bpf::attach(programs[i], *tracefs);
-        if (!link) return link.error();
-        auto pinned = bpf::pin_replacing(bpf_link__fd(*link), link_pin(dir, kPrograms[i]));
-        bpf_link__destroy(*link);  // the pin keeps it attached
-        if (!pinned) return pinned.error();
-    }
+    if (auto st = tracker.pins_.attach_and_pin(
+            skel->obj, [&](bpf_program* program) { return bpf::attach(program, *tracefs); });
+        !st)
+        return st;
     if (keep_maps) return {};
-    for (std::size_t i = 0; i < std::size(maps); ++i) {
-        if (int err = bpf_map__pin(maps[i], (dir + "/" + kMaps[i]).c_str()); err)
-            return libbpf_error(err, std::string("pin the map ") + kMaps[i]);
-        fds[i]->reset(dup_fd(bpf_map__fd(maps[i])));
-        if (!*fds[i]) return sys_error("dup");
-    }
-    return {};
+    return tracker.pins_.pin_maps(skel->obj);
 }
 
 Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
     libbpf_set_print(bpf::log_libbpf);
-    bool all_pinned = true;
-    for (const char* map : kMaps) all_pinned = all_pinned && exists(pin_dir + "/" + map);
-    for (const char* program : kPrograms)
-        all_pinned = all_pinned && exists(link_pin(pin_dir, program));
-
     const std::uint64_t stamp = bpf::stamp_of(tracker_bpf__elf_bytes);
-    std::unique_ptr<Tracker> tracker(new Tracker(pin_dir, all_pinned));
+    std::unique_ptr<Tracker> tracker(new Tracker(pin_dir, false));
+    bpf::PinnedObject& pins = tracker->pins_;
+    bool all_pinned = pins.all_pinned();
+    tracker->reused_ = all_pinned;
     if (all_pinned) {
-        UniqueFd* fds[] = {&tracker->members_, &tracker->policies_, &tracker->views_,
-                           &tracker->events_, &tracker->counters_};
-        for (std::size_t i = 0; i < std::size(kMaps); ++i) {
-            fds[i]->reset(bpf_obj_get((pin_dir + "/" + kMaps[i]).c_str()));
-            if (!*fds[i])
-                return sys_error("open the pinned map '" + pin_dir + "/" + kMaps[i] + "'");
-        }
-        if (bpf::pinned_stamp(stamp_pin(pin_dir)) != stamp) {
+        if (auto st = pins.open_pinned_maps(); !st) return st.error();
+        if (!pins.has_stamp(stamp)) {
             // Another build's programs: this build's take their place on the same maps. The
             // new links are attached before the old ones are unpinned, so no event is missed.
             bpf::QuietLibbpf quiet;
-            auto replaced = load_and_pin(pin_dir, *tracker, true);
+            auto replaced = load_and_pin(*tracker, true);
             if (replaced) {
                 tracker->upgraded_ = true;
                 spdlog::info("tracker: replaced the programs of another build, kept its maps");
@@ -156,15 +124,15 @@ Result<std::unique_ptr<Tracker>> Tracker::open(const std::string& pin_dir) {
         // Nothing, or the remains of a start that failed half-way: begin again.
         if (auto st = remove(pin_dir); !st) return st.error();
         if (::mkdir(pin_dir.c_str(), 0700) != 0) return sys_error("create '" + pin_dir + "'");
-        if (auto st = load_and_pin(pin_dir, *tracker, false); !st) {
+        if (auto st = load_and_pin(*tracker, false); !st) {
             (void)remove(pin_dir);
             return st.error();
         }
     }
     if (!all_pinned || tracker->upgraded_)
-        if (auto st = bpf::pin_stamp(stamp_pin(pin_dir), stamp); !st) return st.error();
+        if (auto st = pins.pin_stamp(stamp); !st) return st.error();
     tracker->ring_ = ring_buffer__new(
-        tracker->events_.get(),
+        tracker->fd(kEvents),
         [](void* ctx, void* data, size_t size) -> int {
             auto* self = static_cast<Tracker*>(ctx);
             // Programs of an earlier build (until this pnsd replaces them) send events
@@ -193,23 +161,23 @@ void Tracker::drain(const std::function<void(const pns_event&)>& on_event) {
 }
 
 Status Tracker::set_view(std::uint32_t mnt, std::uint32_t ns) {
-    return bpf::update(views_.get(), mnt, ns, "the tracker's views");
+    return bpf::update(fd(kViews), mnt, ns, "the tracker's views");
 }
 Status Tracker::remove_view(std::uint32_t mnt) {
-    return bpf::erase(views_.get(), mnt, "the tracker's views");
+    return bpf::erase(fd(kViews), mnt, "the tracker's views");
 }
 std::vector<std::pair<std::uint32_t, std::uint32_t>> Tracker::views() const {
-    return bpf::dump<std::uint32_t, std::uint32_t>(views_.get());
+    return bpf::dump<std::uint32_t, std::uint32_t>(fd(kViews));
 }
 
 Status Tracker::set_policy(std::uint64_t cgroup, std::uint32_t ns) {
-    return bpf::update(policies_.get(), cgroup, ns, "the tracker's policies");
+    return bpf::update(fd(kPolicies), cgroup, ns, "the tracker's policies");
 }
 Status Tracker::remove_policy(std::uint64_t cgroup) {
-    return bpf::erase(policies_.get(), cgroup, "the tracker's policies");
+    return bpf::erase(fd(kPolicies), cgroup, "the tracker's policies");
 }
 std::vector<std::pair<std::uint64_t, std::uint32_t>> Tracker::policies() const {
-    return bpf::dump<std::uint64_t, std::uint32_t>(policies_.get());
+    return bpf::dump<std::uint64_t, std::uint32_t>(fd(kPolicies));
 }
 
 std::size_t Tracker::members_for_kernel() {
@@ -233,37 +201,37 @@ std::size_t Tracker::members_for_kernel() {
 std::size_t Tracker::members_capacity() const {
     bpf_map_info info{};
     __u32 len = sizeof info;
-    if (bpf_obj_get_info_by_fd(members_.get(), &info, &len) != 0) return 0;
+    if (bpf_obj_get_info_by_fd(fd(kMembers), &info, &len) != 0) return 0;
     return info.max_entries;
 }
 
 bool Tracker::has_member(pid_t tgid) const {
     pns_member m{};
     auto key = static_cast<std::uint32_t>(tgid);
-    return bpf_map_lookup_elem(members_.get(), &key, &m) == 0;
+    return bpf_map_lookup_elem(fd(kMembers), &key, &m) == 0;
 }
 
 bool Tracker::has_view(std::uint32_t mnt) const {
     std::uint32_t ns = 0;
-    return bpf_map_lookup_elem(views_.get(), &mnt, &ns) == 0;
+    return bpf_map_lookup_elem(fd(kViews), &mnt, &ns) == 0;
 }
 
 Status Tracker::set_member(pid_t tgid, const pns_member& member) {
-    return bpf::update(members_.get(), static_cast<std::uint32_t>(tgid), member,
+    return bpf::update(fd(kMembers), static_cast<std::uint32_t>(tgid), member,
                        "the tracker's members");
 }
 Status Tracker::update_member(pid_t tgid, const pns_member& member) {
     const auto key = static_cast<std::uint32_t>(tgid);
-    if (bpf_map_update_elem(members_.get(), &key, &member, BPF_EXIST) != 0 && errno != ENOENT)
+    if (bpf_map_update_elem(fd(kMembers), &key, &member, BPF_EXIST) != 0 && errno != ENOENT)
         return sys_error("update the tracker's members");
     return {};
 }
 Status Tracker::remove_member(pid_t tgid) {
-    return bpf::erase(members_.get(), static_cast<std::uint32_t>(tgid), "the tracker's members");
+    return bpf::erase(fd(kMembers), static_cast<std::uint32_t>(tgid), "the tracker's members");
 }
 std::vector<std::pair<pid_t, pns_member>> Tracker::members() const {
     std::vector<std::pair<pid_t, pns_member>> all;
-    for (auto& [tgid, m] : bpf::dump<std::uint32_t, pns_member>(members_.get()))
+    for (auto& [tgid, m] : bpf::dump<std::uint32_t, pns_member>(fd(kMembers)))
         all.emplace_back(static_cast<pid_t>(tgid), m);
     return all;
 }
@@ -271,14 +239,14 @@ std::vector<std::pair<pid_t, pns_member>> Tracker::members() const {
 std::optional<pns_member> Tracker::member(pid_t tgid) const {
     auto key = static_cast<std::uint32_t>(tgid);
     pns_member m{};
-    if (bpf_map_lookup_elem(members_.get(), &key, &m) != 0) return std::nullopt;
+    if (bpf_map_lookup_elem(fd(kMembers), &key, &m) != 0) return std::nullopt;
     return m;
 }
 
 std::array<std::uint64_t, PNS_COUNTERS> Tracker::counters() const {
     std::array<std::uint64_t, PNS_COUNTERS> values{};
     for (std::uint32_t i = 0; i < PNS_COUNTERS; ++i)
-        bpf_map_lookup_elem(counters_.get(), &i, &values[i]);
+        bpf_map_lookup_elem(fd(kCounters), &i, &values[i]);
     return values;
 }
 

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "agent/bpf/pinned.hpp"
 #include "common/result.hpp"
 #include "bpf/abi.h"
 #include "common/unique_fd.hpp"
@@ -38,7 +39,7 @@ class Tracker {
     // kept.
     bool reused() const { return reused_; }
     bool upgraded() const { return upgraded_; }
-    const std::string& pin_dir() const { return dir_; }
+    const std::string& pin_dir() const { return pins_.dir(); }
 
     // Readable when events wait; drain() hands each to `on_event`.
     int event_fd() const;
@@ -71,20 +72,23 @@ class Tracker {
     std::array<std::uint64_t, PNS_COUNTERS> counters() const;
 
     // For the guard, which shares these two maps.
-    int members_fd() const { return members_.get(); }
-    int events_fd() const { return events_.get(); }
+    int members_fd() const { return fd(kMembers); }
+    int events_fd() const { return fd(kEvents); }
 
   private:
     Tracker(std::string dir, bool reused);
     // Loads and attaches this build's programs and pins their links (replacing pinned ones).
     // With `keep_maps`, the programs use the pinned maps pnsd has open; without, new maps are
     // made and pinned.
-    static Status load_and_pin(const std::string& dir, Tracker& tracker, bool keep_maps);
+    static Status load_and_pin(Tracker& tracker, bool keep_maps);
 
-    std::string dir_;
+    // The maps, in the order of the layout's names (tracker.cpp: tracker_layout).
+    enum Map : std::size_t { kMembers, kPolicies, kViews, kEvents, kCounters };
+    int fd(Map map) const { return pins_.fd(map); }
+
+    bpf::PinnedObject pins_;
     bool reused_ = false;
     bool upgraded_ = false;
-    UniqueFd members_, policies_, views_, events_, counters_;
     ring_buffer* ring_ = nullptr;
     std::function<void(const pns_event&)>* sink_ = nullptr;
 };
