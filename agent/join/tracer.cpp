@@ -28,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/arch/arch.hpp"
+#include "agent/join/injection.hpp"
 #include "agent/proc.hpp"
 #include "agent/bpf/tracker.hpp"
 
@@ -47,12 +48,7 @@ constexpr auto kPendingAfter = std::chrono::seconds(1);
 constexpr auto kStopGrace = std::chrono::seconds(3);
 constexpr long kSupervisionOptions =
     PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK | PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC;
-// The scratch area the injected calls read: capset's arguments (header and two data words)
-// at 0, the working directory at kCwdOffset. On the tracee's stack below its red zone when it
-// fits there (the bytes are put back), else in a page mapped for the purpose.
-constexpr std::size_t kCwdOffset = 32;
-constexpr std::size_t kMaxCwd = 4095;
-constexpr std::size_t kScratchSize = 8192;
+using injection::kMaxCwd;
 
 int event_of(int status) {
     return status >> 16;
@@ -347,9 +343,6 @@ class Tracer::Loop {
         enum class Origin { kAttach, kChild, kExec } origin;
         // kWaitHolder: stopped, checked and saved, until its holder is ready.
         enum class Phase { kWaitStop, kSettle, kWaitHolder, kSteps } phase = Phase::kWaitStop;
-        // In this order: capabilities go back before the working directory is looked up, so
-        // that lookup is made with exactly the process's own rights.
-        enum class Step { kMmap, kPidfd, kSetns, kClose, kBset, kCapset, kChdir, kMunmap, kDone };
 
         pid_t tid = 0;
         std::uint64_t request = 0;
@@ -374,23 +367,12 @@ class Tracer::Loop {
         bool at_signal_stop = false;    // the current stop is a signal-delivery-stop
         int first_stop_signal = 0;      // WSTOPSIG of the first stop (a group stop's signal)
 
-        // The plan, made at the first stop.
-        std::uint64_t insn = 0;
-        int ns_flags = CLONE_NEWNS;
-        std::string cwd;  // empty: stays at the view's root
-        std::string warning;
-        bool restore_caps = false;
-        std::uint64_t cap_inheritable = 0;
-        std::uint64_t bounding = ~0ULL;
-        int last_cap = 40;
-
-        // Progress.
-        Step step = Step::kMmap;
-        std::uint64_t scratch = 0;
-        bool scratch_on_stack = false;
+        // The injection (agent/join/injection.hpp): its plan, made at the first stop, and its
+        // progress.
+        std::uint64_t insn = 0;  // a syscall instruction in the process's memory
+        injection::State state;
         std::vector<char> stack_bytes;  // what the scratch area held on the stack
-        long pidfd = -1;
-        int bset_next = 0;
+        std::string warning;
         std::optional<Error> error;  // the first failure; the cleanup steps still run
     };
 
@@ -439,8 +421,6 @@ class Tracer::Loop {
         owner_.emit(TraceEvent{kind, request, pid, code, std::move(message)});
     }
     void fail(Job& job, Error error);
-    // What the injected calls read: capset's arguments, then the working directory.
-    static std::vector<char> scratch_bytes(const Job& job);
 
     Tracer& owner_;
     UniqueFd sigchld_;
@@ -714,21 +694,9 @@ void Tracer::Loop::job_status(Job& job, int status) {
     }
 }
 
-std::vector<char> Tracer::Loop::scratch_bytes(const Job& job) {
-    std::vector<char> bytes((kCwdOffset + job.cwd.size() + 1 + 15) & ~std::size_t{15}, 0);
-    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2] = {};
-    data[0].inheritable = static_cast<std::uint32_t>(job.cap_inheritable);
-    data[1].inheritable = static_cast<std::uint32_t>(job.cap_inheritable >> 32);
-    static_assert(sizeof header + sizeof data <= kCwdOffset);
-    std::memcpy(bytes.data(), &header, sizeof header);
-    std::memcpy(bytes.data() + sizeof header, data, sizeof data);
-    std::memcpy(bytes.data() + kCwdOffset, job.cwd.c_str(), job.cwd.size() + 1);
-    return bytes;
-}
-
 void Tracer::Loop::fail(Job& job, Error error) {
     if (!job.error) job.error = std::move(error);
+    job.state.failed = true;  // the injection's steps that follow are the cleanup ones
 }
 
 // What changed about the process stopped at `tid` since pnsd authorized its join as
@@ -897,21 +865,22 @@ void Tracer::Loop::plan(Job& job) {
         fail(job, status.error());
         return finish(job);
     }
-    job.ns_flags = CLONE_NEWNS;
+    job.state.holder = job.holder->pid();
+    job.state.ns_flags = CLONE_NEWNS;
     if (job.dest->user) {
         struct stat dest_user {};
         auto own_user = proc::namespace_inode(tid, "user");
         if (::fstat(job.dest->user.get(), &dest_user) == 0 && own_user &&
             *own_user != dest_user.st_ino) {
-            job.ns_flags |= CLONE_NEWUSER;
+            job.state.ns_flags |= CLONE_NEWUSER;
             // setns gives full capabilities in the user namespace: they are set back to what
             // the process had (none: pnsd does not move non-root processes holding any).
-            job.restore_caps = true;
-            job.cap_inheritable = status->cap_inheritable;
-            job.bounding = status->cap_bounding;
+            job.state.restore_caps = true;
+            job.state.cap_inheritable = status->cap_inheritable;
+            job.state.bounding = status->cap_bounding;
         }
     }
-    job.last_cap = last_capability();
+    job.state.last_cap = last_capability();
 
     auto cwd = proc::read_link(tid, "cwd");
     if (!cwd || cwd->empty() || cwd->front() != '/' || cwd->ends_with(" (deleted)") ||
@@ -919,198 +888,66 @@ void Tracer::Loop::plan(Job& job) {
         job.warning = "its working directory " +
                       (cwd ? "'" + *cwd + "'" : std::string("(unreadable)")) +
                       " cannot be followed into the view; it is now at '/'";
-        job.cwd.clear();
+        job.state.cwd.clear();
     } else if (*cwd != "/") {
-        job.cwd = *cwd;
+        job.state.cwd = *cwd;
     }
 
     // The scratch area below the stack's red zone, if the stack reaches that far (else the
     // first step maps a page).
-    auto bytes = scratch_bytes(job);
+    auto bytes = injection::scratch_bytes(job.state);
     std::uint64_t at =
         (arch::stack_pointer(job.saved) - arch::red_zone() - bytes.size()) & ~15ULL;
     job.stack_bytes.resize(bytes.size());
     if (read_memory(tid, at, job.stack_bytes) && write_memory(tid, at, bytes)) {
-        job.scratch = at;
-        job.scratch_on_stack = true;
+        job.state.scratch = at;
+        job.state.scratch_on_stack = true;
     } else {
         spdlog::debug("tracer: {}: no room below its stack pointer; mapping a scratch page",
                       describe(tid));
     }
 
     job.phase = Job::Phase::kSteps;
-    job.step = Job::Step::kMmap;
+    job.state.step = injection::Step::kMmap;
     run_step(job);
 }
 
+// Runs the injection's next step (agent/join/injection.hpp) in the process: its system call,
+// on the syscall instruction found at the first stop, by one single step.
 void Tracer::Loop::run_step(Job& job) {
-    pid_t tid = job.tid;
-    // Skip the steps that do not apply.
-    for (;;) {
-        using S = Job::Step;
-        bool skip = false;
-        switch (job.step) {
-            case S::kMmap:
-                skip = job.scratch != 0;
-                break;
-            case S::kPidfd:
-                skip = job.error.has_value();
-                break;
-            case S::kSetns:
-                skip = job.error.has_value() || job.pidfd < 0;
-                break;
-            case S::kClose:
-                skip = job.pidfd < 0;
-                break;
-            case S::kChdir:
-                skip = job.error.has_value() || job.cwd.empty();
-                break;
-            case S::kCapset:
-                skip = job.error.has_value() || !job.restore_caps;
-                break;
-            case S::kBset: {
-                skip = job.error.has_value() || !job.restore_caps;
-                if (!skip) {
-                    while (job.bset_next <= job.last_cap && (job.bounding >> job.bset_next & 1))
-                        ++job.bset_next;
-                    skip = job.bset_next > job.last_cap;
-                }
-                break;
-            }
-            case S::kMunmap:
-                skip = job.scratch == 0 || job.scratch_on_stack;
-                break;
-            case S::kDone:
-                return finish(job);
-        }
-        if (!skip) break;
-        job.step = static_cast<S>(static_cast<int>(job.step) + 1);
-    }
-
-    long nr = 0;
-    std::array<std::uint64_t, 6> args{};
-    switch (job.step) {
-        case Job::Step::kMmap:
-            nr = SYS_mmap;
-            args = {0, kScratchSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, ~0ULL, 0};
-            break;
-        case Job::Step::kPidfd:
-            nr = SYS_pidfd_open;
-            args = {static_cast<std::uint64_t>(job.holder->pid()), 0, 0, 0, 0, 0};
-            break;
-        case Job::Step::kSetns:
-            nr = SYS_setns;
-            args = {static_cast<std::uint64_t>(job.pidfd),
-                    static_cast<std::uint64_t>(job.ns_flags),
-                    0,
-                    0,
-                    0,
-                    0};
-            break;
-        case Job::Step::kClose:
-            nr = SYS_close;
-            args = {static_cast<std::uint64_t>(job.pidfd), 0, 0, 0, 0, 0};
-            break;
-        case Job::Step::kChdir:
-            nr = SYS_chdir;
-            args = {job.scratch + kCwdOffset, 0, 0, 0, 0, 0};
-            break;
-        case Job::Step::kCapset:
-            nr = SYS_capset;
-            args = {job.scratch, job.scratch + 8, 0, 0, 0, 0};
-            break;
-        case Job::Step::kBset:
-            nr = SYS_prctl;
-            args = {PR_CAPBSET_DROP, static_cast<std::uint64_t>(job.bset_next), 0, 0, 0, 0};
-            break;
-        case Job::Step::kMunmap:
-            nr = SYS_munmap;
-            args = {job.scratch, kScratchSize, 0, 0, 0, 0};
-            break;
-        case Job::Step::kDone:
-            return;
-    }
+    if (injection::next(job.state) == injection::Step::kDone) return finish(job);
+    const injection::Call call = injection::call(job.state);
     arch::Registers regs = job.saved;
-    arch::prepare_syscall(regs, job.insn, nr, args);
-    if (auto st = arch::set_registers(tid, regs); !st) {
+    arch::prepare_syscall(regs, job.insn, call.nr, call.args);
+    if (auto st = arch::set_registers(job.tid, regs); !st) {
         fail(job, st.error());
         return finish(job);
     }
-    if (::ptrace(PTRACE_SINGLESTEP, tid, nullptr, nullptr) != 0) {
+    if (::ptrace(PTRACE_SINGLESTEP, job.tid, nullptr, nullptr) != 0) {
         fail(job, sys_error("step"));
         return finish(job);
     }
 }
 
 void Tracer::Loop::on_step_done(Job& job, long result) {
-    using S = Job::Step;
-    bool failed = result < 0 && result > -4096;
-    int err = failed ? static_cast<int>(-result) : 0;
-    switch (job.step) {
-        case S::kMmap: {
-            if (failed) {
-                fail(job, Error::from_errno(err, "map a scratch page in it"));
-                break;
-            }
-            job.scratch = static_cast<std::uint64_t>(result);
-            if (!write_memory(job.tid, job.scratch, scratch_bytes(job)))
-                fail(job, sys_error("write into its scratch page"));
-            break;
-        }
-        case S::kPidfd:
-            if (failed) {
-                fail(job, Error::from_errno(err, err == ESRCH
-                                                     ? "find pnsd's holder (is it in another pid "
-                                                       "namespace?)"
-                                                     : "open a pidfd"));
-            } else {
-                job.pidfd = result;
-                // The target named the holder by its pid: that pid named the holder as long as
-                // the holder has not been reaped (this thread reaps it), whoever killed it.
-                if (!job.holder->alive())
-                    fail(job, Error{ESRCH, "pnsd's holder in the view went away meanwhile"});
-            }
-            break;
-        case S::kSetns:
-            if (failed) {
-                std::string why = "enter the view";
-                if (err == EINVAL)
-                    why +=
-                        " (it shares its file system context with another process, or is "
-                        "already in that user namespace)";
-                fail(job, Error::from_errno(err, why));
-            }
-            break;
-        case S::kClose:
-            job.pidfd = -1;
-            break;
-        case S::kChdir:
-            if (failed)
-                job.warning = "its working directory '" + job.cwd + "' is not there in the view (" +
-                              std::strerror(err) + "); it is now at '/'";
-            break;
-        case S::kCapset:
-            if (failed) fail(job, Error::from_errno(err, "set its capabilities back"));
-            break;
-        case S::kBset:
-            if (failed) fail(job, Error::from_errno(err, "set its bounding set back"));
-            ++job.bset_next;
-            run_step(job);  // the same step, for the next capability
-            return;
-        case S::kMunmap:
-            job.scratch = 0;
-            break;
-        case S::kDone:
-            return;
-    }
-    job.step = static_cast<S>(static_cast<int>(job.step) + 1);
+    const injection::Step step = job.state.step;
+    injection::Outcome outcome = injection::on_result(job.state, result);
+    if (outcome.error) fail(job, std::move(*outcome.error));
+    if (!outcome.warning.empty()) job.warning = std::move(outcome.warning);
+    if (!outcome.error && step == injection::Step::kMmap &&
+        !write_memory(job.tid, job.state.scratch, injection::scratch_bytes(job.state)))
+        fail(job, sys_error("write into its scratch page"));
+    // The process named the holder by its pid: that pid named the holder as long as the
+    // holder has not been reaped (this thread reaps it), whoever killed it.
+    if (!outcome.error && step == injection::Step::kPidfd && !job.holder->alive())
+        fail(job, Error{ESRCH, "pnsd's holder in the view went away meanwhile"});
     run_step(job);
 }
 
 // Puts everything back and lets the process go.
 void Tracer::Loop::finish(Job& job) {
     pid_t tid = job.tid;
-    if (job.scratch_on_stack && !write_memory(tid, job.scratch, job.stack_bytes))
+    if (job.state.scratch_on_stack && !write_memory(tid, job.state.scratch, job.stack_bytes))
         spdlog::error("tracer: {}: restore its stack: {}", describe(tid), std::strerror(errno));
     if (job.saved_valid) {
         if (auto st = arch::set_registers(tid, job.saved); !st)

@@ -14,7 +14,8 @@
 //   chdir(cwd)                  back to its working directory, as seen in the view
 //   munmap
 //
-// (Job::Step in tracer.cpp, in this order.) The holder is started at the first stop and the
+// (the list of steps in agent/join/injection.cpp, in this order: when each is skipped, its
+// call, and what its result means, unit-tested in tests/unit/injection_test.cpp). The holder is started at the first stop and the
 // steps begin once it is ready; the tracer thread never blocks on it, since its user may stop it.
 //
 // A thread stopped inside a blocking system call has it restarted when it resumes, exactly
