@@ -1,6 +1,7 @@
 #include "agent/proc.hpp"
 #include "agent/namespaces/namespace.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -245,6 +246,19 @@ Result<ino_t> namespace_inode(pid_t pid, const char* type) {
     if (::stat(path.c_str(), &st) != 0)
         return errno == ENOENT ? Error{ESRCH, "no such process"} : sys_error("stat " + path);
     return st.st_ino;
+}
+
+std::vector<ProcessMount> processes_by_mount_namespace() {
+    std::vector<ProcessMount> found;
+    DIR* d = ::opendir("/proc");
+    if (!d) return found;
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        auto pid = static_cast<pid_t>(std::atoi(e->d_name));
+        if (auto mnt = namespace_inode(pid, "mnt"); mnt) found.push_back({pid, *mnt});
+    }
+    ::closedir(d);
+    return found;
 }
 
 std::string cgroup_path(pid_t pid) {

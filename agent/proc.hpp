@@ -82,6 +82,15 @@ std::string identity_change(const Identity& was, const Identity& now);
 // The inode of one of the process's namespaces ("mnt", "user", "pid").
 Result<ino_t> namespace_inode(pid_t pid, const char* type);
 
+// Every process /proc lists now (its threads are not listed) with the inode of its mount
+// namespace: the one scan of /proc that pnsd's listings make (`ns show` members, `ps`).
+// Processes that exit meanwhile are left out.
+struct ProcessMount {
+    pid_t pid = 0;
+    ino_t mnt = 0;
+};
+std::vector<ProcessMount> processes_by_mount_namespace();
+
 // The process's cgroup2 path (the "0::" line of /proc/PID/cgroup), "" if none.
 std::string cgroup_path(pid_t pid);
 

@@ -2,7 +2,6 @@
 #include "agent/namespaces/auth.hpp"
 #include "agent/bpf/guard.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -877,20 +876,15 @@ json Members::processes(const Caller& caller, const std::string* only) const {
     auto index = views_.index();
     json rows = json::array();
     std::map<pid_t, bool> seen;
-    DIR* d = ::opendir("/proc");
-    if (!d) return rows;
     auto visible = [&](const std::string& ns, uid_t uid) {
         if (only && ns != *only) return false;
         if (caller.is_root() || uid == caller.uid) return true;
         const Namespace* n = registry_.lookup(ns);
         return n && n->owner == caller.uid;
     };
-    while (struct dirent* e = ::readdir(d)) {
-        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
-        auto pid = static_cast<pid_t>(std::atoi(e->d_name));
-        auto mnt = proc::namespace_inode(pid, "mnt");
-        if (!mnt) continue;
-        auto loc = index.mnt.find(*mnt);
+    for (const auto& process : proc::processes_by_mount_namespace()) {
+        const pid_t pid = process.pid;
+        auto loc = index.mnt.find(process.mnt);
         auto rec = records_.find(pid);
         bool recorded = rec != records_.end();
         if (loc == index.mnt.end() && !recorded) continue;
@@ -924,7 +918,6 @@ json Members::processes(const Caller& caller, const std::string* only) const {
         rows.push_back(std::move(row));
         seen[pid] = true;
     }
-    ::closedir(d);
     if (!tracker_) return rows;
     // The tracker knows members pnsd has not joined itself (children, policy cgroups) and
     // the ones on their way in (pending, held at exec) or out (escaped).

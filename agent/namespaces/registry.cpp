@@ -1,6 +1,5 @@
 #include "agent/namespaces/registry.hpp"
 
-#include <dirent.h>
 #include <pwd.h>
 #include <sys/stat.h>
 
@@ -12,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent/namespaces/auth.hpp"
+#include "agent/proc.hpp"
 #include "common/ops.hpp"
 #include "common/text.hpp"
 
@@ -330,20 +330,13 @@ std::vector<std::string> Registry::members(const std::string& name) const {
     if (!views_) return found;
     auto inodes = views_->namespace_inodes(name);
     if (!inodes || inodes->empty()) return found;
-    DIR* proc = ::opendir("/proc");
-    if (!proc) return found;
-    while (struct dirent* d = ::readdir(proc)) {
-        if (d->d_name[0] < '1' || d->d_name[0] > '9') continue;
-        struct stat st {};
-        std::string dir = std::string("/proc/") + d->d_name;
-        if (::stat((dir + "/ns/mnt").c_str(), &st) != 0) continue;
-        if (std::find(inodes->begin(), inodes->end(), st.st_ino) == inodes->end()) continue;
-        std::ifstream comm(dir + "/comm");
+    for (const auto& process : proc::processes_by_mount_namespace()) {
+        if (std::find(inodes->begin(), inodes->end(), process.mnt) == inodes->end()) continue;
+        std::ifstream comm("/proc/" + std::to_string(process.pid) + "/comm");
         std::string name_of;
         std::getline(comm, name_of);
-        found.push_back(std::string(d->d_name) + " (" + name_of + ")");
+        found.push_back(std::to_string(process.pid) + " (" + name_of + ")");
     }
-    ::closedir(proc);
     return found;
 }
 
