@@ -1477,9 +1477,9 @@ std::vector<TraceEvent> Tracer::take_events() {
 
 void Tracer::join(std::uint64_t request, pid_t pid, std::shared_ptr<const UniqueFd> pidfd,
                   proc::Identity authorized, std::shared_ptr<const Destination> destination,
-                  bool resume) {
+                  Held held) {
     post(Command{Command::Kind::kJoin, request, pid, std::move(pidfd), std::move(authorized),
-                 std::move(destination), resume});
+                 std::move(destination), held == Held::kAtExec});
 }
 
 void Tracer::release(pid_t pid) {
