@@ -421,7 +421,9 @@ class Tracer::Loop {
     void run_step(Job& job);
     void on_step_done(Job& job, long result);
     void finish(Job& job);
-    void conclude(Job& job, bool alive);
+    // How a job ended: the process let go, or dead (exited or killed while being joined).
+    enum class Ended { kLetGo, kExited };
+    void conclude(Job& job, Ended ended);
     void job_status(Job& job, int status);
     void drop_job(pid_t tid);
 
@@ -655,7 +657,7 @@ void Tracer::Loop::job_status(Job& job, int status) {
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
         // Killed by someone else while it was being joined: nothing left to restore.
         fail(job, Error{ESRCH, "exited while joining"});
-        conclude(job, false);
+        conclude(job, Ended::kExited);
         return;
     }
     if (!WIFSTOPPED(status)) return;
@@ -1152,11 +1154,11 @@ void Tracer::Loop::finish(Job& job) {
             if (auto st = job.dest->tracker->update_member(tid, member); !st)
                 spdlog::error("tracker: {}", st.error().message);
     }
-    conclude(job, true);
+    conclude(job, Ended::kLetGo);
 }
 
 // Reports the outcome and forgets the job (and, after an exec, the supervision).
-void Tracer::Loop::conclude(Job& job, bool alive) {
+void Tracer::Loop::conclude(Job& job, Ended ended) {
     pid_t tid = job.tid;
     auto origin = job.origin;
     auto sup = job.sup;
@@ -1184,7 +1186,7 @@ void Tracer::Loop::conclude(Job& job, bool alive) {
         case Job::Origin::kExec:
             sup->threads.erase(tid);
             supervised_.erase(tid);
-            if (!alive)
+            if (ended == Ended::kExited)
                 sup->end_reason = "exited";
             else if (error)
                 sup->end_reason = "its exec could not join: " + error->message;
