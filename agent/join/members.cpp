@@ -34,31 +34,29 @@ struct Target {
 };
 
 // Gathers the facts about the process `pidfd` names (whose pid is `pid`); the rules decide.
-// Fails only when the process cannot be read at all. What the rules need of a process that
-// exited meanwhile (a zombie has no mount namespace or root any more) is left empty.
-Result<Target> inspect(pid_t pid, std::shared_ptr<const UniqueFd> pidfd) {
-    if (pid <= 0) return Error::invalid("no process " + std::to_string(pid));
-    std::string name = std::to_string(pid);
-    if (!pidfd || !*pidfd) return Error{ESRCH, "no process " + name};
-    auto stat = proc::read_stat(pid);
-    if (!stat) {
-        if (stat.error().code == ESRCH) return Error{ESRCH, "no process " + name};
-        return Error(std::move(stat).error());
-    }
-    auto status = proc::read_status(pid);
-    if (!status) {
-        if (status.error().code == ESRCH) return Error{ESRCH, "no process " + name};
-        return Error(std::move(status).error());
-    }
-    auto identity = proc::read_identity(pid);
-    if (!identity) return Error{ESRCH, "no process " + name};
+// What cannot be read is left empty, with why in `unreadable`: a kernel thread has no
+// program, a zombie no mount namespace or root any more, and the rules name them first.
+Target inspect(pid_t pid, std::shared_ptr<const UniqueFd> pidfd) {
     Target target;
     target.pidfd = std::move(pidfd);
     join::JoinTarget& t = target.facts;
     t.pid = pid;
+    std::string name = std::to_string(pid);
+    auto unreadable = [&](const Error& error) {
+        t.unreadable = error.code == ESRCH ? Error{ESRCH, "no process " + name} : error;
+        return target;
+    };
+    if (pid <= 0 || pid == 1) return target;  // refused before anything is read
+    if (!target.pidfd || !*target.pidfd) return unreadable(Error{ESRCH, ""});
+    auto stat = proc::read_stat(pid);
+    if (!stat) return unreadable(stat.error());
+    t.kernel_thread = proc::is_kernel_thread(*stat);
+    auto status = proc::read_status(pid);
+    if (!status) return unreadable(status.error());
+    auto identity = proc::read_identity(pid);
+    if (!identity) return unreadable(Error{ESRCH, ""});
     t.label = name + " (" + status->name + ")";
     t.identity = *identity;
-    t.kernel_thread = proc::is_kernel_thread(*stat);
     t.state = status->state;
     t.tgid = status->tgid;
     t.ppid = status->ppid;
@@ -315,9 +313,8 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
             spdlog::warn("policy: {} not joined to {}: {}", pid, quote(name), why);
         }
     };
-    auto target = inspect(pid, pidfd);
-    if (!target) return give_up(target.error().message);
-    join::JoinTarget& t = target->facts;
+    Target target = inspect(pid, pidfd);
+    join::JoinTarget& t = target.facts;
     add_join_facts(t, views_.index());
     // A join of it under way (it entered the cgroup, then exec'd) may have made it enter the
     // view already, but the tracer has not let it go: that join must send the SIGCONT, after
@@ -353,7 +350,7 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
     const bool root = plan->kind == join::JoinPlan::Kind::kPrimary;
     with_destination(
         *ns, root, plan->uid, plan->gid,
-        [this, give_up, pid, name, held, cgroup, target_pidfd = target->pidfd,
+        [this, give_up, pid, name, held, cgroup, target_pidfd = target.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return give_up(made.error().message);
             auto dest = std::move(*made);
@@ -568,9 +565,8 @@ Reply Members::join(const Caller& caller, const json& args, Server::Ticket ticke
     }
     auto pidfd = pidfd_for(caller, pid);
     if (!pidfd) return Error(std::move(pidfd).error());
-    auto target = inspect(pid, std::move(*pidfd));
-    if (!target) return Error(std::move(target).error());
-    join::JoinTarget& t = target->facts;
+    Target target = inspect(pid, std::move(*pidfd));
+    join::JoinTarget& t = target.facts;
     if (auto rec = records_.find(pid); rec != records_.end()) t.record = rec->second.state;
     const join::JoinCaller by{
         .purpose = join::JoinCaller::Purpose::kAttach, .uid = caller.uid, .gid = caller.gid};
@@ -607,7 +603,7 @@ Reply Members::join(const Caller& caller, const json& args, Server::Ticket ticke
     const bool root = plan->kind == join::JoinPlan::Kind::kPrimary;
     with_destination(
         *ns, root, plan->uid, plan->gid,
-        [this, ticket, pid, name, target_pidfd = target->pidfd,
+        [this, ticket, pid, name, target_pidfd = target.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return answer_(ticket, Error(std::move(made).error()));
             std::uint64_t request = ++next_request_;
@@ -630,9 +626,8 @@ Reply Members::detach(const Caller& caller, const json& args, Server::Ticket tic
     auto pid = static_cast<pid_t>(value);
     auto pidfd = pidfd_for(caller, pid);
     if (!pidfd) return Error(std::move(pidfd).error());
-    auto target = inspect(pid, std::move(*pidfd));
-    if (!target) return Error(std::move(target).error());
-    const join::JoinTarget& t = target->facts;
+    Target target = inspect(pid, std::move(*pidfd));
+    const join::JoinTarget& t = target.facts;
     const join::JoinCaller by{
         .purpose = join::JoinCaller::Purpose::kDetach, .uid = caller.uid, .gid = caller.gid};
     if (auto st = join::check_process(t, by); !st) return st.error();
@@ -661,8 +656,8 @@ Reply Members::detach(const Caller& caller, const json& args, Server::Ticket tic
                                         .kind = Outstanding::Kind::kDetach,
                                         .pid = pid,
                                         .ns = loc->second.name,
-                                        .pidfd = target->pidfd};
-    tracer_.join(request, pid, target->pidfd, t.identity, std::move(dest));
+                                        .pidfd = target.pidfd};
+    tracer_.join(request, pid, target.pidfd, t.identity, std::move(dest));
     return Reply::later();
 }
 

@@ -41,9 +41,9 @@ Result<JoinPlan> check_attach(const JoinTarget& t, const Namespace& ns, const Jo
                                 quote(ns.name) + " belongs to uid " + std::to_string(ns.owner)};
 
     const uid_t view_uid = root ? 0 : t.identity.uids[1];
-    // setns(2) into a user namespace requires CAP_SYS_ADMIN in it, which a process in a child
-    // user namespace never has over its parent (kernel/user_namespace.c: userns_install): a
-    // process in a satellite stays in that satellite's user namespace for good.
+    // setns(2) into a user namespace requires CAP_SYS_ADMIN in it (kernel/user_namespace.c:
+    // userns_install), which a process in a satellite's user namespace has in no namespace
+    // but its own and those below it: it stays in that user namespace for good.
     if (t.pnsd_user_ns && t.identity.user_ns != *t.pnsd_user_ns) {
         if (!t.user_view) return Error{EPERM, t.label + " is in a user namespace pns did not make"};
         if (t.user_view->name != ns.name || t.user_view->uid != view_uid)
@@ -103,8 +103,11 @@ bool runs_as_root(const proc::Identity& identity) {
 }
 
 Status check_process(const JoinTarget& t, const JoinCaller& caller) {
+    if (t.pid <= 0) return Error::invalid("no process " + std::to_string(t.pid));
     if (t.pid == 1) return Error{EPERM, "PID 1 (init) is never moved"};
-    if (t.kernel_thread) return Error{EPERM, std::to_string(t.pid) + " is a kernel thread"};
+    if (!t.kernel_thread) return t.unreadable.value_or(gone(t));
+    if (*t.kernel_thread) return Error{EPERM, std::to_string(t.pid) + " is a kernel thread"};
+    if (t.unreadable) return *t.unreadable;
     if (t.tgid != t.pid)
         return Error::invalid(t.label + " is a thread of process " + std::to_string(t.tgid) +
                               "; name the process");

@@ -29,10 +29,14 @@ std::string describe(const ViewPlace& view);
 // meanwhile, most likely): the rule that needs it refuses with ESRCH, "no process PID".
 struct JoinTarget {
     pid_t pid = 0;
-    std::string label;  // "PID (comm)" for messages
+    // Why what follows could not be read (the first failure), if it could not: the rules
+    // refuse with it where they first need what is missing. `kernel_thread` is empty when not
+    // even /proc/PID/stat could be read; everything after it is read only if all before was.
+    std::optional<Error> unreadable;
+    std::optional<bool> kernel_thread;  // PF_KTHREAD
+    std::string label;                  // "PID (comm)" for messages
     proc::Identity identity;
-    bool kernel_thread = false;  // PF_KTHREAD
-    char state = '?';            // /proc/PID/status: R, S, D, T, Z, X, ...
+    char state = '?';  // /proc/PID/status: R, S, D, T, Z, X, ...
     pid_t tgid = 0;
     pid_t ppid = 0;
     pid_t tracer = 0;                        // TracerPid, as read last

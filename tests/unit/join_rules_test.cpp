@@ -26,6 +26,7 @@ constexpr ino_t kSatelliteUserNs = 4026532900;
 JoinTarget process_of(uid_t uid, gid_t gid = kUsers, pid_t pid = 4242) {
     JoinTarget t;
     t.pid = pid;
+    t.kernel_thread = false;
     t.label = std::to_string(pid) + " (sh)";
     t.identity.uids.fill(uid);
     t.identity.gids.fill(gid);
@@ -79,10 +80,21 @@ TEST(CheckProcess, Pid1IsNeverMoved) {
                           "PID 1 (init) is never moved"));
 }
 
+TEST(CheckProcess, Pid1IsRefusedEvenIfNothingOfItCouldBeRead) {
+    JoinTarget t;
+    t.pid = 1;
+    EXPECT_TRUE(FailsWith(check_process(t, client(0)), EPERM, "PID 1 (init) is never moved"));
+    t.pid = 0;
+    EXPECT_TRUE(FailsWith(check_process(t, client(0)), EINVAL, "no process 0"));
+}
+
 TEST(CheckProcess, KernelThreads) {
     JoinTarget t = process_of(0, 0, 2);
     t.kernel_thread = true;
     EXPECT_TRUE(FailsWith(check_process(t, client(0)), EPERM, "2 is a kernel thread"));
+    // A kernel thread runs no program: its identity cannot be read, and it is named all the same.
+    t.unreadable = Error{ESRCH, "no process 2"};
+    EXPECT_TRUE(FailsWith(check_process(t, client(kAlice)), EPERM, "2 is a kernel thread"));
 }
 
 TEST(CheckProcess, ThreadsAreRefusedNamingTheProcess) {
@@ -194,6 +206,18 @@ TEST(CheckProcess, NonRootHoldingCapabilities) {
     EXPECT_TRUE(FailsWith(check_process(t, client(0)), EPERM, "holds capabilities"));
     // Root's are root's: it keeps them in a primary view.
     EXPECT_TRUE(Succeeds(check_process(process_of(0), client(0))));
+}
+
+TEST(CheckProcess, WhatCouldNotBeReadIsRefusedWithWhy) {
+    JoinTarget t;
+    t.pid = 4242;
+    t.unreadable = Error{EIO, "read /proc/4242/stat: garbled"};
+    EXPECT_TRUE(FailsWith(check_process(t, client(0)), EIO, "garbled"));
+    t.unreadable.reset();  // nothing read, nothing said: gone
+    EXPECT_TRUE(FailsWith(check_process(t, client(0)), ESRCH, "no process 4242"));
+    t = process_of(kAlice);
+    t.unreadable = Error{ESRCH, "no process 4242"};  // /proc/PID/status or the identity
+    EXPECT_TRUE(FailsWith(check_process(t, client(kAlice)), ESRCH, "no process 4242"));
 }
 
 TEST(CheckProcess, WhatCouldNotBeReadIsAProcessThatIsGone) {
