@@ -25,8 +25,8 @@ struct ViewPlace {
 std::string describe(const ViewPlace& view);
 
 // What pnsd found out about a process it is asked to move, all read while its pid named the
-// process of the pidfd pnsd holds. A fact left empty could not be read (the process exited
-// meanwhile, most likely): the rule that needs it refuses with ESRCH, "no process PID".
+// process of the pidfd pnsd holds. A fact of the process left empty could not be read (it
+// exited meanwhile, most likely): the rule that needs it refuses with ESRCH, "no process PID".
 struct JoinTarget {
     pid_t pid = 0;
     // Why what follows could not be read (the first failure), if it could not: the rules
@@ -47,7 +47,8 @@ struct JoinTarget {
     std::optional<std::string> root;         // /proc/PID/root
     std::optional<ino_t> mnt;                // its mount namespace
     bool alive = false;  // its pidfd still names a running process after all of this was read
-    // pnsd itself, to compare with.
+    // pnsd itself, to compare with. Its pid namespace unread: the process counts as in
+    // another; its user namespace unread: nothing to compare, the tracer's setns decides.
     pid_t pnsd_pid = 0;
     std::optional<ino_t> pnsd_pid_ns;
     std::optional<ino_t> pnsd_user_ns;
