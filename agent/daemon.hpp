@@ -40,9 +40,11 @@ struct Parts {
     std::unique_ptr<Views> views;  // first: the others use it until they are gone
     std::unique_ptr<Lanes> lanes;
     std::unique_ptr<Registry> registry;
-    std::unique_ptr<Tracer> tracer;
+    // Before the tracer, so it is gone after it: the tracer thread, when it stops, finishes
+    // the injections in progress and tells the tracker of each (Destination::tracker).
     std::unique_ptr<Tracker> tracker;  // null: unavailable, for tracker_error
     std::string tracker_error;
+    std::unique_ptr<Tracer> tracer;
     std::unique_ptr<Guard> guard;      // null: unavailable, for guard_error
     std::string guard_error;
     std::unique_ptr<Server> server;

@@ -1,4 +1,5 @@
 #include "agent/join/members.hpp"
+#include "agent/join/rules.hpp"
 #include "agent/namespaces/auth.hpp"
 #include "agent/bpf/guard.hpp"
 
@@ -24,142 +25,83 @@ namespace {
 
 using nlohmann::json;
 
-// What pnsd found out about a process it is asked to move.
+// A process pnsd is asked to move: the pidfd that names it for good, and the facts the rules
+// (agent/join/rules.hpp) decide from, read while it did (checked after reading).
 struct Target {
-    pid_t pid = 0;
-    // Names the process for good: everything below was read while it did (checked after
-    // reading), and pnsd acts on the process only through it.
     std::shared_ptr<const UniqueFd> pidfd;
-    proc::Status status;
-    proc::Stat stat;
-    proc::Identity identity;  // what the join is authorized for (checked again at the stop)
-    bool root = false;        // uid 0 among its ids
-    uid_t uid = 0;
-    gid_t gid = 0;
-    ino_t mnt = 0;
-    ino_t user = 0;
-    std::string label;  // "PID (comm)" for messages
-    bool traced_by_pnsd = false;
+    join::JoinTarget facts;
 };
 
-std::string hex(std::uint64_t value) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%016" PRIx64, value);
-    return buf;
-}
-
-template <typename T, std::size_t N>
-bool all_equal(const std::array<T, N>& ids, T value) {
-    for (T id : ids)
-        if (id != value) return false;
-    return true;
-}
-
-// The rules of members.hpp that concern the process itself and the caller's right to it,
-// for the process `pidfd` names (whose pid is `pid`).
-Result<Target> inspect(const Caller& caller, pid_t pid, std::shared_ptr<const UniqueFd> pidfd) {
-    if (pid <= 0) return Error::invalid("no process " + std::to_string(pid));
-    if (pid == 1) return Error{EPERM, "PID 1 (init) is never moved"};
-    std::string name = std::to_string(pid);
-    if (!pidfd || !*pidfd) return Error{ESRCH, "no process " + name};
-    auto stat = proc::read_stat(pid);
-    if (!stat) {
-        if (stat.error().code == ESRCH) return Error{ESRCH, "no process " + name};
-        return Error(std::move(stat).error());
-    }
-    if (proc::is_kernel_thread(*stat)) return Error{EPERM, name + " is a kernel thread"};
-    auto status = proc::read_status(pid);
-    if (!status) {
-        if (status.error().code == ESRCH) return Error{ESRCH, "no process " + name};
-        return Error(std::move(status).error());
-    }
-    auto identity = proc::read_identity(pid);
-    if (!identity) return Error{ESRCH, "no process " + name};
-    Target t;
+// Gathers the facts about the process `pidfd` names (whose pid is `pid`); the rules decide.
+// What cannot be read is left empty, with why in `unreadable`: a kernel thread has no
+// program, a zombie no mount namespace or root any more, and the rules name them first.
+Target inspect(pid_t pid, std::shared_ptr<const UniqueFd> pidfd) {
+    Target target;
+    target.pidfd = std::move(pidfd);
+    join::JoinTarget& t = target.facts;
     t.pid = pid;
-    t.pidfd = std::move(pidfd);
-    t.stat = *stat;
-    t.status = *status;
-    t.identity = *identity;
+    std::string name = std::to_string(pid);
+    auto unreadable = [&](const Error& error) {
+        t.unreadable = error.code == ESRCH ? Error{ESRCH, "no process " + name} : error;
+        return target;
+    };
+    if (pid <= 0 || pid == 1) return target;  // refused before anything is read
+    if (!target.pidfd || !*target.pidfd) return unreadable(Error{ESRCH, ""});
+    auto stat = proc::read_stat(pid);
+    if (!stat) return unreadable(stat.error());
+    t.kernel_thread = proc::is_kernel_thread(*stat);
+    auto status = proc::read_status(pid);
+    if (!status) return unreadable(status.error());
+    auto identity = proc::read_identity(pid);
+    if (!identity) return unreadable(Error{ESRCH, ""});
     t.label = name + " (" + status->name + ")";
-    if (status->tgid != pid)
-        return Error::invalid(t.label + " is a thread of process " + std::to_string(status->tgid) +
-                              "; name the process");
-    if (status->state == 'Z' || status->state == 'X')
-        return Error{ESRCH, t.label + " has exited (a zombie)"};
-    if (pid == ::getpid()) return Error{EPERM, t.label + " is pnsd itself"};
-    if (status->ppid == ::getpid()) return Error{EPERM, t.label + " is one of pnsd's helpers"};
+    t.identity = *identity;
+    t.state = status->state;
+    t.tgid = status->tgid;
+    t.ppid = status->ppid;
+    t.seccomp = status->seccomp;
+    t.pnsd_pid = ::getpid();
 
-    const proc::Identity& id = t.identity;
-    if (!caller.is_root()) {
-        if (!all_equal(id.uids, caller.uid) || !all_equal(id.gids, caller.gid))
-            return Error{EACCES, t.label + " belongs to uid " + std::to_string(id.uids[1]) +
-                                     "; you may move only your own processes"};
-        // A process that changed its privileges is not dumpable: /proc/PID is then root's,
-        // and the kernel would not let this user ptrace it either.
-        if (!id.dumpable())
-            return Error{EACCES, t.label +
-                                     " is not dumpable (it changed its privileges); only root "
-                                     "may move it"};
-    }
     // pnsd itself traces the processes it supervises (they may be detached). TracerPid names
     // the tracing thread. While a tracer detaches, TracerPid can briefly name the process's
     // real parent (the kernel resets the parent before it clears the ptrace flag): a tracer
     // other than pnsd counts only if it is still there a moment later.
-    auto tracer_status = status->tracer ? proc::read_status(status->tracer) : Error{ESRCH, ""};
+    t.tracer = status->tracer;
+    auto tracer_status = t.tracer ? proc::read_status(t.tracer) : Error{ESRCH, ""};
     t.traced_by_pnsd = tracer_status && tracer_status->tgid == ::getpid();
-    for (int again = 0; again < 5 && status->tracer != 0 && !t.traced_by_pnsd; ++again) {
+    for (int again = 0; again < 5 && t.tracer != 0 && !t.traced_by_pnsd; ++again) {
         ::usleep(200);
         auto reread = proc::read_status(pid);
         if (!reread) break;
-        status->tracer = reread->tracer;
-        t.status.tracer = reread->tracer;
-        tracer_status = status->tracer ? proc::read_status(status->tracer) : Error{ESRCH, ""};
+        t.tracer = reread->tracer;
+        tracer_status = t.tracer ? proc::read_status(t.tracer) : Error{ESRCH, ""};
         t.traced_by_pnsd = tracer_status && tracer_status->tgid == ::getpid();
     }
-    if (status->tracer != 0 && !t.traced_by_pnsd) {
-        return Error{EBUSY, t.label + " is traced by " + std::to_string(status->tracer) +
-                                (tracer_status ? " (" + tracer_status->name + ")" : std::string()) +
-                                "; pns cannot move it while it is"};
-    }
-    if (status->seccomp == 2)
-        return Error{EPERM, t.label +
-                                " runs under a seccomp filter: a system call pnsd made it run "
-                                "could be refused or kill it, so pns leaves it alone"};
-    auto own_pid_ns = proc::namespace_inode(::getpid(), "pid");
-    auto pid_ns = proc::namespace_inode(pid, "pid");
-    if (!pid_ns) return Error{ESRCH, "no process " + name};
-    if (!own_pid_ns || *own_pid_ns != *pid_ns)
-        return Error{EPERM, t.label + " is in another pid namespace (a container?)"};
-    auto root = proc::read_link(pid, "root");
-    if (!root) return Error{ESRCH, "no process " + name};
-    if (*root != "/") return Error{EPERM, t.label + " is chrooted (to " + quote(*root) + ")"};
+    if (tracer_status) t.tracer_name = tracer_status->name;
 
-    t.uid = id.uids[1];
-    t.gid = id.gids[1];
-    for (uid_t uid : id.uids)
-        if (uid == 0) t.root = true;
-    if (!t.root) {
-        if (!all_equal(id.uids, t.uid))
-            return Error{EPERM, t.label +
-                                    " has several user ids; pns moves only processes "
-                                    "whose user ids are all the same"};
-        if (id.cap_permitted != 0 || id.cap_ambient != 0)
-            return Error{EPERM, t.label + " holds capabilities (CapPrm " + hex(id.cap_permitted) +
-                                    "), which the user namespace of a view would take away"};
-    }
-    auto mnt = proc::namespace_inode(pid, "mnt");
-    if (!mnt) return Error{ESRCH, "no process " + name};
-    t.mnt = *mnt;
-    t.user = id.user_ns;
+    auto optional = [](auto read) -> std::optional<std::decay_t<decltype(*read)>> {
+        if (!read) return std::nullopt;
+        return *read;
+    };
+    t.pnsd_pid_ns = optional(proc::namespace_inode(::getpid(), "pid"));
+    t.pnsd_user_ns = optional(proc::namespace_inode(::getpid(), "user"));
+    t.pid_ns = optional(proc::namespace_inode(pid, "pid"));
+    t.root = optional(proc::read_link(pid, "root"));
+    t.mnt = optional(proc::namespace_inode(pid, "mnt"));
     // All of the above was read while `pid` named the process of the pidfd.
-    if (!proc::pidfd_alive(t.pidfd->get())) return Error{ESRCH, "no process " + name};
-    return t;
+    t.alive = proc::pidfd_alive(target.pidfd->get());
+    return target;
 }
 
-std::string describe_location(const Views::Location& loc) {
-    return loc.uid == 0 ? "the view of " + quote(loc.name)
-                        : "the view of " + quote(loc.name) + " for uid " + std::to_string(loc.uid);
+// What a join needs to know besides: where the index of views places the process (the view
+// its mount namespace is, the satellite whose user namespace it is in), and its user's
+// primary group (from the user database).
+void add_join_facts(join::JoinTarget& t, const Views::Index& index) {
+    if (!join::runs_as_root(t.identity)) t.primary_gid = auth::primary_gid(t.identity.uids[1]);
+    if (auto loc = t.mnt ? index.mnt.find(*t.mnt) : index.mnt.end(); loc != index.mnt.end())
+        t.view = join::ViewPlace{loc->second.name, loc->second.uid};
+    if (auto sat = index.user.find(t.identity.user_ns); sat != index.user.end())
+        t.user_view = join::ViewPlace{sat->second.name, sat->second.uid};
 }
 
 std::string comm_of(pid_t pid) {
@@ -311,15 +253,15 @@ std::string Members::name_of(std::uint32_t ns) const {
     return it == names_.end() ? std::string() : it->second;
 }
 
-void Members::let_go(const UniqueFd& pidfd, pid_t pid, bool held, const std::string& name,
+void Members::let_go(const UniqueFd& pidfd, pid_t pid, Held held, const std::string& name,
                      const std::string& why) {
     spdlog::info("policy: {} left where it is, not joined to {}: {}", pid, quote(name), why);
     bool under_way = false;
     for (auto& [request, out] : outstanding_)
-        if (out.internal && out.pid == pid) {
+        if (out.kind == Outstanding::Kind::kPolicy && out.pid == pid) {
             // The tracer sends the held SIGSTOP again when it detaches: the SIGCONT must come
             // after that, when this join ends (on_tracer_events), or the process stays stopped.
-            out.let_go = out.let_go || held;
+            out.let_go = out.let_go || held == Held::kAtExec;
             under_way = true;
         }
     if (tracker_) {
@@ -334,7 +276,7 @@ void Members::let_go(const UniqueFd& pidfd, pid_t pid, bool held, const std::str
             (void)tracker_->remove_member(pid);
         }
     }
-    if (held && !under_way) (void)proc::signal_pidfd(pidfd.get(), SIGCONT);
+    if (held == Held::kAtExec && !under_way) (void)proc::signal_pidfd(pidfd.get(), SIGCONT);
     publish("refused", pid, comm_of(pid), name, "cgroup policy: " + why);
 }
 
@@ -343,7 +285,7 @@ void Members::forget_namespace(const std::string& name) {
 }
 
 void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64_t cgroup,
-                              bool held) {
+                              Held held) {
     // A pid read from cgroup.procs: the process is named by a pidfd from now on.
     auto pidfd = proc::open_pidfd(pid);
     if (!pidfd) {
@@ -355,14 +297,14 @@ void Members::join_for_policy(pid_t pid, const std::string& matched, std::uint64
 }
 
 void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
-                              const std::string& matched, std::uint64_t cgroup, bool held) {
+                              const std::string& matched, std::uint64_t cgroup, Held held) {
     // The policy's namespace as it is now, by identity: a policy that went with its namespace
     // never joins anyone to a later namespace of the same name.
     const Namespace* ns = policy_namespace_ ? policy_namespace_(cgroup) : registry_.lookup(matched);
     if (!ns) return let_go(*pidfd, pid, held, matched, "the policy that matched it is gone");
     const std::string name = ns->name;
     auto give_up = [pidfd, pid, held, name](const std::string& why) {
-        if (held) {
+        if (held == Held::kAtExec) {
             // It exec'd in a policy cgroup and cannot be joined: it must not run outside.
             (void)proc::signal_pidfd(pidfd->get(), SIGKILL);
             spdlog::warn("policy: {} killed: held at exec for {} and {}", pid, quote(name), why);
@@ -370,30 +312,28 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
             spdlog::warn("policy: {} not joined to {}: {}", pid, quote(name), why);
         }
     };
-    auto target = inspect(Caller{0, 0, 0, nullptr}, pid, pidfd);
-    if (!target) return give_up(target.error().message);
-    const Target& t = *target;
-    // The attach rules (DESIGN.md, decision 8): the namespace's owner must have been able to
-    // move it there. A process that is not the owner's at all is left where it is (held: let
-    // go); the owner's own that cannot join as it is falls under the policy's promise to its
-    // owner, as any join that cannot be made (held: killed).
-    auth::ProcessIds ids{t.identity.uids, t.identity.gids, t.identity.dumpable()};
-    if (auto st = auth::may_join_by_policy(*ns, ids, auth::primary_gid(ns->owner)); !st) {
-        if (st.error().code == EPERM) return let_go(*pidfd, pid, held, name, st.error().message);
-        return give_up(st.error().message);
-    }
-    auto index = views_.index();
-    uid_t view_uid = t.root ? 0 : t.uid;
+    Target target = inspect(pid, pidfd);
+    join::JoinTarget& t = target.facts;
+    add_join_facts(t, views_.index());
     // A join of it under way (it entered the cgroup, then exec'd) may have made it enter the
     // view already, but the tracer has not let it go: that join must send the SIGCONT, after
     // it has detached (and sent again the SIGSTOP it held), or the process stays stopped.
-    bool joining = std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& entry) {
-        return entry.second.internal && entry.second.pid == pid;
-    });
-    if (auto loc = index.mnt.find(t.mnt); !joining && loc != index.mnt.end() &&
-                                          loc->second.name == name && loc->second.uid == view_uid) {
+    t.policy_join_under_way =
+        std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& entry) {
+            return entry.second.kind == Outstanding::Kind::kPolicy && entry.second.pid == pid;
+        });
+    // A process not the owner's at all is left where it is (held: let go); the owner's own
+    // that cannot join as it is falls under the policy's promise to its owner, as any join
+    // that cannot be made (held: killed).
+    const join::JoinCaller by{.purpose = join::JoinCaller::Purpose::kPolicy,
+                              .owner_gid = auth::primary_gid(ns->owner)};
+    auto plan = join::check_join(t, *ns, by);
+    if (!plan) return give_up(plan.error().message);
+    if (plan->kind == join::JoinPlan::Kind::kLeave)
+        return let_go(*pidfd, pid, held, name, plan->why);
+    if (plan->kind == join::JoinPlan::Kind::kAlready) {
         set_record(pid, name, "member");
-        if (held && tracker_) {
+        if (held == Held::kAtExec && tracker_) {
             // Already in the view (joined by other means between its exec and now): the map's
             // entry goes from held to member before it is let go.
             pns_member member{primary_of(name), PNS_STATE_MEMBER, cgroup};
@@ -402,33 +342,31 @@ void Members::join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid,
         }
         // Only if it is stopped: a pnsd killed right after it let the process go leaves the
         // map saying held, and a running process gets no SIGCONT it did not ask for.
-        if (held && t.status.state == 'T') (void)proc::signal_pidfd(pidfd->get(), SIGCONT);
+        if (held == Held::kAtExec && t.state == 'T')
+            (void)proc::signal_pidfd(pidfd->get(), SIGCONT);
         return;
     }
-    if (!t.root && t.gid != auth::primary_gid(t.uid))
-        return give_up("it does not run with its user's primary group");
+    const bool root = plan->kind == join::JoinPlan::Kind::kPrimary;
     with_destination(
-        *ns, t.root, t.uid, t.gid,
-        [this, give_up, pid, name, held, cgroup, target_pidfd = t.pidfd,
+        *ns, root, plan->uid, plan->gid,
+        [this, give_up, pid, name, held, cgroup, target_pidfd = target.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return give_up(made.error().message);
             auto dest = std::move(*made);
             // A join already under way for it (it entered the cgroup, then exec'd): the tracer
             // merges the two; only the later request is reported.
             std::erase_if(outstanding_, [&](const auto& entry) {
-                return entry.second.internal && entry.second.pid == pid;
+                return entry.second.kind == Outstanding::Kind::kPolicy && entry.second.pid == pid;
             });
             std::uint64_t request = ++next_request_;
-            Outstanding out;
-            out.pid = pid;
-            out.ns = name;
-            out.internal = true;
-            out.held = held;
-            out.cgroup = cgroup;
-            out.pidfd = target_pidfd;
-            outstanding_[request] = out;
+            outstanding_[request] = Outstanding{.kind = Outstanding::Kind::kPolicy,
+                                                .pid = pid,
+                                                .ns = name,
+                                                .pidfd = target_pidfd,
+                                                .held = held,
+                                                .cgroup = cgroup};
             dest->cgroup = cgroup;
-            set_record(pid, name, held ? "held" : "pending");
+            set_record(pid, name, held == Held::kAtExec ? "held" : "pending");
             tracer_.join(request, pid, target_pidfd, identity, std::move(dest), held);
         });
 }
@@ -491,7 +429,8 @@ void Members::on_tracker_events() {
                               e.kind == PNS_EVENT_HELD ? "held at exec for" : "entered a cgroup of",
                               quote(name));
                 publish(e.kind == PNS_EVENT_HELD ? "held" : "entered", tgid, comm, name);
-                join_for_policy(std::move(*pidfd), tgid, name, e.cgroup, e.kind == PNS_EVENT_HELD);
+                join_for_policy(std::move(*pidfd), tgid, name, e.cgroup,
+                                e.kind == PNS_EVENT_HELD ? Held::kAtExec : Held::kNo);
                 break;
             }
             case PNS_EVENT_REFUSED: {
@@ -561,14 +500,14 @@ void Members::finish_holds() {
         const pns_member& member = entry.second;
         if (member.state != PNS_STATE_HELD) continue;
         bool under_way = std::any_of(outstanding_.begin(), outstanding_.end(), [&](const auto& e) {
-            return e.second.internal && e.second.pid == tgid;
+            return e.second.kind == Outstanding::Kind::kPolicy && e.second.pid == tgid;
         });
         if (under_way) continue;
         auto pidfd = open_tracked(tgid, PNS_STATE_HELD);
         if (!pidfd) continue;                   // exited since the map was read
         std::string name = name_of(member.ns);  // the policy decides (join_for_policy)
         spdlog::info("policy: {} still held at exec for {}: joining it", tgid, quote(name));
-        join_for_policy(std::move(*pidfd), tgid, name, member.cgroup, true);
+        join_for_policy(std::move(*pidfd), tgid, name, member.cgroup, Held::kAtExec);
     }
 }
 
@@ -625,13 +564,14 @@ Reply Members::join(const Caller& caller, const json& args, Server::Ticket ticke
     }
     auto pidfd = pidfd_for(caller, pid);
     if (!pidfd) return Error(std::move(pidfd).error());
-    auto target = inspect(caller, pid, std::move(*pidfd));
-    if (!target) return Error(std::move(target).error());
-    const Target& t = *target;
-    if (t.traced_by_pnsd || (records_.contains(pid) && records_[pid].state != "member"))
-        return Error{EBUSY, t.label + " is being joined already (" +
-                                (records_.contains(pid) ? records_[pid].state : "traced by pnsd") +
-                                "); 'pnsctl detach' lets it go"};
+    Target target = inspect(pid, std::move(*pidfd));
+    join::JoinTarget& t = target.facts;
+    if (auto rec = records_.find(pid); rec != records_.end()) t.record = rec->second.state;
+    const join::JoinCaller by{
+        .purpose = join::JoinCaller::Purpose::kAttach, .uid = caller.uid, .gid = caller.gid};
+    // The process's refusals come before any about the namespace named (check_join checks
+    // them again, from the same facts).
+    if (auto st = join::check_process(t, by); !st) return st.error();
 
     auto index = views_.index();
     std::string name;
@@ -651,47 +591,26 @@ Reply Members::join(const Caller& caller, const json& args, Server::Ticket ticke
     if (auto st = validate_name(name); !st) return st.error();
     const Namespace* ns = registry_.lookup(name);
     if (!ns) return Error{ENOENT, "no namespace " + quote(name)};
-    if (!caller.is_root() && caller.uid != ns->owner)
-        return Error{EACCES, "namespace " + quote(name) + " belongs to uid " +
-                                 std::to_string(ns->owner) +
-                                 "; only its owner and root move processes into it"};
-    if (t.root && ns->owner != 0)
-        return Error{EPERM, t.label +
-                                " runs as root; root processes join only namespaces owned "
-                                "by root, and " +
-                                quote(name) + " belongs to uid " + std::to_string(ns->owner)};
 
-    uid_t view_uid = t.root ? 0 : t.uid;
-    auto own_user = proc::namespace_inode(::getpid(), "user");
-    if (own_user && t.user != *own_user) {
-        auto sat = index.user.find(t.user);
-        if (sat == index.user.end())
-            return Error{EPERM, t.label + " is in a user namespace pns did not make"};
-        if (sat->second.name != name || sat->second.uid != view_uid)
-            return Error{EPERM, t.label + " is in " + describe_location(sat->second) +
-                                    ", a user namespace of its own, which the kernel lets no "
-                                    "process leave; start it anew with 'pnsctl run --ns " +
-                                    name + " -- ...'"};
-    }
-    if (auto loc = index.mnt.find(t.mnt);
-        loc != index.mnt.end() && loc->second.name == name && loc->second.uid == view_uid) {
+    add_join_facts(t, index);
+    auto plan = join::check_join(t, *ns, by);
+    if (!plan) return Error(std::move(plan).error());
+    if (plan->kind == join::JoinPlan::Kind::kAlready) {
         set_record(pid, name, "member");
         return json{{"pid", pid}, {"name", name}, {"state", "member"}, {"already", true}};
     }
-    if (!t.root && t.gid != auth::primary_gid(t.uid))
-        return Error{EPERM, t.label + " runs with group " + std::to_string(t.gid) +
-                                ", not its user's primary group " +
-                                std::to_string(auth::primary_gid(t.uid)) +
-                                ", the only group a view maps"};
-
+    const bool root = plan->kind == join::JoinPlan::Kind::kPrimary;
     with_destination(
-        *ns, t.root, t.uid, t.gid,
-        [this, ticket, pid, name, target_pidfd = t.pidfd,
+        *ns, root, plan->uid, plan->gid,
+        [this, ticket, pid, name, target_pidfd = target.pidfd,
          identity = t.identity](Result<std::shared_ptr<Destination>> made) {
             if (!made) return answer_(ticket, Error(std::move(made).error()));
             std::uint64_t request = ++next_request_;
-            outstanding_[request] = Outstanding{ticket, pid, name, false, false};
-            outstanding_[request].pidfd = target_pidfd;
+            outstanding_[request] = Outstanding{.ticket = ticket,
+                                                .kind = Outstanding::Kind::kJoin,
+                                                .pid = pid,
+                                                .ns = name,
+                                                .pidfd = target_pidfd};
             tracer_.join(request, pid, target_pidfd, identity, std::move(*made));
         });
     return Reply::later();
@@ -706,9 +625,11 @@ Reply Members::detach(const Caller& caller, const json& args, Server::Ticket tic
     auto pid = static_cast<pid_t>(value);
     auto pidfd = pidfd_for(caller, pid);
     if (!pidfd) return Error(std::move(pidfd).error());
-    auto target = inspect(caller, pid, std::move(*pidfd));
-    if (!target) return Error(std::move(target).error());
-    const Target& t = *target;
+    Target target = inspect(pid, std::move(*pidfd));
+    const join::JoinTarget& t = target.facts;
+    const join::JoinCaller by{
+        .purpose = join::JoinCaller::Purpose::kDetach, .uid = caller.uid, .gid = caller.gid};
+    if (auto st = join::check_process(t, by); !st) return st.error();
 
     if (auto rec = records_.find(pid); rec != records_.end() && rec->second.state != "member") {
         // Not in the view yet: supervision ends, the process goes on where it is.
@@ -717,10 +638,11 @@ Reply Members::detach(const Caller& caller, const json& args, Server::Ticket tic
         return json{{"pid", pid}, {"state", "released"}};
     }
     auto index = views_.index();
-    auto loc = index.mnt.find(t.mnt);
+    auto loc = index.mnt.find(*t.mnt);
     if (loc == index.mnt.end()) return Error{ENOENT, t.label + " is not in a pns namespace"};
-    if (!t.root)
-        return Error{EPERM, t.label + " is in " + describe_location(loc->second) +
+    if (!join::runs_as_root(t.identity))
+        return Error{EPERM, t.label + " is in " +
+                                join::describe({loc->second.name, loc->second.uid}) +
                                 ", inside a user namespace of its own, which the kernel lets "
                                 "no process leave; start the program again outside the "
                                 "namespace instead"};
@@ -729,9 +651,12 @@ Reply Members::detach(const Caller& caller, const json& args, Server::Ticket tic
     dest->mnt.reset(::open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC));
     if (!dest->mnt) return sys_error("open pnsd's mount namespace");
     std::uint64_t request = ++next_request_;
-    outstanding_[request] = Outstanding{ticket, pid, loc->second.name, true, false};
-    outstanding_[request].pidfd = t.pidfd;
-    tracer_.join(request, pid, t.pidfd, t.identity, std::move(dest));
+    outstanding_[request] = Outstanding{.ticket = ticket,
+                                        .kind = Outstanding::Kind::kDetach,
+                                        .pid = pid,
+                                        .ns = loc->second.name,
+                                        .pidfd = target.pidfd};
+    tracer_.join(request, pid, target.pidfd, t.identity, std::move(dest));
     return Reply::later();
 }
 
@@ -772,20 +697,21 @@ void Members::on_tracer_events() {
             case Kind::kJoined: {
                 if (!out) break;  // a request merged into a later one (see join_for_policy)
                 json result = {{"pid", ev.pid}, {"name", ns}};
-                if (out && out->internal) {
+                if (out->kind == Outstanding::Kind::kPolicy) {
                     // It joined as it was when this join was authorized; refused since (an
                     // exec, held again): continued now that the tracer has let it go.
                     if (out->let_go && out->pidfd)
                         (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
                     set_record(ev.pid, ns, "member");
+                    const bool held = out->held == Held::kAtExec;
                     spdlog::info("policy: {} joined {}{}", label, quote(ns),
-                                 out->held ? " (it was held at exec)" : "");
-                    publish(out->held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
+                                 held ? " (it was held at exec)" : "");
+                    publish(held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
                             "cgroup policy");
                     outstanding_.erase(ev.request);
                     break;
                 }
-                if (out && out->detach) {
+                if (out->kind == Outstanding::Kind::kDetach) {
                     if (tracker_) (void)tracker_->remove_member(ev.pid);
                     records_.erase(ev.pid);
                     result["state"] = "detached";
@@ -829,10 +755,11 @@ void Members::on_tracer_events() {
                 break;
             case Kind::kFailed:
                 if (!out) break;
-                if (out->internal && out->let_go && out->pidfd) {
+                if (out->kind == Outstanding::Kind::kPolicy && out->let_go && out->pidfd) {
                     // refused meanwhile: left where it is
                     (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
-                } else if (out->internal && out->held && out->pidfd) {
+                } else if (out->kind == Outstanding::Kind::kPolicy && out->held == Held::kAtExec &&
+                           out->pidfd) {
                     (void)proc::signal_pidfd(out->pidfd->get(), SIGKILL);
                     spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
                                  label, quote(ns), ev.message);

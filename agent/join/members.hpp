@@ -2,7 +2,8 @@
 // proc.join (pnsctl attach, pnsctl run), proc.detach and proc.ls (pnsctl ps), the rules
 // about who may move which process where, and the record of every member pnsd moved.
 //
-// Rules, each checked before the process is touched:
+// Rules, each checked before the process is touched (decided in agent/join/rules.hpp, from
+// facts gathered here):
 //   - the caller owns the process (all its user and group ids are the caller's, and it is
 //     dumpable) or is root; a non-root caller moves processes only into namespaces it owns;
 //   - a process with uid 0 among its ids joins only namespaces owned by root (their primary);
@@ -74,15 +75,15 @@ class Members {
 
     // Joins `pid` for the policy of cgroup `cgroup` (which matched it for namespace `name`):
     // the namespace is the one that policy names now (use_policies), by identity. The process
-    // joins only if the namespace's owner could have attached it (auth::may_join_by_policy);
-    // one that is not the owner's at all is left where it is: not the policy owner's to hold
-    // or kill. `held`: the tracker stopped it at exec; it is continued once it is in the view,
-    // or when it is left where it is, and killed if it is the owner's but cannot join (no
-    // program it execs may run outside the view).
+    // joins only if the namespace's owner could have attached it (join::check_join); one that
+    // is not the owner's at all is left where it is: not the policy owner's to hold or kill.
+    // `held`: Held::kAtExec when the tracker stopped it at exec; it is continued once it is in
+    // the view, or when it is left where it is, and killed if it is the owner's but cannot join
+    // (no program it execs may run outside the view).
     // `pid` is opened as a pidfd at once; the second form takes the pidfd pnsd has already.
-    void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, bool held);
+    void join_for_policy(pid_t pid, const std::string& name, std::uint64_t cgroup, Held held);
     void join_for_policy(std::shared_ptr<const UniqueFd> pidfd, pid_t pid, const std::string& name,
-                         std::uint64_t cgroup, bool held);
+                         std::uint64_t cgroup, Held held);
 
     // How to find the namespace the policy of a cgroup (by id) names now; nullptr when the
     // cgroup has no policy any more.
@@ -127,16 +128,21 @@ class Members {
         std::uint64_t start_time = 0;
     };
     struct Outstanding {
+        // What the request is, and whether anyone waits for its answer.
+        enum class Kind {
+            kJoin,    // proc.join (attach, run): its client waits
+            kDetach,  // proc.detach: its client waits
+            kPolicy,  // a policy join: nobody waits for an answer
+        };
         Server::Ticket ticket;
+        Kind kind = Kind::kJoin;
         pid_t pid = 0;
         std::string ns;
-        bool detach = false;
-        bool answered = false;
-        bool internal = false;  // for a policy: nobody waits for an answer
-        bool held = false;      // held at exec: killed if the join fails
-        bool let_go = false;    // held at exec and refused meanwhile: continued once this ends
-        std::uint64_t cgroup = 0;
         std::shared_ptr<const UniqueFd> pidfd;  // the process; signals go through it
+        Held held = Held::kNo;                  // held at exec: killed if the join fails
+        std::uint64_t cgroup = 0;
+        bool answered = false;
+        bool let_go = false;  // held at exec and refused meanwhile: continued once this ends
     };
 
     Json processes(const Caller& caller, const std::string* only) const;
@@ -167,7 +173,7 @@ class Members {
     // A process a policy may not join (or whose policy is gone) stays where it is: a held one
     // is continued (after a join of it under way has ended), and the tracker's entry says
     // where it really is.
-    void let_go(const UniqueFd& pidfd, pid_t pid, bool held, const std::string& name,
+    void let_go(const UniqueFd& pidfd, pid_t pid, Held held, const std::string& name,
                 const std::string& why);
     PolicyLookup policy_namespace_;
 

@@ -403,7 +403,9 @@ class Tracer::Loop {
     void run_step(Job& job);
     void on_step_done(Job& job, long result);
     void finish(Job& job);
-    void conclude(Job& job, bool alive);
+    // How a job ended: the process let go, or dead (exited or killed while being joined).
+    enum class Ended { kLetGo, kExited };
+    void conclude(Job& job, Ended ended);
     void job_status(Job& job, int status);
     void drop_job(pid_t tid);
 
@@ -635,7 +637,7 @@ void Tracer::Loop::job_status(Job& job, int status) {
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
         // Killed by someone else while it was being joined: nothing left to restore.
         fail(job, Error{ESRCH, "exited while joining"});
-        conclude(job, false);
+        conclude(job, Ended::kExited);
         return;
     }
     if (!WIFSTOPPED(status)) return;
@@ -989,11 +991,11 @@ void Tracer::Loop::finish(Job& job) {
             if (auto st = job.dest->tracker->update_member(tid, member); !st)
                 spdlog::error("tracker: {}", st.error().message);
     }
-    conclude(job, true);
+    conclude(job, Ended::kLetGo);
 }
 
 // Reports the outcome and forgets the job (and, after an exec, the supervision).
-void Tracer::Loop::conclude(Job& job, bool alive) {
+void Tracer::Loop::conclude(Job& job, Ended ended) {
     pid_t tid = job.tid;
     auto origin = job.origin;
     auto sup = job.sup;
@@ -1021,7 +1023,7 @@ void Tracer::Loop::conclude(Job& job, bool alive) {
         case Job::Origin::kExec:
             sup->threads.erase(tid);
             supervised_.erase(tid);
-            if (!alive)
+            if (ended == Ended::kExited)
                 sup->end_reason = "exited";
             else if (error)
                 sup->end_reason = "its exec could not join: " + error->message;
@@ -1314,9 +1316,9 @@ std::vector<TraceEvent> Tracer::take_events() {
 
 void Tracer::join(std::uint64_t request, pid_t pid, std::shared_ptr<const UniqueFd> pidfd,
                   proc::Identity authorized, std::shared_ptr<const Destination> destination,
-                  bool resume) {
+                  Held held) {
     post(Command{Command::Kind::kJoin, request, pid, std::move(pidfd), std::move(authorized),
-                 std::move(destination), resume});
+                 std::move(destination), held == Held::kAtExec});
 }
 
 void Tracer::release(pid_t pid) {

@@ -73,6 +73,10 @@ struct Destination {
     std::uint64_t cgroup = 0;
 };
 
+// Whether a process to join is held: stopped by the tracker at its exec (bpf/tracker.bpf.c)
+// until its policy join is done, and continued (SIGCONT) once it is in the view.
+enum class Held { kNo, kAtExec };
+
 struct TraceEvent {
     enum class Kind {
         kJoined,       // the process is in the view
@@ -109,10 +113,10 @@ class Tracer {
     // `authorized` when it stops (a supervised one: at each fork and at its exec). The pidfd
     // is checked once the process is stopped, so a pid reused since pnsd opened it is left
     // alone. Answers with kJoined, kSupervising, kPending or kFailed, then more events.
-    // `resume`: the process is held (stopped by the tracker at exec): SIGCONT once it joined.
+    // `held`: Held::kAtExec when the tracker stopped it at exec: SIGCONT once it joined.
     void join(std::uint64_t request, pid_t pid, std::shared_ptr<const UniqueFd> pidfd,
               proc::Identity authorized, std::shared_ptr<const Destination> destination,
-              bool resume = false);
+              Held held = Held::kNo);
 
     // Ends the supervision of `pid` (its threads are let go, nothing else changes).
     void release(pid_t pid);

@@ -250,7 +250,7 @@ void Policies::join_present(const Policy& policy) {
     if (!dir) return;
     std::vector<pid_t> pids;
     read_procs(dir.get(), 0, pids);
-    for (pid_t pid : pids) members_.join_for_policy(pid, name, policy.id, false);
+    for (pid_t pid : pids) members_.join_for_policy(pid, name, policy.id, Held::kNo);
 }
 
 Result<json> Policies::set(const Caller& caller, const json& args) {
