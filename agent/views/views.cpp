@@ -31,6 +31,7 @@
 #include <sstream>
 
 #include "agent/views/mount.hpp"
+#include "agent/views/plan.hpp"
 #include "agent/proc.hpp"
 #include "agent/trusted_dir.hpp"
 #include "agent/views/unions.hpp"
@@ -899,33 +900,34 @@ class Editor {
           journal_(std::move(journal)),
           skeletons_(std::move(skeletons)) {}
 
-    // Whether the mount of an entry can be taken off and put back as it is: only when it
-    // holds nothing of the entries below it. A read-only copy, a union or a skeleton captures
-    // the view beneath as it was when it was made, so those are made anew.
-    static bool reusable(const Entry& entry, bool skeleton) {
-        if (skeleton) return false;
-        if (entry.kind == EntryKind::kBind) return entry.mode == UnionMode::kReplace;
-        return entry.kind == EntryKind::kTmpfs || entry.kind == EntryKind::kHide;
+    // Takes the top entry of `list` off, keeping it as a detached tree if `park` (for an
+    // identical entry put on later: the plan's reusable ones, agent/views/plan.hpp). The
+    // mount is found by its ID, wherever it is now, and unmounted by descriptor.
+    template <typename List>
+    Status take_off_top(List& list, bool park) {
+        auto& top = list.back();
+        auto at = view_.find(top.mount_id);
+        if (!at)
+            return Error{EIO, "the mount of " + quote(format_entry(top.entry)) + " in view " +
+                                  quote(name_) + " is not as pnsd made it: " + at.error().message};
+        if (park) {
+            auto saved = mnt::clone_tree(at->get(), "");
+            if (!saved) return saved.error();
+            parked_.push_back({top.entry, std::move(*saved)});
+        }
+        if (auto st = view_.detach(at->get()); !st) return st;
+        list.pop_back();
+        return {};
     }
 
-    // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
-    // Each mount is found by its ID, wherever it is now, and unmounted by descriptor.
+    // Takes the entries of `list` past `from` off, top first, keeping the reusable ones as
+    // detached trees.
     template <typename List>
     Status take_off(List& list, std::size_t from) {
         while (list.size() > from) {
-            auto& top = list.back();
-            auto at = view_.find(top.mount_id);
-            if (!at)
-                return Error{EIO, "the mount of " + quote(format_entry(top.entry)) + " in view " +
-                                      quote(name_) +
-                                      " is not as pnsd made it: " + at.error().message};
-            if (reusable(top.entry, top.skeleton)) {
-                auto saved = mnt::clone_tree(at->get(), "");
-                if (!saved) return saved.error();
-                parked_.push_back({top.entry, std::move(*saved)});
-            }
-            if (auto st = view_.detach(at->get()); !st) return st;
-            list.pop_back();
+            if (auto st = take_off_top(list, reusable(list.back().entry, list.back().skeleton));
+                !st)
+                return st;
         }
         return {};
     }
@@ -1518,30 +1520,21 @@ Status Views::realize(const Namespace& full, const Resolver& resolver) {
 Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
                    std::vector<Applied>& applied) {
     const auto& wanted = ns.table.entries;
-    std::size_t keep = 0;
-    while (keep < applied.size() && keep < wanted.size() && applied[keep].entry == wanted[keep])
-        ++keep;
-    if (keep == applied.size() && keep == wanted.size()) return {};
+    std::vector<AppliedEntry> as_applied;
+    as_applied.reserve(applied.size());
+    for (const auto& a : applied) as_applied.push_back({a.entry, a.skeleton});
+    const EditPlan plan = plan_edit(as_applied, wanted);
+    if (!plan.changes()) return {};
+    const std::size_t keep = plan.keep;
 
     // Paths are looked up as the requester for a new entry; an entry made anew beneath a
     // change (its requester is not here) as the owner, its SRC in the host's view.
     Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
-    std::vector<Entry> coming_back, leaving;
-    for (std::size_t i = keep; i < applied.size(); ++i) {
-        leaving.push_back(applied[i].entry);
-        if (Editor::reusable(applied[i].entry, applied[i].skeleton))
-            coming_back.push_back(applied[i].entry);
-    }
-    std::vector<bool> by_owner(wanted.size());
-    bool any_new = false;
-    for (std::size_t j = keep; j < wanted.size(); ++j) {
-        by_owner[j] = std::find(leaving.begin(), leaving.end(), wanted[j]) != leaving.end();
-        any_new = any_new || !by_owner[j];
-    }
     auto owner_id = identity_of(owner);
     if (!owner_id) return owner_id.error();
     // (An edit that only takes entries off needs nothing of the requester.)
-    auto requester_id = any_new ? identity_of(resolver) : Result<Identity>(*owner_id);
+    auto requester_id =
+        plan.needs_requester() ? identity_of(resolver) : Result<Identity>(*owner_id);
     if (!requester_id) return requester_id.error();
     // What hides a file: an empty file of pnsd's own, in the host.
     // (Outside <runtime>/views: mounts there are unbindable.)
@@ -1556,13 +1549,10 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
 
     // Outside the view: the sources of binds that cannot come back as they were.
     std::vector<std::optional<Source>> prepared(wanted.size());
-    for (std::size_t j = keep; j < wanted.size(); ++j) {
+    for (const auto& put : plan.put_on) {
+        if (put.reused) continue;
+        const std::size_t j = put.index;
         const Entry& entry = wanted[j];
-        if (auto back = std::find(coming_back.begin(), coming_back.end(), entry);
-            back != coming_back.end()) {
-            coming_back.erase(back);
-            continue;
-        }
         if (entry.kind == EntryKind::kHide) {
             auto tree = hider();
             if (!tree) return tree.error();
@@ -1574,8 +1564,8 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
             return Error::invalid("'" + format_entry(entry) +
                                   "': overlayfs always searches its writable layer first, so "
                                   "-c works with -b only");
-        const Resolver& who = by_owner[j] ? owner : resolver;
-        const Identity& as = by_owner[j] ? *owner_id : *requester_id;
+        const Resolver& who = put.as_owner ? owner : resolver;
+        const Identity& as = put.as_owner ? *owner_id : *requester_id;
         auto source = resolve_source(host_.get(), proc_fds_.get(), who, as, entry.source,
                                      entry.create ? work_dir_name(entry.source, ns.name) : "",
                                      entry.mode != UnionMode::kReplace);
@@ -1584,9 +1574,10 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
     }
     // Old entries that must be made anew on the way back, should the edit fail.
     std::vector<std::optional<Source>> restore_sources(applied.size());
-    for (std::size_t i = keep; i < applied.size(); ++i) {
+    for (const auto& back : plan.undo) {
+        if (!back.remade) continue;
+        const std::size_t i = back.index;
         const Entry& entry = applied[i].entry;
-        if (Editor::reusable(entry, applied[i].skeleton)) continue;
         if (entry.kind == EntryKind::kHide) {
             if (auto tree = hider()) restore_sources[i] = std::move(*tree);
             continue;
@@ -1619,12 +1610,15 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
                 return append_journal(journal.get(), JournalRecord{path, under, id});
             },
             std::move(skeletons));
+        // The plan's undo: what is above the kept prefix now (what this edit put on, or
+        // what it had not yet taken off) comes off, then the applied entries go back on.
         auto restore = [&]() -> Status {
             if (auto st = editor.take_off(now, keep); !st) return st;
-            for (std::size_t i = keep; i < applied.size(); ++i) {
-                auto back = editor.put_on<Applied>(applied[i].entry, restore_sources[i], *owner_id);
-                if (!back) return back.error();
-                now.push_back(std::move(*back));
+            for (const auto& back : plan.undo) {
+                auto put = editor.put_on<Applied>(applied[back.index].entry,
+                                                  restore_sources[back.index], *owner_id);
+                if (!put) return put.error();
+                now.push_back(std::move(*put));
             }
             return {};
         };
@@ -1635,12 +1629,15 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
                              error.message + "; undoing it failed too: " + undone.error().message};
             return error;
         };
-        if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
-        for (std::size_t j = keep; j < wanted.size(); ++j) {
-            auto put = editor.put_on<Applied>(wanted[j], prepared[j],
-                                              by_owner[j] ? *owner_id : *requester_id);
-            if (!put) return fail(std::move(put).error());
-            now.push_back(std::move(*put));
+        // `now` is `applied` until the first take-off: the plan's indices are its top.
+        for (const auto& off : plan.take_off) {
+            if (auto st = editor.take_off_top(now, off.park); !st) return fail(st.error());
+        }
+        for (const auto& put : plan.put_on) {
+            auto made = editor.put_on<Applied>(wanted[put.index], prepared[put.index],
+                                               put.as_owner ? *owner_id : *requester_id);
+            if (!made) return fail(std::move(made).error());
+            now.push_back(std::move(*made));
         }
         return {};
     }();
