@@ -30,6 +30,7 @@
 #include <optional>
 #include <sstream>
 
+#include "agent/views/explain.hpp"
 #include "agent/views/mount.hpp"
 #include "agent/views/plan.hpp"
 #include "agent/proc.hpp"
@@ -1783,54 +1784,8 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
 }
 
 Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& path) {
-    // The last entry at or above `path` decides; its DST prefix is replaced by its SRC. A deny
-    // entry serves nothing; it only says that members may not open the file.
-    json denied = nullptr;
-    for (std::size_t i = 0; i < ns.table.entries.size(); ++i) {
-        const Entry& e = ns.table.entries[i];
-        if (e.kind == EntryKind::kDeny && e.target == path) denied = i + 1;
-    }
-    for (auto it = ns.table.entries.rbegin(); it != ns.table.entries.rend(); ++it) {
-        const Entry& e = *it;
-        if (e.kind == EntryKind::kDeny) continue;
-        bool covers = path == e.target || e.target == "/" ||
-                      (path.starts_with(e.target) && path[e.target.size()] == '/');
-        if (!covers) continue;
-        std::size_t index = static_cast<std::size_t>(ns.table.entries.rend() - it);
-        std::string rest = e.target == "/" ? path : path.substr(e.target.size());
-        json j = {{"path", path}, {"entry", index}, {"line", format_entry(e)}};
-        if (!denied.is_null()) j["denied_by_entry"] = denied;
-        switch (e.kind) {
-            case EntryKind::kBind: {
-                std::string from = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
-                j["resolves_to"] = from;
-                // A union searches its layers in order; the first that has the name serves it.
-                if (e.mode == UnionMode::kBefore) j["layers"] = {from, path};
-                if (e.mode == UnionMode::kAfter) {
-                    j["layers"] = {path, from};
-                    j["resolves_to"] = path;
-                }
-                if (e.mode != UnionMode::kReplace) j["union"] = true;
-                break;
-            }
-            case EntryKind::kHide:
-                j["hidden"] = true;
-                break;
-            case EntryKind::kReadOnly:
-                j["read_only"] = true;
-                j["resolves_to"] = path;
-                break;
-            case EntryKind::kTmpfs:
-                j["private_tmpfs"] = true;
-                break;
-            case EntryKind::kDeny:
-                break;
-        }
-        return j;
-    }
-    json j = {{"path", path}, {"entry", nullptr}, {"resolves_to", path}};
-    if (!denied.is_null()) j["denied_by_entry"] = denied;
-    return j;
+    // Read from the table alone: no lookup in the view (agent/views/explain.hpp).
+    return to_json(explain_path(ns.table, path), ns.table);
 }
 
 }  // namespace pns::agent
