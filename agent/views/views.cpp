@@ -31,8 +31,10 @@
 #include <sstream>
 
 #include "agent/views/explain.hpp"
+#include "agent/views/files.hpp"
 #include "agent/views/mount.hpp"
 #include "agent/views/plan.hpp"
+#include "agent/views/sources.hpp"
 #include "agent/proc.hpp"
 #include "agent/trusted_dir.hpp"
 #include "agent/views/unions.hpp"
@@ -41,40 +43,11 @@
 
 namespace pns::agent {
 
+using namespace detail;
+
 namespace {
 
 using nlohmann::json;
-
-Status make_dir(const std::string& path, mode_t mode) {
-    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
-        return sys_error("create directory '" + path + "'");
-    return {};
-}
-
-Result<std::string> read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Error::from_errno(errno ? errno : ENOENT, "read '" + path + "'");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-// Writes `path` through a temporary file and rename, so a reader sees old or new.
-Status write_text(const std::string& path, const std::string& text) {
-    std::string temp = path + ".tmp";
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error("create '" + temp + "'");
-    std::string_view rest = text;
-    while (!rest.empty()) {
-        ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sys_error("write '" + temp + "'");
-        rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    fd.reset();
-    if (::rename(temp.c_str(), path.c_str()) != 0) return sys_error("rename '" + temp + "'");
-    return {};
-}
 
 // Whether the mount at "/" of the calling thread's namespace is in a shared peer group.
 Result<bool> root_is_shared() {
@@ -93,276 +66,6 @@ Result<bool> root_is_shared() {
         return shared;
     }
     return Error{ENOENT, "no mount at '/' in mountinfo"};
-}
-
-std::string parent_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// The overlayfs work directory a -c union makes beside its SRC: one per namespace, so two
-// namespaces with the same SRC do not share it.
-std::string work_dir_name(const std::string& source, const std::string& view) {
-    return "." + source.substr(source.rfind('/') + 1) + ".pns-work." + view;
-}
-
-std::string join(const std::string& dir, const std::string& name) {
-    return dir == "/" ? "/" + name : dir + "/" + name;
-}
-
-// Whose file-system credentials a lookup is made with.
-using Identity = Credentials;
-
-// The file-system credentials of the worker thread switched to a user's for a scope. Raw
-// system calls on purpose: glibc's setgroups() changes every thread of the process, and only
-// this thread may look at the file system as the user. When fsuid leaves 0 the kernel drops
-// the file-system capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and restores
-// them when it returns (security/commoncap.c: cap_task_fix_setuid), so every lookup is checked
-// exactly as the user's own would be.
-class ScopedFsCredentials {
-  public:
-    static Result<ScopedFsCredentials> become(const Identity& who) {
-        return become(who.uid, who.gid, who.groups);
-    }
-    static Result<ScopedFsCredentials> become(uid_t uid, gid_t gid,
-                                              const std::vector<gid_t>& groups) {
-        if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
-            return sys_error("setgroups");
-        ScopedFsCredentials scope;
-        ::syscall(SYS_setfsgid, gid);
-        ::syscall(SYS_setfsuid, uid);
-        // setfsuid(2) reports no error; asking again tells whether it took effect.
-        if (static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) != uid ||
-            static_cast<gid_t>(::syscall(SYS_setfsgid, -1)) != gid)
-            return Error{EPERM, "could not take the caller's file-system credentials"};
-        return scope;
-    }
-    ScopedFsCredentials(ScopedFsCredentials&& other) noexcept : active_(other.active_) {
-        other.active_ = false;
-    }
-    ScopedFsCredentials& operator=(ScopedFsCredentials&&) = delete;
-    ~ScopedFsCredentials() {
-        if (!active_) return;
-        ::syscall(SYS_setfsuid, 0);
-        ::syscall(SYS_setfsgid, 0);
-        ::syscall(SYS_setgroups, 0, nullptr);
-    }
-
-  private:
-    ScopedFsCredentials() = default;
-    bool active_ = true;
-};
-
-// The supplementary groups of a process, from /proc/PID/status.
-Result<std::vector<gid_t>> process_groups(pid_t pid) {
-    auto text = read_text("/proc/" + std::to_string(pid) + "/status");
-    if (!text) return Error(std::move(text).error());
-    std::istringstream lines(*text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        if (!line.starts_with("Groups:")) continue;
-        std::istringstream fields(line.substr(7));
-        std::vector<gid_t> groups;
-        gid_t gid;
-        while (fields >> gid) groups.push_back(gid);
-        return groups;
-    }
-    return Error{EINVAL, "no Groups: line for pid " + std::to_string(pid)};
-}
-
-// The supplementary groups of a user, for lookups made on their behalf without a process.
-std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
-    std::vector<char> buf(16384);
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return {gid};
-    std::vector<gid_t> groups(64);
-    int n = static_cast<int>(groups.size());
-    if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
-        groups.resize(static_cast<std::size_t>(n));
-        ::getgrouplist(pw.pw_name, gid, groups.data(), &n);
-    }
-    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
-    return groups;
-}
-
-// The requester's identity: its groups as the kernel has them now, when it is a process that
-// is still the one that asked (its pidfd), else the user's groups from the user database.
-Result<Identity> identity_of(const Resolver& who) {
-    Identity id{who.uid, who.gid, {}};
-    if (who.pid > 0) {
-        auto groups = process_groups(who.pid);
-        if (!groups || !proc::pidfd_alive(who.pidfd))
-            return Error{ESRCH, "the requesting process is gone"};
-        id.groups = std::move(*groups);
-    } else {
-        id.groups = user_groups(who.uid, who.gid);
-    }
-    return id;
-}
-
-// openat2(2): the RESOLVE_* flags bound every step of a lookup, not only its end.
-UniqueFd open_at(int dir, const std::string& path, std::uint64_t flags, std::uint64_t resolve) {
-    open_how how{};
-    how.flags = flags | O_CLOEXEC;
-    how.resolve = resolve;
-    return UniqueFd(static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how)));
-}
-
-// An absolute path of a table as openat2 takes it below a root descriptor.
-std::string relative(const std::string& path) {
-    return path == "/" ? "." : path.substr(1);
-}
-
-// A user's path, followed as that user would from the root it is given: symbolic links
-// resolved against that root and never out of it, and no /proc magic links (they lead wherever
-// their process can reach, whatever the root).
-constexpr std::uint64_t kAsUser = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-// One name pnsd made or checks itself, below a descriptor: no link, no other mount.
-constexpr std::uint64_t kOneName =
-    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-// A path the kernel gave (statmount, d_path) or pnsd's own: it holds no link, so none that
-// appears there since is followed.
-constexpr std::uint64_t kNoLinks = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-
-bool same_file(int a, int b) {
-    struct stat sa {
-    }, sb{};
-    return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
-std::string base_name(const std::string& path) {
-    return path.substr(path.rfind('/') + 1);
-}
-
-// A bind's source as the requester found it.
-struct Source {
-    UniqueFd tree;  // a detached copy of SRC; for a -c union, of the directory that holds it
-    // -c: SRC and overlayfs's work directory beside it, as found, and their names in `tree`
-    UniqueFd upper, work;
-    std::string upper_name, work_name;
-    // A union's: whose rights overlayfs works with, when not root's (for -c,
-    // unions::writable_mounter; for -b and -a, an ordinary user's own)
-    std::optional<Credentials> mounter;
-};
-
-// A user's credentials from the user database, for a union made as the owner of its SRC.
-Credentials user_credentials(uid_t uid) {
-    gid_t gid = auth::primary_gid(uid);
-    return Credentials{uid, gid, user_groups(uid, gid)};
-}
-
-// SRC as the requester sees it: looked up once, in the requester's own mount namespace, below
-// its root, with its credentials, and copied (open_tree) from that descriptor. A source the
-// requester cannot reach is refused here, so a view never shows anyone what they could not
-// see themselves.
-//
-// With `work_dir`, SRC is the writable layer of a -c union: overlayfs needs its work directory
-// on the same mount, beside it, so the copy is of the directory that holds SRC (found from SRC
-// itself, so a link as SRC leads to the directory that holds its target), and the work
-// directory is made there as the union's mounter (unions::writable_mounter: the requester, or
-// for root the owner of SRC), who owns it. overlayfs looks its layers up with the mounter's
-// credentials, so it is given these descriptors, never a path (build_union). A `union_layer`
-// of an ordinary user's read-only union is theirs too (Source::mounter).
-Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const Identity& as,
-                              const std::string& source, const std::string& work_dir = {},
-                              bool union_layer = false) {
-    UniqueFd root, ns;
-    if (who.pid > 0) {
-        // The requester's pidfd (taken when it connected) keeps its pid from being reused
-        // while its root and namespace are opened: if it is gone by the check below, what was
-        // opened may belong to a process that reused its pid.
-        std::string proc = "/proc/" + std::to_string(who.pid);
-        root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-        ns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
-        if (!root || !ns || !proc::pidfd_alive(who.pidfd))
-            return Error{ESRCH, "the requesting process is gone"};
-    } else {
-        root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-        if (!root) return sys_error("open '/'");
-    }
-
-    std::optional<ScopedMountNamespace> in_caller_view;
-    if (ns) {
-        auto entered = ScopedMountNamespace::enter(host, ns.get());
-        if (!entered) return Error(std::move(entered).error());
-        in_caller_view.emplace(std::move(*entered));
-    }
-    std::string as_uid = " (looked up as uid " + std::to_string(as.uid) + " in its own view)";
-    Source found;
-    UniqueFd copy_of;
-    {
-        auto as_user = ScopedFsCredentials::become(as);
-        if (!as_user) return Error(std::move(as_user).error());
-        UniqueFd src = open_at(root.get(), relative(source), O_PATH, kAsUser);
-        if (!src) return Error::from_errno(errno, "SRC " + quote(source) + as_uid);
-        if (work_dir.empty()) {
-            copy_of = std::move(src);
-        } else {
-            struct stat st {
-            }, top{};
-            if (::fstat(src.get(), &st) != 0 || !S_ISDIR(st.st_mode))
-                return Error::invalid("a union needs a directory at SRC " + quote(source));
-            // ".." of the requester's own root would leave it.
-            if (::fstat(root.get(), &top) == 0 && st.st_dev == top.st_dev &&
-                st.st_ino == top.st_ino)
-                return Error::invalid("SRC " + quote(source) +
-                                      " is the root of its view: -c needs the directory that "
-                                      "holds SRC, for overlayfs's work directory");
-            UniqueFd parent = open_at(src.get(), "..", O_PATH | O_DIRECTORY,
-                                      RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
-            if (!parent && errno == EXDEV)
-                return Error::invalid("SRC " + quote(source) +
-                                      " is the root of a mount: -c needs the directory that "
-                                      "holds SRC on the same mount, for overlayfs's work "
-                                      "directory");
-            if (!parent)
-                return Error::from_errno(errno,
-                                         "the directory holding SRC " + quote(source) + as_uid);
-            auto mounter = unions::writable_mounter(as, st, user_credentials);
-            if (!mounter)
-                return Error{mounter.error().code,
-                             "bind -c of " + quote(source) + ": " + mounter.error().message};
-            found.mounter = std::move(*mounter);
-            found.upper = std::move(src);
-            found.work_name = work_dir;
-            copy_of = std::move(parent);
-        }
-    }
-    if (found.mounter) {
-        // The work directory is the mounter's: overlayfs makes its own directories in it, with
-        // mode 0, as the mounter (fs/overlayfs/super.c: ovl_workdir_create).
-        const Credentials& mounter = *found.mounter;
-        auto as_mounter = ScopedFsCredentials::become(mounter);
-        if (!as_mounter) return Error(std::move(as_mounter).error());
-        if (::mkdirat(copy_of.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
-            return Error::from_errno(errno, "make overlayfs work directory " + quote(work_dir) +
-                                                " beside SRC " + quote(source) + " as uid " +
-                                                std::to_string(mounter.uid));
-        found.work = open_at(copy_of.get(), work_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
-        struct stat work {};
-        if (!found.work || ::fstat(found.work.get(), &work) != 0 || work.st_uid != mounter.uid)
-            return Error{EEXIST, quote(work_dir) + " beside SRC " + quote(source) +
-                                     " exists and is not a directory of uid " +
-                                     std::to_string(mounter.uid)};
-    }
-    if (union_layer && work_dir.empty() && !as.is_root()) found.mounter = as;
-    if (found.upper) {
-        // SRC's name in the directory that holds it, as the kernel names it now; build_union
-        // checks that it still leads to the same directory.
-        auto path = mnt::path_of(proc_fds, found.upper.get());
-        if (!path)
-            return Error{path.error().code, "SRC " + quote(source) + ": " + path.error().message};
-        found.upper_name = base_name(*path);
-    }
-    // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
-    // __do_loopback), which is why the lookup above entered it.
-    auto tree = mnt::clone_tree(copy_of.get(), "");
-    if (!tree)
-        return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
-    found.tree = std::move(*tree);
-    return found;
 }
 
 // Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
@@ -759,42 +462,6 @@ Result<UniqueFd> Views::open_or_create_primary(const std::string& name) {
         if (!configured) return configured.error();
         return created;
     });
-}
-
-Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) const {
-    std::string path = view_dir(name) + "/state.json";
-    auto text = read_text(path);
-    if (!text) {
-        if (text.error().code == ENOENT) return std::vector<Applied>{};
-        return Error(std::move(text).error());
-    }
-    json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("applied") || !j["applied"].is_array())
-        return Error{EIO, "'" + path + "' is corrupt"};
-    std::vector<Applied> applied;
-    for (const auto& a : j["applied"]) {
-        auto entry = protocol::entry_from_json(a.value("entry", json::object()));
-        if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned() ||
-            !a.contains("path") || !a["path"].is_string())
-            return Error{EIO, "'" + path + "' is corrupt"};
-        std::string at = a["path"].get<std::string>();
-        // Older pnsds wrote no "skeleton": theirs were the entries not mounted at DST.
-        bool skeleton = a.value("skeleton", at != entry->target);
-        applied.push_back({std::move(*entry), std::move(at), a["mount_id"].get<std::uint64_t>(),
-                           a.value("under_id", std::uint64_t{0}), skeleton});
-    }
-    return applied;
-}
-
-Status Views::save_state(const std::string& name, const std::vector<Applied>& applied) const {
-    json list = json::array();
-    for (const auto& a : applied)
-        list.push_back({{"entry", protocol::entry_to_json(a.entry)},
-                        {"path", a.path},
-                        {"mount_id", a.mount_id},
-                        {"under_id", a.under_id},
-                        {"skeleton", a.skeleton}});
-    return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
 }
 
 namespace {
@@ -1423,35 +1090,6 @@ class Editor {
 
 }  // namespace
 
-std::vector<Views::JournalRecord> Views::load_journal(const std::string& name) const {
-    std::vector<JournalRecord> records;
-    std::ifstream in(view_dir(name) + "/journal");
-    std::string line;
-    while (std::getline(in, line)) {
-        json j = json::parse(line, nullptr, false);
-        // A line cut short by a crash is the one record that was never acted on.
-        if (j.is_discarded() || !j.is_object() || !j.contains("path") || !j["path"].is_string())
-            continue;
-        records.push_back({j["path"].get<std::string>(), j.value("under_id", std::uint64_t{0}),
-                           j.value("mount_id", std::uint64_t{0})});
-    }
-    return records;
-}
-
-Status Views::append_journal(int journal, const JournalRecord& record) {
-    std::string line =
-        json{{"path", record.path}, {"under_id", record.under_id}, {"mount_id", record.mount_id}}
-            .dump() +
-        "\n";
-    if (::write(journal, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        return sys_error("write the journal");
-    return {};
-}
-
-void Views::clear_journal(const std::string& name) const {
-    ::unlink((view_dir(name) + "/journal").c_str());
-}
-
 void Views::scrub(int primary, const std::vector<Applied>& applied,
                   const std::vector<JournalRecord>& journal) {
     std::vector<JournalRecord> records;
@@ -1675,17 +1313,6 @@ Status Views::destroy(const std::string& name) {
             return sys_error("remove '" + view + "'");
         return {};
     });
-}
-
-Result<std::string> Views::identity(const std::string& name) const {
-    auto text = read_text(view_dir(name) + "/id");
-    if (!text) return Error(std::move(text).error());
-    while (!text->empty() && text->back() == '\n') text->pop_back();
-    return text;
-}
-
-Status Views::set_identity(const std::string& name, const NamespaceId& id) const {
-    return write_text(view_dir(name) + "/id", id.hex() + "\n");
 }
 
 Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver& resolver) {
