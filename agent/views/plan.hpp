@@ -2,11 +2,11 @@
 // applied in the view and the entries wanted, without touching the kernel (Views::edit carries
 // it out, agent/views/views.cpp).
 //
-// Each entry is one mount stacked at its DST in table order, and a mount can only come off
-// from the top of what is stacked after it (a mount beneath another cannot be lifted out
-// without taking the one above with it). So an edit keeps the longest common prefix of the
-// two lists, takes the rest of the applied entries off, top first, and puts the rest of the
-// wanted ones on, in order. A mount taken off is kept as a detached tree, and put back as it
+// Each entry is one mount stacked at its DST in table order, its DST looked up in the view the
+// entries before it made, so everything after a changed entry is taken off and put on again;
+// and pnsd takes a mount off only where nothing covers it (InView::find, editor.hpp). So an
+// edit keeps the longest common prefix of the two lists, takes the rest of the applied
+// entries off, top first, and puts the rest of the wanted ones on, in order. A mount taken off is kept as a detached tree, and put back as it
 // is for an identical wanted entry, when it holds nothing of the entries below it (reusable).
 // A failed edit is undone the same way: what it put on comes off, top first, and the entries
 // it took off go back on, in their order.
