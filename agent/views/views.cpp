@@ -30,7 +30,12 @@
 #include <optional>
 #include <sstream>
 
+#include "agent/views/editor.hpp"
+#include "agent/views/explain.hpp"
+#include "agent/views/files.hpp"
 #include "agent/views/mount.hpp"
+#include "agent/views/plan.hpp"
+#include "agent/views/sources.hpp"
 #include "agent/proc.hpp"
 #include "agent/trusted_dir.hpp"
 #include "agent/views/unions.hpp"
@@ -39,40 +44,11 @@
 
 namespace pns::agent {
 
+using namespace detail;
+
 namespace {
 
 using nlohmann::json;
-
-Status make_dir(const std::string& path, mode_t mode) {
-    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
-        return sys_error("create directory '" + path + "'");
-    return {};
-}
-
-Result<std::string> read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return Error::from_errno(errno ? errno : ENOENT, "read '" + path + "'");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-// Writes `path` through a temporary file and rename, so a reader sees old or new.
-Status write_text(const std::string& path, const std::string& text) {
-    std::string temp = path + ".tmp";
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error("create '" + temp + "'");
-    std::string_view rest = text;
-    while (!rest.empty()) {
-        ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sys_error("write '" + temp + "'");
-        rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    fd.reset();
-    if (::rename(temp.c_str(), path.c_str()) != 0) return sys_error("rename '" + temp + "'");
-    return {};
-}
 
 // Whether the mount at "/" of the calling thread's namespace is in a shared peer group.
 Result<bool> root_is_shared() {
@@ -91,276 +67,6 @@ Result<bool> root_is_shared() {
         return shared;
     }
     return Error{ENOENT, "no mount at '/' in mountinfo"};
-}
-
-std::string parent_of(const std::string& path) {
-    auto slash = path.rfind('/');
-    return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-// The overlayfs work directory a -c union makes beside its SRC: one per namespace, so two
-// namespaces with the same SRC do not share it.
-std::string work_dir_name(const std::string& source, const std::string& view) {
-    return "." + source.substr(source.rfind('/') + 1) + ".pns-work." + view;
-}
-
-std::string join(const std::string& dir, const std::string& name) {
-    return dir == "/" ? "/" + name : dir + "/" + name;
-}
-
-// Whose file-system credentials a lookup is made with.
-using Identity = Credentials;
-
-// The file-system credentials of the worker thread switched to a user's for a scope. Raw
-// system calls on purpose: glibc's setgroups() changes every thread of the process, and only
-// this thread may look at the file system as the user. When fsuid leaves 0 the kernel drops
-// the file-system capabilities (CAP_DAC_OVERRIDE, ...) from the effective set, and restores
-// them when it returns (security/commoncap.c: cap_task_fix_setuid), so every lookup is checked
-// exactly as the user's own would be.
-class ScopedFsCredentials {
-  public:
-    static Result<ScopedFsCredentials> become(const Identity& who) {
-        return become(who.uid, who.gid, who.groups);
-    }
-    static Result<ScopedFsCredentials> become(uid_t uid, gid_t gid,
-                                              const std::vector<gid_t>& groups) {
-        if (::syscall(SYS_setgroups, groups.size(), groups.data()) != 0)
-            return sys_error("setgroups");
-        ScopedFsCredentials scope;
-        ::syscall(SYS_setfsgid, gid);
-        ::syscall(SYS_setfsuid, uid);
-        // setfsuid(2) reports no error; asking again tells whether it took effect.
-        if (static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) != uid ||
-            static_cast<gid_t>(::syscall(SYS_setfsgid, -1)) != gid)
-            return Error{EPERM, "could not take the caller's file-system credentials"};
-        return scope;
-    }
-    ScopedFsCredentials(ScopedFsCredentials&& other) noexcept : active_(other.active_) {
-        other.active_ = false;
-    }
-    ScopedFsCredentials& operator=(ScopedFsCredentials&&) = delete;
-    ~ScopedFsCredentials() {
-        if (!active_) return;
-        ::syscall(SYS_setfsuid, 0);
-        ::syscall(SYS_setfsgid, 0);
-        ::syscall(SYS_setgroups, 0, nullptr);
-    }
-
-  private:
-    ScopedFsCredentials() = default;
-    bool active_ = true;
-};
-
-// The supplementary groups of a process, from /proc/PID/status.
-Result<std::vector<gid_t>> process_groups(pid_t pid) {
-    auto text = read_text("/proc/" + std::to_string(pid) + "/status");
-    if (!text) return Error(std::move(text).error());
-    std::istringstream lines(*text);
-    std::string line;
-    while (std::getline(lines, line)) {
-        if (!line.starts_with("Groups:")) continue;
-        std::istringstream fields(line.substr(7));
-        std::vector<gid_t> groups;
-        gid_t gid;
-        while (fields >> gid) groups.push_back(gid);
-        return groups;
-    }
-    return Error{EINVAL, "no Groups: line for pid " + std::to_string(pid)};
-}
-
-// The supplementary groups of a user, for lookups made on their behalf without a process.
-std::vector<gid_t> user_groups(uid_t uid, gid_t gid) {
-    std::vector<char> buf(16384);
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) != 0 || !found) return {gid};
-    std::vector<gid_t> groups(64);
-    int n = static_cast<int>(groups.size());
-    if (::getgrouplist(pw.pw_name, gid, groups.data(), &n) < 0) {
-        groups.resize(static_cast<std::size_t>(n));
-        ::getgrouplist(pw.pw_name, gid, groups.data(), &n);
-    }
-    groups.resize(static_cast<std::size_t>(std::max(n, 0)));
-    return groups;
-}
-
-// The requester's identity: its groups as the kernel has them now, when it is a process that
-// is still the one that asked (its pidfd), else the user's groups from the user database.
-Result<Identity> identity_of(const Resolver& who) {
-    Identity id{who.uid, who.gid, {}};
-    if (who.pid > 0) {
-        auto groups = process_groups(who.pid);
-        if (!groups || !proc::pidfd_alive(who.pidfd))
-            return Error{ESRCH, "the requesting process is gone"};
-        id.groups = std::move(*groups);
-    } else {
-        id.groups = user_groups(who.uid, who.gid);
-    }
-    return id;
-}
-
-// openat2(2): the RESOLVE_* flags bound every step of a lookup, not only its end.
-UniqueFd open_at(int dir, const std::string& path, std::uint64_t flags, std::uint64_t resolve) {
-    open_how how{};
-    how.flags = flags | O_CLOEXEC;
-    how.resolve = resolve;
-    return UniqueFd(static_cast<int>(::syscall(SYS_openat2, dir, path.c_str(), &how, sizeof how)));
-}
-
-// An absolute path of a table as openat2 takes it below a root descriptor.
-std::string relative(const std::string& path) {
-    return path == "/" ? "." : path.substr(1);
-}
-
-// A user's path, followed as that user would from the root it is given: symbolic links
-// resolved against that root and never out of it, and no /proc magic links (they lead wherever
-// their process can reach, whatever the root).
-constexpr std::uint64_t kAsUser = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-// One name pnsd made or checks itself, below a descriptor: no link, no other mount.
-constexpr std::uint64_t kOneName =
-    RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
-// A path the kernel gave (statmount, d_path) or pnsd's own: it holds no link, so none that
-// appears there since is followed.
-constexpr std::uint64_t kNoLinks = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-
-bool same_file(int a, int b) {
-    struct stat sa {
-    }, sb{};
-    return ::fstat(a, &sa) == 0 && ::fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
-           sa.st_ino == sb.st_ino;
-}
-
-std::string base_name(const std::string& path) {
-    return path.substr(path.rfind('/') + 1);
-}
-
-// A bind's source as the requester found it.
-struct Source {
-    UniqueFd tree;  // a detached copy of SRC; for a -c union, of the directory that holds it
-    // -c: SRC and overlayfs's work directory beside it, as found, and their names in `tree`
-    UniqueFd upper, work;
-    std::string upper_name, work_name;
-    // A union's: whose rights overlayfs works with, when not root's (for -c,
-    // unions::writable_mounter; for -b and -a, an ordinary user's own)
-    std::optional<Credentials> mounter;
-};
-
-// A user's credentials from the user database, for a union made as the owner of its SRC.
-Credentials user_credentials(uid_t uid) {
-    gid_t gid = auth::primary_gid(uid);
-    return Credentials{uid, gid, user_groups(uid, gid)};
-}
-
-// SRC as the requester sees it: looked up once, in the requester's own mount namespace, below
-// its root, with its credentials, and copied (open_tree) from that descriptor. A source the
-// requester cannot reach is refused here, so a view never shows anyone what they could not
-// see themselves.
-//
-// With `work_dir`, SRC is the writable layer of a -c union: overlayfs needs its work directory
-// on the same mount, beside it, so the copy is of the directory that holds SRC (found from SRC
-// itself, so a link as SRC leads to the directory that holds its target), and the work
-// directory is made there as the union's mounter (unions::writable_mounter: the requester, or
-// for root the owner of SRC), who owns it. overlayfs looks its layers up with the mounter's
-// credentials, so it is given these descriptors, never a path (build_union). A `union_layer`
-// of an ordinary user's read-only union is theirs too (Source::mounter).
-Result<Source> resolve_source(int host, int proc_fds, const Resolver& who, const Identity& as,
-                              const std::string& source, const std::string& work_dir = {},
-                              bool union_layer = false) {
-    UniqueFd root, ns;
-    if (who.pid > 0) {
-        // The requester's pidfd (taken when it connected) keeps its pid from being reused
-        // while its root and namespace are opened: if it is gone by the check below, what was
-        // opened may belong to a process that reused its pid.
-        std::string proc = "/proc/" + std::to_string(who.pid);
-        root.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-        ns.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
-        if (!root || !ns || !proc::pidfd_alive(who.pidfd))
-            return Error{ESRCH, "the requesting process is gone"};
-    } else {
-        root.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-        if (!root) return sys_error("open '/'");
-    }
-
-    std::optional<ScopedMountNamespace> in_caller_view;
-    if (ns) {
-        auto entered = ScopedMountNamespace::enter(host, ns.get());
-        if (!entered) return Error(std::move(entered).error());
-        in_caller_view.emplace(std::move(*entered));
-    }
-    std::string as_uid = " (looked up as uid " + std::to_string(as.uid) + " in its own view)";
-    Source found;
-    UniqueFd copy_of;
-    {
-        auto as_user = ScopedFsCredentials::become(as);
-        if (!as_user) return Error(std::move(as_user).error());
-        UniqueFd src = open_at(root.get(), relative(source), O_PATH, kAsUser);
-        if (!src) return Error::from_errno(errno, "SRC " + quote(source) + as_uid);
-        if (work_dir.empty()) {
-            copy_of = std::move(src);
-        } else {
-            struct stat st {
-            }, top{};
-            if (::fstat(src.get(), &st) != 0 || !S_ISDIR(st.st_mode))
-                return Error::invalid("a union needs a directory at SRC " + quote(source));
-            // ".." of the requester's own root would leave it.
-            if (::fstat(root.get(), &top) == 0 && st.st_dev == top.st_dev &&
-                st.st_ino == top.st_ino)
-                return Error::invalid("SRC " + quote(source) +
-                                      " is the root of its view: -c needs the directory that "
-                                      "holds SRC, for overlayfs's work directory");
-            UniqueFd parent = open_at(src.get(), "..", O_PATH | O_DIRECTORY,
-                                      RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS);
-            if (!parent && errno == EXDEV)
-                return Error::invalid("SRC " + quote(source) +
-                                      " is the root of a mount: -c needs the directory that "
-                                      "holds SRC on the same mount, for overlayfs's work "
-                                      "directory");
-            if (!parent)
-                return Error::from_errno(errno,
-                                         "the directory holding SRC " + quote(source) + as_uid);
-            auto mounter = unions::writable_mounter(as, st, user_credentials);
-            if (!mounter)
-                return Error{mounter.error().code,
-                             "bind -c of " + quote(source) + ": " + mounter.error().message};
-            found.mounter = std::move(*mounter);
-            found.upper = std::move(src);
-            found.work_name = work_dir;
-            copy_of = std::move(parent);
-        }
-    }
-    if (found.mounter) {
-        // The work directory is the mounter's: overlayfs makes its own directories in it, with
-        // mode 0, as the mounter (fs/overlayfs/super.c: ovl_workdir_create).
-        const Credentials& mounter = *found.mounter;
-        auto as_mounter = ScopedFsCredentials::become(mounter);
-        if (!as_mounter) return Error(std::move(as_mounter).error());
-        if (::mkdirat(copy_of.get(), work_dir.c_str(), 0700) != 0 && errno != EEXIST)
-            return Error::from_errno(errno, "make overlayfs work directory " + quote(work_dir) +
-                                                " beside SRC " + quote(source) + " as uid " +
-                                                std::to_string(mounter.uid));
-        found.work = open_at(copy_of.get(), work_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
-        struct stat work {};
-        if (!found.work || ::fstat(found.work.get(), &work) != 0 || work.st_uid != mounter.uid)
-            return Error{EEXIST, quote(work_dir) + " beside SRC " + quote(source) +
-                                     " exists and is not a directory of uid " +
-                                     std::to_string(mounter.uid)};
-    }
-    if (union_layer && work_dir.empty() && !as.is_root()) found.mounter = as;
-    if (found.upper) {
-        // SRC's name in the directory that holds it, as the kernel names it now; build_union
-        // checks that it still leads to the same directory.
-        auto path = mnt::path_of(proc_fds, found.upper.get());
-        if (!path)
-            return Error{path.error().code, "SRC " + quote(source) + ": " + path.error().message};
-        found.upper_name = base_name(*path);
-    }
-    // open_tree may clone only mounts of the caller's namespace (fs/namespace.c:
-    // __do_loopback), which is why the lookup above entered it.
-    auto tree = mnt::clone_tree(copy_of.get(), "");
-    if (!tree)
-        return Error{tree.error().code, "SRC " + quote(source) + ": " + tree.error().message};
-    found.tree = std::move(*tree);
-    return found;
 }
 
 // Pins the namespace behind `ns_fd` (an nsfs fd) at `path`, a file created for it.
@@ -759,695 +465,6 @@ Result<UniqueFd> Views::open_or_create_primary(const std::string& name) {
     });
 }
 
-Result<std::vector<Views::Applied>> Views::load_state(const std::string& name) const {
-    std::string path = view_dir(name) + "/state.json";
-    auto text = read_text(path);
-    if (!text) {
-        if (text.error().code == ENOENT) return std::vector<Applied>{};
-        return Error(std::move(text).error());
-    }
-    json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("applied") || !j["applied"].is_array())
-        return Error{EIO, "'" + path + "' is corrupt"};
-    std::vector<Applied> applied;
-    for (const auto& a : j["applied"]) {
-        auto entry = protocol::entry_from_json(a.value("entry", json::object()));
-        if (!entry || !a.contains("mount_id") || !a["mount_id"].is_number_unsigned() ||
-            !a.contains("path") || !a["path"].is_string())
-            return Error{EIO, "'" + path + "' is corrupt"};
-        std::string at = a["path"].get<std::string>();
-        // Older pnsds wrote no "skeleton": theirs were the entries not mounted at DST.
-        bool skeleton = a.value("skeleton", at != entry->target);
-        applied.push_back({std::move(*entry), std::move(at), a["mount_id"].get<std::uint64_t>(),
-                           a.value("under_id", std::uint64_t{0}), skeleton});
-    }
-    return applied;
-}
-
-Status Views::save_state(const std::string& name, const std::vector<Applied>& applied) const {
-    json list = json::array();
-    for (const auto& a : applied)
-        list.push_back({{"entry", protocol::entry_to_json(a.entry)},
-                        {"path", a.path},
-                        {"mount_id", a.mount_id},
-                        {"under_id", a.under_id},
-                        {"skeleton", a.skeleton}});
-    return write_text(view_dir(name) + "/state.json", json{{"applied", list}}.dump() + "\n");
-}
-
-namespace {
-
-// A detached tree taken off a view, kept for an entry that wants it back.
-struct Parked {
-    Entry entry;
-    UniqueFd tree;
-};
-
-// The view the worker is in, seen from inside: its root as of now, paths looked up as a given
-// user, and pnsd's own mounts found again by mount ID and taken off by descriptor. Nothing
-// here follows a path from the view's root with root's rights but the kernel's own names of
-// pnsd's mounts (statmount), and those with no link at all.
-class InView {
-  public:
-    InView(int primary, int proc, int proc_fds)
-        : primary_(primary), proc_(proc), proc_fds_(proc_fds) {}
-
-    int proc() const { return proc_; }
-    int proc_fds() const { return proc_fds_; }
-
-    // The view's root as a process entering it now gets it: setns(CLONE_NEWNS) puts the
-    // thread's root at the top of the namespace's root (fs/namespace.c: mntns_install looks
-    // "/" up with LOOKUP_DOWN), where a skeleton over "/" sits; a thread keeps the root it got
-    // at its setns, even once a mount covers it or it is taken off.
-    Result<int> root() {
-        if (::setns(primary_, CLONE_NEWNS) != 0) return sys_error("enter the view again");
-        root_.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-        if (!root_) return sys_error("open the view's root");
-        return root_.get();
-    }
-
-    // `path` of the view as `who` finds it, from the root: what a member of that uid reaches
-    // there, and nothing else. Fails with the lookup's errno.
-    Result<UniqueFd> open_as(const Identity& who, const std::string& path, std::uint64_t flags) {
-        auto top = root();
-        if (!top) return top.error();
-        auto as_user = ScopedFsCredentials::become(who);
-        if (!as_user) return Error(std::move(as_user).error());
-        UniqueFd fd = open_at(*top, relative(path), flags, kAsUser);
-        if (!fd) return Error::from_errno(errno, "");
-        return fd;
-    }
-
-    // pnsd's mount with ID `id`, where it is now (renames move mounts with their directory),
-    // provided nothing covers it.
-    Result<UniqueFd> find(std::uint64_t id) {
-        auto top = root();
-        if (!top) return top.error();
-        auto point = mnt::mount_point(id);
-        if (!point) return point.error();
-        UniqueFd fd = open_at(*top, relative(*point), O_PATH | O_NOFOLLOW, kNoLinks);
-        if (!fd) return sys_error("open " + quote(*point));
-        auto at = mnt::mount_id(fd.get());
-        if (!at) return at.error();
-        if (*at != id) return Error{EBUSY, "it is covered at " + quote(*point)};
-        return fd;
-    }
-
-    Status detach(int mount) { return mnt::detach(proc_fds_, mount); }
-
-  private:
-    int primary_;
-    int proc_;  // the host's /proc (O_PATH)
-    int proc_fds_;
-    UniqueFd root_;
-};
-
-// A DST as the editor found it in the view.
-struct Dst {
-    UniqueFd fd;  // O_PATH, on the mount on top there; its last component never followed
-    struct stat st {};
-};
-
-// The nearest existing ancestor of a DST that does not exist.
-struct Ancestor {
-    UniqueFd fd;                       // as the editor found it (O_PATH, a directory)
-    std::string path;                  // as the table names it, for messages
-    std::vector<std::string> missing;  // the components below it, innermost first
-};
-
-// Edits the mount stack of one view; runs on the worker, inside the view. Every entry is one
-// mount attached at one place: its DST, or for a DST that does not exist, a skeleton of the
-// nearest existing ancestor (see make_skeleton) with the entry's mount inside. Each DST is
-// looked up once, as the editor (the requester of a new entry; the owner for one made anew),
-// and everything after works from that descriptor.
-class Editor {
-  public:
-    // Writes down a mount about to be attached: where, what is on top there, its ID.
-    using Journal =
-        std::function<Status(const std::string& path, std::uint64_t under, std::uint64_t id)>;
-    struct Stage {
-        std::string path;  // <views>/.stage, as pnsd's own namespace names it
-        dev_t dev = 0;
-        ino_t ino = 0;
-    };
-
-    Editor(const std::string& view_name, InView& view, Stage stage, Journal journal,
-           std::vector<std::uint64_t> skeletons)
-        : name_(view_name),
-          view_(view),
-          stage_(std::move(stage)),
-          journal_(std::move(journal)),
-          skeletons_(std::move(skeletons)) {}
-
-    // Whether the mount of an entry can be taken off and put back as it is: only when it
-    // holds nothing of the entries below it. A read-only copy, a union or a skeleton captures
-    // the view beneath as it was when it was made, so those are made anew.
-    static bool reusable(const Entry& entry, bool skeleton) {
-        if (skeleton) return false;
-        if (entry.kind == EntryKind::kBind) return entry.mode == UnionMode::kReplace;
-        return entry.kind == EntryKind::kTmpfs || entry.kind == EntryKind::kHide;
-    }
-
-    // Takes the entries of `list` past `from` off, top first, keeping each as a detached tree.
-    // Each mount is found by its ID, wherever it is now, and unmounted by descriptor.
-    template <typename List>
-    Status take_off(List& list, std::size_t from) {
-        while (list.size() > from) {
-            auto& top = list.back();
-            auto at = view_.find(top.mount_id);
-            if (!at)
-                return Error{EIO, "the mount of " + quote(format_entry(top.entry)) + " in view " +
-                                      quote(name_) +
-                                      " is not as pnsd made it: " + at.error().message};
-            if (reusable(top.entry, top.skeleton)) {
-                auto saved = mnt::clone_tree(at->get(), "");
-                if (!saved) return saved.error();
-                parked_.push_back({top.entry, std::move(*saved)});
-            }
-            if (auto st = view_.detach(at->get()); !st) return st;
-            list.pop_back();
-        }
-        return {};
-    }
-
-    // Puts `entry` on top, its DST looked up as `who`: the tree it had if it was taken off in
-    // this edit, else a new one (`ready` holds a bind's source, looked up beforehand outside
-    // the view, or the empty file that hides a file).
-    template <typename Item>
-    Result<Item> put_on(const Entry& entry, std::optional<Source>& ready, const Identity& who) {
-        auto found = find_dst(entry, who);
-        if (!found) return found.error();
-        std::optional<Made> made;
-        Dst dst;
-        if (*found) {
-            dst = std::move(**found);
-        } else {
-            auto ancestor = existing_ancestor(entry, who);
-            if (!ancestor) return ancestor.error();
-            auto inside = make_in_skeleton(*ancestor, entry, ready);
-            if (!inside) return inside.error();
-            if (*inside) {
-                dst = std::move(**inside);
-            } else {
-                auto skeleton = make_skeleton(*ancestor, entry, ready, who);
-                if (!skeleton) return skeleton.error();
-                made = std::move(*skeleton);
-                dst = std::move(made->dst);
-            }
-        }
-        auto undo = [&](Error error) -> Error {
-            if (made) (void)view_.detach(made->skeleton.get());
-            return error;
-        };
-        if (S_ISLNK(dst.st.st_mode))
-            return undo(Error::invalid("DST " + quote(entry.target) +
-                                       " is a symbolic link in the view; name the path it "
-                                       "points to"));
-        UniqueFd tree;
-        if (auto back = std::find_if(parked_.rbegin(), parked_.rend(),
-                                     [&](const Parked& p) { return p.entry == entry; });
-            back != parked_.rend()) {
-            tree = std::move(back->tree);
-            parked_.erase(std::next(back).base());
-        } else {
-            auto built = build(entry, dst, ready);
-            if (!built) return undo(std::move(built).error());
-            tree = std::move(*built);
-        }
-        if (made) {
-            if (auto st = mnt::attach(tree.get(), dst.fd.get()); !st)
-                return undo(Error{st.error().code,
-                                  "mount on " + quote(entry.target) + ": " + st.error().message});
-            auto item = record<Item>(entry, made->path, made->skeleton.get(), made->under, true);
-            if (item) skeletons_.push_back(item->mount_id);
-            return item;
-        }
-        auto placed = journaled(dst.fd.get(), tree.get());
-        if (!placed) return placed.error();
-        if (auto st = mnt::attach(tree.get(), dst.fd.get()); !st)
-            return Error{st.error().code,
-                         "mount on " + quote(entry.target) + ": " + st.error().message};
-        return record<Item>(entry, placed->first, tree.get(), placed->second, false);
-    }
-
-  private:
-    // A skeleton made for a missing DST, attached, and the DST made in it.
-    struct Made {
-        UniqueFd skeleton;
-        std::string path;
-        std::uint64_t under = 0;
-        Dst dst;
-    };
-
-    Error dst_error(const Entry& entry, const Identity& who, int code) const {
-        return Error::from_errno(code, "DST " + quote(entry.target) + " (looked up as uid " +
-                                           std::to_string(who.uid) + " in the view)");
-    }
-
-    // DST as `who` reaches it in the view, or nothing when it does not exist. Its last
-    // component is not followed: a DST that is a symlink is refused by the caller. Links on
-    // the way are followed as `who`, inside the view: they lead only where that user could
-    // go, and the mount goes where the lookup ended.
-    Result<std::optional<Dst>> find_dst(const Entry& entry, const Identity& who) {
-        auto fd = view_.open_as(who, entry.target, O_PATH | O_NOFOLLOW);
-        if (!fd) {
-            if (fd.error().code == ENOENT) return std::optional<Dst>{};
-            return dst_error(entry, who, fd.error().code);
-        }
-        Dst dst{std::move(*fd), {}};
-        if (::fstat(dst.fd.get(), &dst.st) != 0)
-            return sys_error("stat DST " + quote(entry.target));
-        return std::optional<Dst>{std::move(dst)};
-    }
-
-    // The nearest existing ancestor of a DST that does not exist, as `who` finds it, and the
-    // components below it that are missing. Only directories can hold what is to be made.
-    Result<Ancestor> existing_ancestor(const Entry& entry, const Identity& who) {
-        if (entry.kind == EntryKind::kReadOnly)
-            return Error{ENOENT, "ro of " + quote(entry.target) + ": no such path in the view"};
-        Ancestor found{{}, parent_of(entry.target), {base_name(entry.target)}};
-        for (;;) {
-            auto fd = view_.open_as(who, found.path, O_PATH);
-            if (fd) {
-                struct stat st {};
-                if (::fstat(fd->get(), &st) != 0 || !S_ISDIR(st.st_mode))
-                    return Error{ENOTDIR, "DST " + quote(entry.target) +
-                                              " cannot be made: " + quote(found.path) +
-                                              " is not a directory in the view"};
-                found.fd = std::move(*fd);
-                return found;
-            }
-            if (fd.error().code != ENOENT) return dst_error(entry, who, fd.error().code);
-            found.missing.push_back(base_name(found.path));
-            found.path = parent_of(found.path);
-        }
-    }
-
-    // The way pnsd's journal names where a mount goes (`at`) and what is on top there now,
-    // written before the mount `tree` is attached there.
-    Result<std::pair<std::string, std::uint64_t>> journaled(int at, int tree) {
-        auto under = mnt::mount_id(at);
-        if (!under) return under.error();
-        auto id = mnt::mount_id(tree);
-        if (!id) return id.error();
-        auto path = mnt::path_of(view_.proc_fds(), at);
-        if (!path) return path.error();
-        if (auto st = journal_(*path, *under, *id); !st) return st.error();
-        return std::pair{std::move(*path), *under};
-    }
-
-    template <typename Item>
-    static Result<Item> record(const Entry& entry, const std::string& path, int tree,
-                               std::uint64_t under, bool skeleton) {
-        auto id = mnt::mount_id(tree);
-        if (!id) return id.error();
-        return Item{entry, path, *id, under, skeleton};
-    }
-
-    // A new mount for `entry` over the existing DST.
-    Result<UniqueFd> build(const Entry& entry, const Dst& dst, std::optional<Source>& ready) {
-        switch (entry.kind) {
-            case EntryKind::kBind:
-                if (!ready) return Error{EIO, "no source prepared for " + quote(entry.source)};
-                if (entry.mode != UnionMode::kReplace) return build_union(entry, dst, *ready);
-                return std::move(ready->tree);
-            case EntryKind::kReadOnly: {
-                auto tree = mnt::clone_tree(dst.fd.get(), "");
-                if (!tree) return tree;
-                if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
-                    return st.error();
-                return tree;
-            }
-            case EntryKind::kHide:
-                if (!S_ISDIR(dst.st.st_mode)) {
-                    // A file (or device, fifo, socket) hides behind an empty read-only file,
-                    // cloned in the host beforehand (open_tree clones only mounts of the
-                    // namespace it runs in).
-                    if (!ready)
-                        return Error{EIO, "no empty file prepared for " + quote(entry.target)};
-                    UniqueFd tree = std::move(ready->tree);
-                    if (auto st = mnt::set_attributes(tree.get(), MOUNT_ATTR_RDONLY, 0); !st)
-                        return st.error();
-                    return tree;
-                }
-                [[fallthrough]];
-            case EntryKind::kTmpfs: {
-                if (!S_ISDIR(dst.st.st_mode))
-                    return Error::invalid("tmpfs of " + quote(entry.target) +
-                                          " needs a directory there");
-                // An empty directory with the mode and owner of the one it covers; a tmpfs
-                // entry's (members write there) bounded in size.
-                auto tree = mnt::new_tmpfs(dst.st.st_mode, dst.st.st_uid, dst.st.st_gid,
-                                           entry.kind == EntryKind::kTmpfs);
-                if (!tree) return tree;
-                if (entry.kind == EntryKind::kHide) {
-                    if (auto st = mnt::set_attributes(tree->get(), MOUNT_ATTR_RDONLY, 0); !st)
-                        return st.error();
-                }
-                return tree;
-            }
-            case EntryKind::kDeny:
-                break;  // not a mount: Views::realize takes deny entries out of the table
-        }
-        return Error{EINVAL, "unknown entry kind"};
-    }
-
-    // The missing path of `entry` made inside a skeleton pnsd already has over its nearest
-    // existing ancestor, if there is one: many missing DSTs below one directory (a private
-    // /dev, say) then share a single skeleton instead of each copying the last. Nothing when
-    // there is no skeleton there.
-    Result<std::optional<Dst>> make_in_skeleton(const Ancestor& at, const Entry& entry,
-                                                const std::optional<Source>& ready) {
-        auto id = mnt::mount_id(at.fd.get());
-        if (!id) return id.error();
-        if (std::find(skeletons_.begin(), skeletons_.end(), *id) == skeletons_.end())
-            return std::optional<Dst>{};
-        // The skeleton is read-only for members; open it for the moment of the change.
-        mount_attr attr{};
-        attr.attr_clr = MOUNT_ATTR_RDONLY;
-        if (::mount_setattr(at.fd.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
-            return sys_error("open the skeleton at " + quote(at.path) + " for a change");
-        auto made = make_missing(at.fd.get(), at.path, at.missing, entry, ready);
-        attr = mount_attr{};
-        attr.attr_set = MOUNT_ATTR_RDONLY;
-        if (::mount_setattr(at.fd.get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0 && made)
-            return sys_error("make the skeleton at " + quote(at.path) + " read-only again");
-        if (!made) return made.error();
-        return std::optional<Dst>{std::move(*made)};
-    }
-
-    // Creates the `missing` components (outermost last) below `dir`, a directory of a skeleton
-    // of pnsd's: directories, and DST as the kind of thing it will show. A name that is there
-    // already (a placeholder for a symlink, say) is never followed.
-    static Result<Dst> make_missing(int dir, const std::string& ancestor,
-                                    const std::vector<std::string>& missing, const Entry& entry,
-                                    const std::optional<Source>& ready) {
-        UniqueFd at = open_at(dir, ".", O_PATH | O_DIRECTORY, kOneName);
-        if (!at) return sys_error("open " + quote(ancestor) + " in the view");
-        std::string rel;
-        for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
-            rel += (rel.empty() ? "" : "/") + *it;
-            bool last = std::next(it) == missing.rend();
-            if (!last) {
-                if (::mkdirat(at.get(), it->c_str(), 0755) != 0 && errno != EEXIST)
-                    return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
-                UniqueFd next = open_at(at.get(), *it, O_PATH | O_DIRECTORY | O_NOFOLLOW, kOneName);
-                if (!next)
-                    return Error{ENOTDIR, "DST " + quote(entry.target) +
-                                              " cannot be made: " + quote(join(ancestor, rel)) +
-                                              " is not a directory in the view"};
-                at = std::move(next);
-                continue;
-            }
-            bool as_file = false;
-            if (entry.kind == EntryKind::kBind && ready) {
-                struct stat src {};
-                if (::fstat(ready->tree.get(), &src) == 0) as_file = !S_ISDIR(src.st_mode);
-            }
-            int made = as_file ? ::mknodat(at.get(), it->c_str(), S_IFREG | 0644, 0)
-                               : ::mkdirat(at.get(), it->c_str(), 0755);
-            if (made != 0)
-                return sys_error("create " + quote(join(ancestor, rel)) + " in the view");
-            Dst dst{open_at(at.get(), *it, O_PATH | O_NOFOLLOW, kOneName), {}};
-            if (!dst.fd || ::fstat(dst.fd.get(), &dst.st) != 0)
-                return sys_error("open " + quote(join(ancestor, rel)) + " in the view");
-            return dst;
-        }
-        return Error{EINVAL, "nothing is missing of " + quote(entry.target)};
-    }
-
-    // Makes a DST that does not exist appear, in the view only. The nearest existing ancestor
-    // A is covered by a read-only tmpfs holding a placeholder for each of A's entries, each
-    // with A's own entry bind-mounted on it (with everything mounted below), and the missing
-    // path down to DST. So A lists as before and its entries are the real ones, but A itself
-    // becomes a fixed listing: names added to or removed from the real A afterwards do not
-    // show, and nothing new can be created directly in A inside the view (EROFS).
-    //
-    // A is listed, and its entries copied, as `who`: a skeleton shows nothing its editor could
-    // not list and reach. The placeholders are pnsd's own, in its tmpfs.
-    Result<Made> make_skeleton(const Ancestor& at, const Entry& entry,
-                               const std::optional<Source>& ready, const Identity& who) {
-        struct Child {
-            std::string name;
-            struct stat st;
-            std::string link;  // a symlink's target
-        };
-        std::vector<Child> children;
-        UniqueFd listed;
-        {
-            auto as_user = ScopedFsCredentials::become(who);
-            if (!as_user) return Error(std::move(as_user).error());
-            // Opened anew for reading through its descriptor, so the permission to list is
-            // checked, as `who`, on the very directory that was found.
-            listed.reset(::openat(view_.proc_fds(), mnt::fd_name(at.fd.get()).c_str(),
-                                  O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-            if (!listed)
-                return Error::from_errno(errno, "DST " + quote(entry.target) +
-                                                    " cannot be made: its parent " +
-                                                    quote(at.path) + " cannot be listed by uid " +
-                                                    std::to_string(who.uid));
-            int list_fd = ::dup(listed.get());
-            DIR* dir = list_fd >= 0 ? ::fdopendir(list_fd) : nullptr;
-            if (!dir) {
-                if (list_fd >= 0) ::close(list_fd);
-                return sys_error("list " + quote(at.path));
-            }
-            while (struct dirent* d = ::readdir(dir)) {
-                Child child{d->d_name, {}, {}};
-                if (child.name == "." || child.name == "..") continue;
-                if (::fstatat(listed.get(), d->d_name, &child.st, AT_SYMLINK_NOFOLLOW) != 0)
-                    continue;  // gone meanwhile
-                if (S_ISLNK(child.st.st_mode)) {
-                    child.link.resize(4096);
-                    ssize_t n =
-                        ::readlinkat(listed.get(), d->d_name, child.link.data(), child.link.size());
-                    if (n < 0) continue;
-                    child.link.resize(static_cast<std::size_t>(n));
-                }
-                children.push_back(std::move(child));
-            }
-            ::closedir(dir);
-        }
-        struct stat info {};
-        if (::fstat(at.fd.get(), &info) != 0) return sys_error("stat " + quote(at.path));
-        auto skeleton = mnt::new_tmpfs(info.st_mode, info.st_uid, info.st_gid);
-        if (!skeleton) return skeleton.error();
-
-        // Placeholders for the ancestor's entries, created through the detached tmpfs.
-        for (const auto& child : children) {
-            const char* name = child.name.c_str();
-            int made;
-            if (S_ISLNK(child.st.st_mode)) {
-                made = ::symlinkat(child.link.c_str(), skeleton->get(), name);
-                if (made == 0)
-                    ::fchownat(skeleton->get(), name, child.st.st_uid, child.st.st_gid,
-                               AT_SYMLINK_NOFOLLOW);
-            } else if (S_ISDIR(child.st.st_mode)) {
-                made = ::mkdirat(skeleton->get(), name, 0755);
-            } else {
-                made = ::mknodat(skeleton->get(), name, S_IFREG | 0644, 0);
-            }
-            if (made != 0) return sys_error("placeholder for " + quote(join(at.path, child.name)));
-        }
-        auto dst = make_missing(skeleton->get(), at.path, at.missing, entry, ready);
-        if (!dst) return dst.error();
-
-        mount_attr attr{};
-        attr.attr_set = MOUNT_ATTR_RDONLY;
-        if (::mount_setattr(skeleton->get(), "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
-            return sys_error("make the skeleton of " + quote(at.path) + " read-only");
-        auto placed = journaled(at.fd.get(), skeleton->get());
-        if (!placed) return placed.error();
-        if (auto st = mnt::attach(skeleton->get(), at.fd.get()); !st)
-            return Error{st.error().code,
-                         "mount a skeleton on " + quote(at.path) + ": " + st.error().message};
-        // Each entry of A's own on its placeholder: copied from A below the skeleton (the
-        // descriptor was opened before it went on), as `who`, one at a time.
-        for (const auto& child : children) {
-            if (S_ISLNK(child.st.st_mode)) continue;
-            Status done = [&]() -> Status {
-                Result<UniqueFd> copy = Error{EIO, "not copied"};
-                {
-                    auto as_user = ScopedFsCredentials::become(who);
-                    if (!as_user) return Error(std::move(as_user).error());
-                    copy = mnt::clone_tree(listed.get(), child.name);
-                }
-                if (!copy) return copy.error();
-                UniqueFd placeholder =
-                    open_at(skeleton->get(), child.name, O_PATH | O_NOFOLLOW, kOneName);
-                if (!placeholder) return sys_error("open the placeholder");
-                return mnt::attach(copy->get(), placeholder.get());
-            }();
-            if (!done) {
-                (void)view_.detach(skeleton->get());
-                return Error{done.error().code, "skeleton of " + quote(at.path) + ": " +
-                                                    quote(join(at.path, child.name)) + ": " +
-                                                    done.error().message};
-            }
-        }
-        return Made{std::move(*skeleton), std::move(placed->first), placed->second,
-                    std::move(*dst)};
-    }
-
-    // pnsd's staging directory in this view, if it is that directory: a lookup with no link,
-    // that must end at the very directory pnsd made (an entry may cover it in this view).
-    Result<UniqueFd> open_stage() {
-        auto top = view_.root();
-        if (!top) return top.error();
-        UniqueFd fd =
-            open_at(*top, relative(stage_.path), O_PATH | O_DIRECTORY | O_NOFOLLOW, kNoLinks);
-        struct stat st {};
-        if (!fd || ::fstat(fd.get(), &st) != 0 || st.st_dev != stage_.dev ||
-            st.st_ino != stage_.ino)
-            return Error{EPERM, "pnsd's staging directory " + quote(stage_.path) +
-                                    " is covered in view " + quote(name_) +
-                                    " (an entry at or above it), so unions cannot be made there"};
-        return fd;
-    }
-
-    // A union of SRC with what DST holds, by overlayfs. Its layers must be mounts of the view
-    // (fs/namespace.c: clone_private_mount), so SRC's tree is attached at the stage, a
-    // directory no member reaches, for the moment overlayfs takes its own copy. overlayfs
-    // looks its layers up as the mounter: it is given the descriptors found as the editor,
-    // each by its magic link in /proc/self/fd from the working directory, never a path from
-    // the view's root. A union whose mounter is not root (an ordinary user's, and root's -c
-    // into a user's directory) is made with the mounter's rights (agent/views/unions.hpp); root's
-    // here, as root.
-    Result<UniqueFd> build_union(const Entry& entry, const Dst& dst, Source& source) {
-        if (!S_ISDIR(dst.st.st_mode))
-            return Error::invalid("a union needs a directory at DST " + quote(entry.target));
-        struct stat src {};
-        if (!entry.create && (::fstat(source.tree.get(), &src) != 0 || !S_ISDIR(src.st_mode)))
-            return Error::invalid("a union needs a directory at SRC " + quote(entry.source));
-        auto stage = open_stage();
-        if (!stage) return stage.error();
-        if (auto placed = journaled(stage->get(), source.tree.get()); !placed)
-            return placed.error();
-        if (auto st = mnt::attach(source.tree.get(), stage->get()); !st) return st.error();
-        struct Unstage {
-            InView& view;
-            int tree;
-            ~Unstage() { (void)view.detach(tree); }
-        } unstage{view_, source.tree.get()};
-
-        // -c: SRC and the work directory, found again in the copy by the names they had and
-        // taken only if they are still the directories the requester found.
-        UniqueFd upper, work;
-        if (entry.create) {
-            upper = open_at(source.tree.get(), source.upper_name, O_PATH | O_DIRECTORY | O_NOFOLLOW,
-                            kOneName);
-            work = open_at(source.tree.get(), source.work_name, O_PATH | O_DIRECTORY | O_NOFOLLOW,
-                           kOneName);
-            if (!upper || !work || !same_file(upper.get(), source.upper.get()) ||
-                !same_file(work.get(), source.work.get()))
-                return Error{EAGAIN, "SRC " + quote(entry.source) +
-                                         " was moved while the union was made; try again"};
-        }
-        if (source.mounter && !source.mounter->is_root())
-            return build_union_as_user(entry, dst, source);
-
-        UniqueFd fs(::fsopen("overlay", FSOPEN_CLOEXEC));
-        if (!fs) return sys_error("fsopen overlay (is the overlay module loaded?)");
-        Status created = mnt::in_directory(view_.proc_fds(), [&]() -> Status {
-            auto set = [&](const char* key, int fd, const char* what) -> Status {
-                if (::fsconfig(fs.get(), FSCONFIG_SET_STRING, key, mnt::fd_name(fd).c_str(), 0) !=
-                    0)
-                    return sys_error(std::string("overlayfs ") + key + " (" + what + ")");
-                return {};
-            };
-            std::vector<std::pair<int, const char*>> lower;  // top first
-            if (entry.create) {
-                if (auto r = set("upperdir", upper.get(), "SRC"); !r) return r;
-                if (auto r = set("workdir", work.get(), "its work directory"); !r) return r;
-                lower = {{dst.fd.get(), "DST"}};
-            } else if (entry.mode == UnionMode::kBefore) {
-                lower = {{source.tree.get(), "SRC"}, {dst.fd.get(), "DST"}};
-            } else {
-                lower = {{dst.fd.get(), "DST"}, {source.tree.get(), "SRC"}};
-            }
-            for (const auto& [fd, what] : lower) {
-                if (auto r = set("lowerdir+", fd, what); !r) return r;
-            }
-            if (::fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0)
-                return sys_error("create the union at " + quote(entry.target));
-            return {};
-        });
-        if (!created) return created.error();
-        UniqueFd tree(::fsmount(fs.get(), FSMOUNT_CLOEXEC, entry.create ? 0 : MOUNT_ATTR_RDONLY));
-        if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
-        return tree;
-    }
-
-    // A union whose mounter is not root: created by a child process with the mounter's
-    // credentials in a user namespace of its own (unions::create_as_user), and mounted and
-    // attached here, with pnsd's rights, like any other entry. Such a file system belongs to
-    // that user namespace, so nothing in it elevates a process of the view (fs/namespace.c:
-    // mnt_may_suid wants the file system's user namespace to be the process's own or an
-    // ancestor of it) and it opens no device (SB_I_NODEV); nosuid and nodev on the mount say so.
-    Result<UniqueFd> build_union_as_user(const Entry& entry, const Dst& dst, const Source& source) {
-        const Credentials& mounter = *source.mounter;
-        unions::Layers layers;
-        layers.tree = source.tree.get();
-        layers.dst = dst.fd.get();
-        layers.source_first = entry.mode == UnionMode::kBefore;
-        layers.writable = entry.create;
-        layers.upper = source.upper.get();
-        layers.work = source.work.get();
-        layers.upper_name = source.upper_name;
-        layers.work_name = source.work_name;
-        auto fs = unions::create_as_user(mounter, layers, view_.proc());
-        if (!fs && fs.error().code == EAGAIN)
-            return Error{EAGAIN, "SRC " + quote(entry.source) +
-                                     " was moved while the union was made; try again"};
-        if (!fs)
-            return Error{fs.error().code, "the union at " + quote(entry.target) + " (made as uid " +
-                                              std::to_string(mounter.uid) +
-                                              "): " + fs.error().message};
-        std::uint64_t attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-        if (!entry.create) attributes |= MOUNT_ATTR_RDONLY;
-        UniqueFd tree(::fsmount(fs->get(), FSMOUNT_CLOEXEC, static_cast<unsigned>(attributes)));
-        if (!tree) return sys_error("fsmount the union at " + quote(entry.target));
-        return tree;
-    }
-
-    std::string name_;
-    InView& view_;
-    Stage stage_;
-    Journal journal_;
-    std::vector<std::uint64_t> skeletons_;  // mount IDs of the skeletons in the view
-    std::vector<Parked> parked_;
-};
-
-}  // namespace
-
-std::vector<Views::JournalRecord> Views::load_journal(const std::string& name) const {
-    std::vector<JournalRecord> records;
-    std::ifstream in(view_dir(name) + "/journal");
-    std::string line;
-    while (std::getline(in, line)) {
-        json j = json::parse(line, nullptr, false);
-        // A line cut short by a crash is the one record that was never acted on.
-        if (j.is_discarded() || !j.is_object() || !j.contains("path") || !j["path"].is_string())
-            continue;
-        records.push_back({j["path"].get<std::string>(), j.value("under_id", std::uint64_t{0}),
-                           j.value("mount_id", std::uint64_t{0})});
-    }
-    return records;
-}
-
-Status Views::append_journal(int journal, const JournalRecord& record) {
-    std::string line =
-        json{{"path", record.path}, {"under_id", record.under_id}, {"mount_id", record.mount_id}}
-            .dump() +
-        "\n";
-    if (::write(journal, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
-        return sys_error("write the journal");
-    return {};
-}
-
-void Views::clear_journal(const std::string& name) const {
-    ::unlink((view_dir(name) + "/journal").c_str());
-}
 
 void Views::scrub(int primary, const std::vector<Applied>& applied,
                   const std::vector<JournalRecord>& journal) {
@@ -1515,58 +532,49 @@ Status Views::realize(const Namespace& full, const Resolver& resolver) {
     });
 }
 
-Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
-                   std::vector<Applied>& applied) {
-    const auto& wanted = ns.table.entries;
-    std::size_t keep = 0;
-    while (keep < applied.size() && keep < wanted.size() && applied[keep].entry == wanted[keep])
-        ++keep;
-    if (keep == applied.size() && keep == wanted.size()) return {};
+namespace {
 
-    // Paths are looked up as the requester for a new entry; an entry made anew beneath a
-    // change (its requester is not here) as the owner, its SRC in the host's view.
-    Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
-    std::vector<Entry> coming_back, leaving;
-    for (std::size_t i = keep; i < applied.size(); ++i) {
-        leaving.push_back(applied[i].entry);
-        if (Editor::reusable(applied[i].entry, applied[i].skeleton))
-            coming_back.push_back(applied[i].entry);
-    }
-    std::vector<bool> by_owner(wanted.size());
-    bool any_new = false;
-    for (std::size_t j = keep; j < wanted.size(); ++j) {
-        by_owner[j] = std::find(leaving.begin(), leaving.end(), wanted[j]) != leaving.end();
-        any_new = any_new || !by_owner[j];
-    }
-    auto owner_id = identity_of(owner);
-    if (!owner_id) return owner_id.error();
-    // (An edit that only takes entries off needs nothing of the requester.)
-    auto requester_id = any_new ? identity_of(resolver) : Result<Identity>(*owner_id);
-    if (!requester_id) return requester_id.error();
-    // What hides a file: an empty file of pnsd's own, in the host.
-    // (Outside <runtime>/views: mounts there are unbindable.)
-    std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
-    UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
-    if (!empty_fd) return sys_error("create '" + empty + "'");
-    auto hider = [&]() -> Result<Source> {
-        auto tree = mnt::clone_tree(empty_fd.get(), "");
-        if (!tree) return tree.error();
-        return Source{std::move(*tree), {}, {}, {}, {}};
-    };
+// Who an edit looks paths up as, and where (Views::edit).
+struct Lookups {
+    int host;                 // the host's mount namespace
+    int proc_fds;             // pnsd's /proc/self/fd, opened in the host
+    const std::string& view;  // the view's name: a -c union's work directory is named after it
+    int empty;                // pnsd's empty file, in the host: what hides a file
+    const Resolver& owner;    // for entries made anew: their requester is not here
+    const Identity& owner_id;
+    const Resolver& requester;  // for new entries
+    const Identity& requester_id;
+};
 
-    // Outside the view: the sources of binds that cannot come back as they were.
+// A clone of pnsd's empty file, made in the host (open_tree clones only mounts of the
+// namespace it runs in).
+Result<Source> empty_file_tree(int empty) {
+    auto tree = mnt::clone_tree(empty, "");
+    if (!tree) return tree.error();
+    return Source{std::move(*tree), {}, {}, {}, {}};
+}
+
+// SRC of a bind entry as `who` finds it, outside the view.
+Result<Source> bind_source(const Lookups& l, const Entry& entry, const Resolver& who,
+                           const Identity& as) {
+    return resolve_source(l.host, l.proc_fds, who, as, entry.source,
+                          entry.create ? work_dir_name(entry.source, l.view) : "",
+                          entry.mode != UnionMode::kReplace);
+}
+
+// Outside the view, before anything comes off: what the plan's new entries are made of (the
+// sources of binds and the empty files of hides that cannot come back as they were), by index
+// of `wanted`.
+Result<std::vector<std::optional<Source>>> prepare_put_on(const Lookups& l, const EditPlan& plan,
+                                                          const std::vector<Entry>& wanted) {
     std::vector<std::optional<Source>> prepared(wanted.size());
-    for (std::size_t j = keep; j < wanted.size(); ++j) {
-        const Entry& entry = wanted[j];
-        if (auto back = std::find(coming_back.begin(), coming_back.end(), entry);
-            back != coming_back.end()) {
-            coming_back.erase(back);
-            continue;
-        }
+    for (const auto& put : plan.put_on) {
+        if (put.reused) continue;
+        const Entry& entry = wanted[put.index];
         if (entry.kind == EntryKind::kHide) {
-            auto tree = hider();
+            auto tree = empty_file_tree(l.empty);
             if (!tree) return tree.error();
-            prepared[j] = std::move(*tree);
+            prepared[put.index] = std::move(*tree);
             continue;
         }
         if (entry.kind != EntryKind::kBind) continue;
@@ -1574,29 +582,65 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
             return Error::invalid("'" + format_entry(entry) +
                                   "': overlayfs always searches its writable layer first, so "
                                   "-c works with -b only");
-        const Resolver& who = by_owner[j] ? owner : resolver;
-        const Identity& as = by_owner[j] ? *owner_id : *requester_id;
-        auto source = resolve_source(host_.get(), proc_fds_.get(), who, as, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
-                                     entry.mode != UnionMode::kReplace);
+        auto source = put.as_owner ? bind_source(l, entry, l.owner, l.owner_id)
+                                   : bind_source(l, entry, l.requester, l.requester_id);
         if (!source) return source.error();
-        prepared[j] = std::move(*source);
+        prepared[put.index] = std::move(*source);
     }
-    // Old entries that must be made anew on the way back, should the edit fail.
-    std::vector<std::optional<Source>> restore_sources(applied.size());
-    for (std::size_t i = keep; i < applied.size(); ++i) {
-        const Entry& entry = applied[i].entry;
-        if (Editor::reusable(entry, applied[i].skeleton)) continue;
+    return prepared;
+}
+
+// The applied entries that must be made anew on the way back, should the edit fail, by index
+// of `applied`; looked up as the owner. One that cannot be found now is missing from the undo,
+// which then fails with the reason.
+std::vector<std::optional<Source>> prepare_undo(const Lookups& l, const EditPlan& plan,
+                                                const std::vector<AppliedEntry>& applied) {
+    std::vector<std::optional<Source>> sources(applied.size());
+    for (const auto& back : plan.undo) {
+        if (!back.remade) continue;
+        const Entry& entry = applied[back.index].entry;
         if (entry.kind == EntryKind::kHide) {
-            if (auto tree = hider()) restore_sources[i] = std::move(*tree);
+            if (auto tree = empty_file_tree(l.empty)) sources[back.index] = std::move(*tree);
             continue;
         }
         if (entry.kind != EntryKind::kBind) continue;
-        auto source = resolve_source(host_.get(), proc_fds_.get(), owner, *owner_id, entry.source,
-                                     entry.create ? work_dir_name(entry.source, ns.name) : "",
-                                     entry.mode != UnionMode::kReplace);
-        if (source) restore_sources[i] = std::move(*source);
+        if (auto source = bind_source(l, entry, l.owner, l.owner_id))
+            sources[back.index] = std::move(*source);
     }
+    return sources;
+}
+
+}  // namespace
+
+Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
+                   std::vector<Applied>& applied) {
+    const auto& wanted = ns.table.entries;
+    std::vector<AppliedEntry> as_applied;
+    as_applied.reserve(applied.size());
+    for (const auto& a : applied) as_applied.push_back({a.entry, a.skeleton});
+    const EditPlan plan = plan_edit(as_applied, wanted);
+    if (!plan.changes()) return {};
+    const std::size_t keep = plan.keep;
+
+    // Paths are looked up as the requester for a new entry; an entry made anew beneath a
+    // change (its requester is not here) as the owner, its SRC in the host's view.
+    Resolver owner{ns.owner, auth::primary_gid(ns.owner), 0};
+    auto owner_id = identity_of(owner);
+    if (!owner_id) return owner_id.error();
+    // (An edit that only takes entries off needs nothing of the requester.)
+    auto requester_id =
+        plan.needs_requester() ? identity_of(resolver) : Result<Identity>(*owner_id);
+    if (!requester_id) return requester_id.error();
+    // What hides a file: an empty file of pnsd's own, in the host.
+    // (Outside <runtime>/views: mounts there are unbindable.)
+    std::string empty = dir_.substr(0, dir_.rfind('/')) + "/empty";
+    UniqueFd empty_fd(::open(empty.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444));
+    if (!empty_fd) return sys_error("create '" + empty + "'");
+    Lookups lookups{host_.get(), proc_fds_.get(), ns.name,  empty_fd.get(),
+                    owner,       *owner_id,       resolver, *requester_id};
+    auto prepared = prepare_put_on(lookups, plan, wanted);
+    if (!prepared) return prepared.error();
+    auto restore_sources = prepare_undo(lookups, plan, as_applied);
 
     // The journal is opened here, in the host: in the view, an entry of the owner's may cover
     // the runtime directory.
@@ -1619,12 +663,15 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
                 return append_journal(journal.get(), JournalRecord{path, under, id});
             },
             std::move(skeletons));
+        // The plan's undo: what is above the kept prefix now (what this edit put on, or
+        // what it had not yet taken off) comes off, then the applied entries go back on.
         auto restore = [&]() -> Status {
             if (auto st = editor.take_off(now, keep); !st) return st;
-            for (std::size_t i = keep; i < applied.size(); ++i) {
-                auto back = editor.put_on<Applied>(applied[i].entry, restore_sources[i], *owner_id);
-                if (!back) return back.error();
-                now.push_back(std::move(*back));
+            for (const auto& back : plan.undo) {
+                auto put = editor.put_on<Applied>(applied[back.index].entry,
+                                                  restore_sources[back.index], *owner_id);
+                if (!put) return put.error();
+                now.push_back(std::move(*put));
             }
             return {};
         };
@@ -1635,12 +682,15 @@ Status Views::edit(const Namespace& ns, const Resolver& resolver, int primary,
                              error.message + "; undoing it failed too: " + undone.error().message};
             return error;
         };
-        if (auto st = editor.take_off(now, keep); !st) return fail(st.error());
-        for (std::size_t j = keep; j < wanted.size(); ++j) {
-            auto put = editor.put_on<Applied>(wanted[j], prepared[j],
-                                              by_owner[j] ? *owner_id : *requester_id);
-            if (!put) return fail(std::move(put).error());
-            now.push_back(std::move(*put));
+        // `now` is `applied` until the first take-off: the plan's indices are its top.
+        for (const auto& off : plan.take_off) {
+            if (auto st = editor.take_off_top(now, off.park); !st) return fail(st.error());
+        }
+        for (const auto& put : plan.put_on) {
+            auto made = editor.put_on<Applied>(wanted[put.index], (*prepared)[put.index],
+                                               put.as_owner ? *owner_id : *requester_id);
+            if (!made) return fail(std::move(made).error());
+            now.push_back(std::move(*made));
         }
         return {};
     }();
@@ -1677,17 +727,6 @@ Status Views::destroy(const std::string& name) {
             return sys_error("remove '" + view + "'");
         return {};
     });
-}
-
-Result<std::string> Views::identity(const std::string& name) const {
-    auto text = read_text(view_dir(name) + "/id");
-    if (!text) return Error(std::move(text).error());
-    while (!text->empty() && text->back() == '\n') text->pop_back();
-    return text;
-}
-
-Status Views::set_identity(const std::string& name, const NamespaceId& id) const {
-    return write_text(view_dir(name) + "/id", id.hex() + "\n");
 }
 
 Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver& resolver) {
@@ -1786,54 +825,8 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
 }
 
 Result<nlohmann::json> Views::explain(const Namespace& ns, const std::string& path) {
-    // The last entry at or above `path` decides; its DST prefix is replaced by its SRC. A deny
-    // entry serves nothing; it only says that members may not open the file.
-    json denied = nullptr;
-    for (std::size_t i = 0; i < ns.table.entries.size(); ++i) {
-        const Entry& e = ns.table.entries[i];
-        if (e.kind == EntryKind::kDeny && e.target == path) denied = i + 1;
-    }
-    for (auto it = ns.table.entries.rbegin(); it != ns.table.entries.rend(); ++it) {
-        const Entry& e = *it;
-        if (e.kind == EntryKind::kDeny) continue;
-        bool covers = path == e.target || e.target == "/" ||
-                      (path.starts_with(e.target) && path[e.target.size()] == '/');
-        if (!covers) continue;
-        std::size_t index = static_cast<std::size_t>(ns.table.entries.rend() - it);
-        std::string rest = e.target == "/" ? path : path.substr(e.target.size());
-        json j = {{"path", path}, {"entry", index}, {"line", format_entry(e)}};
-        if (!denied.is_null()) j["denied_by_entry"] = denied;
-        switch (e.kind) {
-            case EntryKind::kBind: {
-                std::string from = e.source == "/" ? (rest.empty() ? "/" : rest) : e.source + rest;
-                j["resolves_to"] = from;
-                // A union searches its layers in order; the first that has the name serves it.
-                if (e.mode == UnionMode::kBefore) j["layers"] = {from, path};
-                if (e.mode == UnionMode::kAfter) {
-                    j["layers"] = {path, from};
-                    j["resolves_to"] = path;
-                }
-                if (e.mode != UnionMode::kReplace) j["union"] = true;
-                break;
-            }
-            case EntryKind::kHide:
-                j["hidden"] = true;
-                break;
-            case EntryKind::kReadOnly:
-                j["read_only"] = true;
-                j["resolves_to"] = path;
-                break;
-            case EntryKind::kTmpfs:
-                j["private_tmpfs"] = true;
-                break;
-            case EntryKind::kDeny:
-                break;
-        }
-        return j;
-    }
-    json j = {{"path", path}, {"entry", nullptr}, {"resolves_to", path}};
-    if (!denied.is_null()) j["denied_by_entry"] = denied;
-    return j;
+    // Read from the table alone: no lookup in the view (agent/views/explain.hpp).
+    return to_json(explain_path(ns.table, path), ns.table);
 }
 
 }  // namespace pns::agent

@@ -122,7 +122,8 @@ class Views {
     };
     Result<GuardFacts> guard_facts(const Namespace& ns, const Resolver& resolver);
 
-    // Which entry serves `path` in the view, and what it resolves to.
+    // Which entry serves `path` in the view, and what it resolves to, from the table alone
+    // (explain_path, agent/views/explain.hpp).
     Result<nlohmann::json> explain(const Namespace& ns, const std::string& path);
 
     std::string view_dir(const std::string& name) const { return dir_ + "/" + name; }
