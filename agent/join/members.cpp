@@ -241,9 +241,8 @@ void Members::with_destination(const Namespace& ns, bool root, uid_t uid, gid_t 
 }
 
 std::uint32_t Members::primary_of(const std::string& name) const {
-    struct stat st {};
-    if (::stat((views_.view_dir(name) + "/mnt").c_str(), &st) != 0) return 0;
-    return static_cast<std::uint32_t>(st.st_ino);
+    auto inode = views_.primary_inode(name);
+    return inode ? *inode : 0;
 }
 
 std::string Members::name_of(std::uint32_t ns) const {
@@ -683,6 +682,72 @@ void Members::set_record(pid_t pid, const std::string& ns, const std::string& st
     rec.start_time = stat ? stat->start_time : 0;
 }
 
+// A join (or detach) the tracer completed: records, events and the answer.
+void Members::on_joined(TraceEvent& ev, const Outstanding& out, const std::string& ns,
+                    const std::string& label) {
+    json result = {{"pid", ev.pid}, {"name", ns}};
+    if (out.kind == Outstanding::Kind::kPolicy) {
+        // It joined as it was when this join was authorized; refused since (an
+        // exec, held again): continued now that the tracer has let it go.
+        if (out.let_go && out.pidfd)
+            (void)proc::signal_pidfd(out.pidfd->get(), SIGCONT);
+        set_record(ev.pid, ns, "member");
+        const bool held = out.held == Held::kAtExec;
+        spdlog::info("policy: {} joined {}{}", label, quote(ns),
+                     held ? " (it was held at exec)" : "");
+        publish(held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
+                "cgroup policy");
+        outstanding_.erase(ev.request);
+        return;
+    }
+    if (out.kind == Outstanding::Kind::kDetach) {
+        if (tracker_) (void)tracker_->remove_member(ev.pid);
+        records_.erase(ev.pid);
+        result["state"] = "detached";
+        spdlog::info("members: {} left {} for the host view", label, quote(ns));
+    } else {
+        set_record(ev.pid, ns, "member");
+        result["state"] = "member";
+        spdlog::info("members: {} joined {}", label, quote(ns));
+        publish("joined", ev.pid, comm_of(ev.pid), ns);
+        // Said, not swallowed: a member the tracker does not know is not guarded
+        // and its escapes go unseen.
+        if (tracker_ && !tracker_->has_member(ev.pid) && ::kill(ev.pid, 0) == 0) {
+            ev.message += std::string(ev.message.empty() ? "" : "; ") +
+                          "the tracker could not record it (its members map is "
+                          "full?): it is in the view but not tracked";
+        }
+    }
+    if (!ev.message.empty()) {
+        result["warning"] = ev.message;
+        spdlog::warn("members: {}: {}", label, ev.message);
+    }
+    answer(ev.request, result);
+    outstanding_.erase(ev.request);
+}
+
+// A join the tracer could not make: a process held at exec for a policy is continued (refused
+// meanwhile) or killed (it may run nothing outside the view); the caller is told why.
+void Members::on_failed(const TraceEvent& ev, const Outstanding& out, const std::string& ns,
+                    const std::string& label) {
+    if (out.kind == Outstanding::Kind::kPolicy && out.let_go && out.pidfd) {
+        // refused meanwhile: left where it is
+        (void)proc::signal_pidfd(out.pidfd->get(), SIGCONT);
+    } else if (out.kind == Outstanding::Kind::kPolicy && out.held == Held::kAtExec &&
+               out.pidfd) {
+        (void)proc::signal_pidfd(out.pidfd->get(), SIGKILL);
+        spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
+                     label, quote(ns), ev.message);
+    }
+    if (auto rec = records_.find(ev.pid);
+        rec != records_.end() && rec->second.state != "member")
+        records_.erase(rec);
+    spdlog::info("members: {} did not join {}: {}", label, quote(ns), ev.message);
+    publish("failed", ev.pid, comm_of(ev.pid), ns, ev.message);
+    answer(ev.request, Error{ev.code ? ev.code : EIO, label + ": " + ev.message});
+    outstanding_.erase(ev.request);
+}
+
 void Members::on_tracer_events() {
     using Kind = TraceEvent::Kind;
     for (auto& ev : tracer_.take_events()) {
@@ -694,49 +759,9 @@ void Members::on_tracer_events() {
         std::string label = std::to_string(ev.pid);
         if (auto st = proc::read_status(ev.pid); st) label += " (" + st->name + ")";
         switch (ev.kind) {
-            case Kind::kJoined: {
-                if (!out) break;  // a request merged into a later one (see join_for_policy)
-                json result = {{"pid", ev.pid}, {"name", ns}};
-                if (out->kind == Outstanding::Kind::kPolicy) {
-                    // It joined as it was when this join was authorized; refused since (an
-                    // exec, held again): continued now that the tracer has let it go.
-                    if (out->let_go && out->pidfd)
-                        (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
-                    set_record(ev.pid, ns, "member");
-                    const bool held = out->held == Held::kAtExec;
-                    spdlog::info("policy: {} joined {}{}", label, quote(ns),
-                                 held ? " (it was held at exec)" : "");
-                    publish(held ? "joined-held" : "joined", ev.pid, comm_of(ev.pid), ns,
-                            "cgroup policy");
-                    outstanding_.erase(ev.request);
-                    break;
-                }
-                if (out->kind == Outstanding::Kind::kDetach) {
-                    if (tracker_) (void)tracker_->remove_member(ev.pid);
-                    records_.erase(ev.pid);
-                    result["state"] = "detached";
-                    spdlog::info("members: {} left {} for the host view", label, quote(ns));
-                } else {
-                    set_record(ev.pid, ns, "member");
-                    result["state"] = "member";
-                    spdlog::info("members: {} joined {}", label, quote(ns));
-                    publish("joined", ev.pid, comm_of(ev.pid), ns);
-                    // Said, not swallowed: a member the tracker does not know is not guarded
-                    // and its escapes go unseen.
-                    if (tracker_ && !tracker_->has_member(ev.pid) && ::kill(ev.pid, 0) == 0) {
-                        ev.message += std::string(ev.message.empty() ? "" : "; ") +
-                                      "the tracker could not record it (its members map is "
-                                      "full?): it is in the view but not tracked";
-                    }
-                }
-                if (!ev.message.empty()) {
-                    result["warning"] = ev.message;
-                    spdlog::warn("members: {}: {}", label, ev.message);
-                }
-                answer(ev.request, result);
-                outstanding_.erase(ev.request);
+            case Kind::kJoined:
+                if (out) on_joined(ev, *out, ns, label);  // else merged into a later request
                 break;
-            }
             case Kind::kSupervising:
                 set_record(ev.pid, ns, "supervised");
                 spdlog::info(
@@ -754,23 +779,7 @@ void Members::on_tracer_events() {
                                         {"warning", ev.message}});
                 break;
             case Kind::kFailed:
-                if (!out) break;
-                if (out->kind == Outstanding::Kind::kPolicy && out->let_go && out->pidfd) {
-                    // refused meanwhile: left where it is
-                    (void)proc::signal_pidfd(out->pidfd->get(), SIGCONT);
-                } else if (out->kind == Outstanding::Kind::kPolicy && out->held == Held::kAtExec &&
-                           out->pidfd) {
-                    (void)proc::signal_pidfd(out->pidfd->get(), SIGKILL);
-                    spdlog::warn("policy: {} killed: held at exec for {} and could not join: {}",
-                                 label, quote(ns), ev.message);
-                }
-                if (auto rec = records_.find(ev.pid);
-                    rec != records_.end() && rec->second.state != "member")
-                    records_.erase(rec);
-                spdlog::info("members: {} did not join {}: {}", label, quote(ns), ev.message);
-                publish("failed", ev.pid, comm_of(ev.pid), ns, ev.message);
-                answer(ev.request, Error{ev.code ? ev.code : EIO, label + ": " + ev.message});
-                outstanding_.erase(ev.request);
+                if (out) on_failed(ev, *out, ns, label);
                 break;
             case Kind::kExecJoined:
                 set_record(ev.pid, ns, "member");

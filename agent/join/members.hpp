@@ -148,6 +148,11 @@ class Members {
     Json processes(const Caller& caller, const std::string* only) const;
 
     void answer(std::uint64_t request, const Result<Json>& result);
+    // The tracer's outcome of one join (on_tracer_events).
+    void on_joined(TraceEvent& ev, const Outstanding& out, const std::string& ns,
+                   const std::string& label);
+    void on_failed(const TraceEvent& ev, const Outstanding& out, const std::string& ns,
+                   const std::string& label);
     void set_record(pid_t pid, const std::string& ns, const std::string& state);
     // Forgets the records of processes that are gone.
     void prune();

@@ -300,10 +300,9 @@ void Registry::finish_realize(const WorkPtr& work, Status status) {
 
 void Registry::forget_guard(const std::string& name) {
     if (!guard_ || !views_) return;
-    auto primary = views_->primary(name);
-    struct stat st {};
-    if (!primary || ::fstat(primary->get(), &st) != 0) return;
-    if (auto forgot = guard_->forget(static_cast<std::uint32_t>(st.st_ino)); !forgot)
+    auto inode = views_->primary_inode(name);
+    if (!inode) return;
+    if (auto forgot = guard_->forget(*inode); !forgot)
         spdlog::warn("guard: forget {}: {}", quote(name), forgot.error().message);
 }
 
@@ -357,9 +356,7 @@ void Registry::adopt_views(std::chrono::milliseconds patience) {
     if (guard_) {
         std::vector<std::uint32_t> live;
         for (const auto& [name, ns] : namespaces_) {
-            struct stat st {};
-            if (auto primary = views_->primary(name); primary && ::fstat(primary->get(), &st) == 0)
-                live.push_back(static_cast<std::uint32_t>(st.st_ino));
+            if (auto inode = views_->primary_inode(name); inode) live.push_back(*inode);
         }
         guard_->keep_only(live);
     }

@@ -1,4 +1,5 @@
 #include "agent/namespaces/store.hpp"
+#include "agent/files.hpp"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -26,18 +27,6 @@ constexpr std::string_view kSuffix = ".json";
 constexpr std::string_view kTempSuffix = ".tmp";
 // Larger than any valid table's file (kMaxEntries entries of two kMaxPathLength paths).
 constexpr off_t kMaxFileBytes = 1100u << 20;
-
-Status write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return sys_error("write");
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return {};
-}
 
 Result<std::string> read_file_at(int dir_fd, const std::string& name) {
     // O_NONBLOCK: a FIFO left in the directory must be reported, not block pnsd's start.
@@ -241,32 +230,6 @@ void Store::identify(Loaded& loaded) const {
                                      "), so what refers to it will not outlive a restart");
     }
     std::erase_if(loaded.namespaces, [](const Namespace& ns) { return ns.name.empty(); });
-}
-
-Status write_file_atomically(int dirfd, const std::string& dir_path, const std::string& file,
-                             std::string_view content) {
-    std::string_view stem = file;
-    if (stem.ends_with(kSuffix)) stem.remove_suffix(kSuffix.size());
-    std::string temp = "." + std::string(stem) + std::string(kTempSuffix);
-    std::string context = "save '" + dir_path + "/" + file + "'";
-    // Made anew, never opened: whatever is at the temporary name (a leftover of a crash, or a
-    // link planted there) goes first, and O_EXCL|O_NOFOLLOW writes through nothing else.
-    if (::unlinkat(dirfd, temp.c_str(), 0) != 0 && errno != ENOENT)
-        return sys_error(context + ": remove the old temporary file");
-    UniqueFd fd(
-        ::openat(dirfd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error(context + ": create temporary file");
-    auto fail = [&](Error error) {
-        ::unlinkat(dirfd, temp.c_str(), 0);
-        return Error{error.code, context + ": " + error.message};
-    };
-    if (auto st = write_all(fd.get(), content); !st) return fail(st.error());
-    if (::fsync(fd.get()) != 0) return fail(sys_error("fsync"));
-    fd.reset();
-    if (::renameat(dirfd, temp.c_str(), dirfd, file.c_str()) != 0) return fail(sys_error("rename"));
-    // The rename is durable only once the directory is.
-    if (::fsync(dirfd) != 0) return sys_error(context + ": fsync directory");
-    return {};
 }
 
 Status Store::save(const Namespace& ns) const {

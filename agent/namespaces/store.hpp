@@ -13,12 +13,6 @@
 
 namespace pns::agent {
 
-// Writes `content` to `dir_path`/`file` (dirfd is that directory) so that a crash leaves the
-// old file or the new one, never a torn one: temporary file, fsync, rename, fsync of the
-// directory.
-Status write_file_atomically(int dirfd, const std::string& dir_path, const std::string& file,
-                             std::string_view content);
-
 class Store {
   public:
     // Creates <state_dir> (0700) and its namespaces/ directory if missing, and takes an

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "agent/files.hpp"
 #include "common/unique_fd.hpp"
 
 namespace pns::agent::detail {
@@ -27,19 +28,11 @@ Result<std::string> read_text(const std::string& path) {
 }
 
 Status write_text(const std::string& path, const std::string& text) {
-    std::string temp = path + ".tmp";
-    UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) return sys_error("create '" + temp + "'");
-    std::string_view rest = text;
-    while (!rest.empty()) {
-        ssize_t n = ::write(fd.get(), rest.data(), rest.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return sys_error("write '" + temp + "'");
-        rest.remove_prefix(static_cast<std::size_t>(n));
-    }
-    fd.reset();
-    if (::rename(temp.c_str(), path.c_str()) != 0) return sys_error("rename '" + temp + "'");
-    return {};
+    auto slash = path.rfind('/');
+    std::string dir = slash == 0 ? "/" : path.substr(0, slash);
+    UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dirfd) return sys_error("open directory '" + dir + "'");
+    return write_file_atomically(dirfd.get(), dir, path.substr(slash + 1), text);
 }
 
 }  // namespace pns::agent::detail

@@ -14,7 +14,8 @@ Status make_dir(const std::string& path, mode_t mode);
 
 Result<std::string> read_text(const std::string& path);
 
-// Writes `path` through a temporary file and rename, so a reader sees old or new.
+// Writes `path` (absolute) whole, atomically: agent/files.hpp's write_file_atomically, whose
+// temporary file is temporary_name_of(its name).
 Status write_text(const std::string& path, const std::string& text);
 
 }  // namespace pns::agent::detail

@@ -6,8 +6,9 @@
 // entries before it made, so everything after a changed entry is taken off and put on again;
 // and pnsd takes a mount off only where nothing covers it (InView::find, editor.hpp). So an
 // edit keeps the longest common prefix of the two lists, takes the rest of the applied
-// entries off, top first, and puts the rest of the wanted ones on, in order. A mount taken off is kept as a detached tree, and put back as it
-// is for an identical wanted entry, when it holds nothing of the entries below it (reusable).
+// entries off, top first, and puts the rest of the wanted ones on, in order. A mount taken
+// off is kept as a detached tree, and put back as it is for an identical wanted entry, when it
+// holds nothing of the entries below it (reusable).
 // A failed edit is undone the same way: what it put on comes off, top first, and the entries
 // it took off go back on, in their order.
 #pragma once

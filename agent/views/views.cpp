@@ -210,6 +210,23 @@ Result<std::unique_ptr<Views>> Views::open(const std::string& runtime_dir) {
     return views;
 }
 
+namespace {
+
+// The inode of the mount namespace `fd` refers to, as the tracker's and guard's maps hold it.
+Result<std::uint32_t> namespace_inode_of(int fd, const std::string& name) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return sys_error("stat the view of " + quote(name));
+    return static_cast<std::uint32_t>(st.st_ino);
+}
+
+}  // namespace
+
+Result<std::uint32_t> Views::primary_inode(const std::string& name) const {
+    auto fd = primary(name);
+    if (!fd) return fd.error();
+    return namespace_inode_of(fd->get(), name);
+}
+
 Result<UniqueFd> Views::primary(const std::string& name) const {
     UniqueFd fd(::open((view_dir(name) + "/mnt").c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return sys_error("open the view of " + quote(name));
@@ -721,7 +738,9 @@ Status Views::destroy(const std::string& name) {
             ::rmdir((view + "/users").c_str());
         }
         unpin(view + "/mnt");
-        for (const char* file : {"/state.json", "/state.json.tmp", "/journal", "/id", "/id.tmp"})
+        // (state.json.tmp and id.tmp: the temporary names of builds before agent/files.hpp.)
+        for (const char* file : {"/state.json", "/.state.tmp", "/state.json.tmp", "/journal",
+                                 "/id", "/.id.tmp", "/id.tmp"})
             ::unlink((view + file).c_str());
         if (::rmdir(view.c_str()) != 0 && errno != ENOENT)
             return sys_error("remove '" + view + "'");
@@ -734,9 +753,9 @@ Result<Views::GuardFacts> Views::guard_facts(const Namespace& ns, const Resolver
     facts.user_controlled = ns.owner != 0;
     auto primary_fd = primary(ns.name);
     if (!primary_fd) return primary_fd.error();
-    struct stat pinned {};
-    if (::fstat(primary_fd->get(), &pinned) != 0) return sys_error("stat the view");
-    facts.ns = static_cast<std::uint32_t>(pinned.st_ino);
+    auto inode = namespace_inode_of(primary_fd->get(), ns.name);
+    if (!inode) return inode.error();
+    facts.ns = *inode;
     auto editor = identity_of(resolver);
     if (!editor) return editor.error();
 

@@ -75,6 +75,10 @@ class Views {
 
     // An open fd of the primary's mount namespace, for tests and for joining.
     Result<UniqueFd> primary(const std::string& name) const;
+    // The inode of the primary's mount namespace: how the tracker's and the guard's maps name
+    // namespace `name` (an nsfs inode number fits their 32 bits: proc_alloc_inum). The one way
+    // pnsd finds it.
+    Result<std::uint32_t> primary_inode(const std::string& name) const;
 
     // The satellite of view `name` for a non-root member: a user namespace owned by `uid`
     // that maps only `uid` and `gid`, holding a mount namespace that is a slave of the
