@@ -29,7 +29,9 @@ forkexec() { # -> "median_us p99_us" of fork + exec /bin/true + wait, COUNT roun
   "$forks" "$count" "$work/go.$1" exec
 }
 
-bpf=$BENCH_BPF_DIR
+# The pins as the bench's pnsd sees them: through its root, since on a machine where nobody
+# mounted bpffs it mounts one in its own mount namespace (a slave of this one), out of sight here.
+pins() { echo "/proc/$pid/root$BENCH_BPF_DIR"; }
 cg=$cgroot/pnsbench$$
 stats_before=$(sysctl -n kernel.bpf_stats_enabled)
 bench_extra_cleanup() {
@@ -47,7 +49,7 @@ for round in 1 2 3; do
   base_runs+=("$m"); base_p99+=("$p")
   rm -rf "$work"
   bench_start_pnsd "$pnsd"
-  for _ in $(seq 50); do [ -e "$bpf/link_on_exec" ] && break; sleep 0.1; done
+  for _ in $(seq 50); do [ -e "$(pins)/link_on_exec" ] && break; sleep 0.1; done
   read -r m p < <(forkexec "b$round")
   loaded_runs+=("$m"); loaded_p99+=("$p")
   if [ $round -lt 3 ]; then bench_cleanup; fi
@@ -55,7 +57,7 @@ done
 
 # What the tracker's programs themselves cost, from the kernel's own accounting
 # (kernel.bpf_stats_enabled): the time each takes per run, for one more loaded run.
-prog_of() { bpftool link show pinned "$bpf/link_$1" | awk '{for (i=1;i<=NF;i++) if ($i=="prog") print $(i+1)}'; }
+prog_of() { bpftool link show pinned "$(pins)/link_$1" | awk '{for (i=1;i<=NF;i++) if ($i=="prog") print $(i+1)}'; }
 stat_of() { bpftool prog show id "$1" | tr ' ' '\n' | grep -A1 "^$2\$" | tail -1 | tr -dc 0-9; }
 sysctl -qw kernel.bpf_stats_enabled=1
 declare -A t0 c0
@@ -84,8 +86,8 @@ mkdir -p "$work/d"; echo view >"$work/v"; echo host >"$work/d/t"
 view=$(stat -c %i "/proc/$pid/root$work/run/views/bench/mnt")
 read -r join_med join_p99 < <("$join" 1000 "$cg" "$view")
 held=$("$pnsctl" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["tracker"]["held_at_exec"])')
-memlock=$(bpftool map show pinned "$bpf/members" | tr ' ' '\n' | grep -A1 '^memlock$' | tail -1 | tr -dc 0-9)
-max_entries=$(bpftool map show pinned "$bpf/members" | tr ' ' '\n' | grep -A1 '^max_entries$' | tail -1 | tr -dc 0-9)
+memlock=$(bpftool map show pinned "$(pins)/members" | tr ' ' '\n' | grep -A1 '^memlock$' | tail -1 | tr -dc 0-9)
+max_entries=$(bpftool map show pinned "$(pins)/members" | tr ' ' '\n' | grep -A1 '^max_entries$' | tail -1 | tr -dc 0-9)
 
 echo "pns tracker bench ($(date -u +%F), $(nproc) cores, kernel $(uname -r))"
 printf '%-62s %10s %8s\n' "measure" "value" "ratio"
