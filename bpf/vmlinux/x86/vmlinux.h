@@ -8699,7 +8699,6 @@ enum bpf_func_id {
 	BPF_FUNC_skb_under_cgroup = 33,
 	BPF_FUNC_get_hash_recalc = 34,
 	BPF_FUNC_get_current_task = 35,
-	BPF_FUNC_probe_write_user = 36,
 	BPF_FUNC_current_task_under_cgroup = 37,
 	BPF_FUNC_skb_change_tail = 38,
 	BPF_FUNC_skb_pull_data = 39,
@@ -43199,7 +43198,6 @@ typedef u64 (*btf_bpf_probe_read_compat)(void *, u32, const void *);
 
 typedef u64 (*btf_bpf_probe_read_compat_str)(void *, u32, const void *);
 
-typedef u64 (*btf_bpf_probe_write_user)(void *, const void *, u32);
 
 typedef u64 (*btf_bpf_trace_printk)(char *, u32, u64, u64, u64);
 
